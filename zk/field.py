@@ -93,11 +93,11 @@ class PrimeField:
         return out
 
     def to_signed(self, a: np.ndarray) -> np.ndarray:
-        """Inverse of from_signed for elements in (-2^63, 2^63); ValueError otherwise."""
+        """Inverse of from_signed for elements in [-2^63, 2^63); ValueError otherwise."""
         vals = self.to_ints(a)
         half = self.modulus // 2
         out = [v if v <= half else v - self.modulus for v in vals]
-        if any(not (-(2**63) < v < 2**63) for v in out):
+        if any(not (-(2**63) <= v < 2**63) for v in out):
             raise ValueError("element does not hold a signed 64-bit integer")
         return np.array(out, dtype=np.int64)
 

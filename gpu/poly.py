@@ -1,0 +1,166 @@
+"""Multilinear-polynomial kernels: eq tables, folding, sumcheck round sums, matrix-vector folds.
+
+Bit order (little-endian, as everywhere in the project): entry i of a table of 2^m values is the
+polynomial at (b_0, ..., b_{m-1}) with i = sum_k b_k 2^k. Folding binds the lowest variable x_0
+(pairs (2j, 2j+1)), so a sumcheck's challenges arrive in variable order.
+
+Kernels only: no transcript, no protocol. Field elements are (n, 4) Montgomery arrays and ``d``
+is a field descriptor (see :mod:`gpu.field`).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numba import prange
+
+from gpu.field import ZERO, _chunk_bounds, add, load, mul, one, store, sub
+
+_jit = nb.njit(cache=True, nogil=True)
+_pjit = nb.njit(cache=True, nogil=True, parallel=True)
+
+
+@_pjit
+def eq_table(d, point, out):
+    """out[i] = eq(point, bits(i)) = prod_k (b_k r_k + (1 - b_k)(1 - r_k)); len(out) = 2^k."""
+    k = point.shape[0]
+    store(out, 0, one(d))
+    size = 1
+    for j in range(k):
+        r = load(point, j)
+        for i in prange(size):
+            x = load(out, i)
+            hi = mul(x, r, d)
+            store(out, i + size, hi)
+            store(out, i, sub(x, hi, d))
+        size *= 2
+
+
+@_pjit
+def fold(d, f, r, out):
+    """Bind x_0 = r: out[j] = f[2j] + r (f[2j+1] - f[2j]), for every row of f (k, 2n, 4)."""
+    for c in prange(f.shape[0] * out.shape[1]):
+        k = c // out.shape[1]
+        j = c - k * out.shape[1]
+        a = (f[k, 2 * j, 0], f[k, 2 * j, 1], f[k, 2 * j, 2], f[k, 2 * j, 3])
+        b = (f[k, 2 * j + 1, 0], f[k, 2 * j + 1, 1], f[k, 2 * j + 1, 2], f[k, 2 * j + 1, 3])
+        v = add(a, mul(r, sub(b, a, d), d), d)
+        out[k, j, 0] = v[0]
+        out[k, j, 1] = v[1]
+        out[k, j, 2] = v[2]
+        out[k, j, 3] = v[3]
+
+
+@_jit
+def _accumulate_pair(d, f, j, deg, cur, diff, acc):
+    """acc[t] += prod_k (f_k[2j] + t (f_k[2j+1] - f_k[2j])) for t = 0..deg."""
+    nf = f.shape[0]
+    for k in range(nf):
+        a = (f[k, 2 * j, 0], f[k, 2 * j, 1], f[k, 2 * j, 2], f[k, 2 * j, 3])
+        b = (f[k, 2 * j + 1, 0], f[k, 2 * j + 1, 1], f[k, 2 * j + 1, 2], f[k, 2 * j + 1, 3])
+        store(cur, k, a)
+        store(diff, k, sub(b, a, d))
+    for t in range(deg + 1):
+        if t > 0:
+            for k in range(nf):
+                store(cur, k, add(load(cur, k), load(diff, k), d))
+        prod = load(cur, 0)
+        for k in range(1, nf):
+            prod = mul(prod, load(cur, k), d)
+        store(acc, t, add(load(acc, t), prod, d))
+
+
+@_pjit
+def _round_parts(d, f, deg, chunks):
+    half = f.shape[1] // 2
+    parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
+    for c in prange(chunks):
+        lo, hi = _chunk_bounds(half, chunks, c)
+        cur = np.empty((f.shape[0], 4), dtype=np.uint64)
+        diff = np.empty((f.shape[0], 4), dtype=np.uint64)
+        acc = np.zeros((deg + 1, 4), dtype=np.uint64)
+        for j in range(lo, hi):
+            _accumulate_pair(d, f, j, deg, cur, diff, acc)
+        parts[c] = acc
+    return parts
+
+
+@_pjit
+def _fold_round_parts(d, f, r, out, deg, chunks):
+    """Fold f at x_0 = r into out, and return the next round's partial sums over out."""
+    half = out.shape[1] // 2
+    nf = f.shape[0]
+    parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
+    for c in prange(chunks):
+        lo, hi = _chunk_bounds(half, chunks, c)
+        cur = np.empty((nf, 4), dtype=np.uint64)
+        diff = np.empty((nf, 4), dtype=np.uint64)
+        acc = np.zeros((deg + 1, 4), dtype=np.uint64)
+        for j in range(lo, hi):
+            for q in range(2):
+                m = 2 * j + q
+                for k in range(nf):
+                    a = (f[k, 2 * m, 0], f[k, 2 * m, 1], f[k, 2 * m, 2], f[k, 2 * m, 3])
+                    b = (f[k, 2 * m + 1, 0], f[k, 2 * m + 1, 1], f[k, 2 * m + 1, 2],
+                         f[k, 2 * m + 1, 3])
+                    v = add(a, mul(r, sub(b, a, d), d), d)
+                    out[k, m, 0] = v[0]
+                    out[k, m, 1] = v[1]
+                    out[k, m, 2] = v[2]
+                    out[k, m, 3] = v[3]
+            _accumulate_pair(d, out, j, deg, cur, diff, acc)
+        parts[c] = acc
+    return parts
+
+
+@_jit
+def _sum_parts(d, parts):
+    deg1 = parts.shape[1]
+    res = np.zeros((deg1, 4), dtype=np.uint64)
+    for c in range(parts.shape[0]):
+        for t in range(deg1):
+            store(res, t, add(load(res, t), load(parts[c], t), d))
+    return res
+
+
+def _chunks(pairs: int) -> int:
+    return max(1, min(pairs // 256, 8 * nb.get_num_threads()))
+
+
+def round_sums(d, f: np.ndarray, deg: int) -> np.ndarray:
+    """Evaluations at t = 0..deg of sum_j prod_k f_k(t, bits(j)), x_0 being the free variable.
+
+    f is (k, 2n, 4); returns a (deg + 1, 4) array.
+    """
+    return _sum_parts(d, _round_parts(d, f, deg, _chunks(f.shape[1] // 2)))
+
+
+def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fold every row of f at x_0 = r and compute the next round's sums in the same pass.
+
+    Returns (folded (k, n, 4), sums (deg + 1, 4)); needs n >= 2.
+    """
+    out = np.empty((f.shape[0], f.shape[1] // 2, 4), dtype=np.uint64)
+    parts = _fold_round_parts(d, f, r, out, deg, _chunks(out.shape[1] // 2))
+    return out, _sum_parts(d, parts)
+
+
+@_pjit
+def rows_fold(d, a, rows, cols, w, out):
+    """out[x] = sum_i w[i] a[i*cols + x]: a (rows x cols, row-major) folded by row weights w."""
+    for x in prange(cols):
+        acc = (ZERO, ZERO, ZERO, ZERO)
+        for i in range(rows):
+            acc = add(acc, mul(load(w, i), load(a, i * cols + x), d), d)
+        store(out, x, acc)
+
+
+@_pjit
+def cols_fold(d, a, rows, cols, w, out):
+    """out[x] = sum_j a[x*cols + j] w[j]: a (rows x cols, row-major) folded by column weights."""
+    for x in prange(rows):
+        acc = (ZERO, ZERO, ZERO, ZERO)
+        base = x * cols
+        for j in range(cols):
+            acc = add(acc, mul(load(a, base + j), load(w, j), d), d)
+        store(out, x, acc)
