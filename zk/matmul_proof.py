@@ -19,7 +19,7 @@ from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.multilinear import evaluate, next_pow2
+from zk.multilinear import evaluate, from_matrix, next_pow2
 from zk.transcript import Transcript
 
 PROTOCOL = b"zkfhe/matmul-proof/v1"
@@ -27,13 +27,6 @@ LABEL_MATRICES = b"matmul-proof/matrices"
 LABEL_POINT = b"matmul-proof/point"
 MAX_SIDE = 1 << 16
 MAX_ENTRIES = 1 << 24
-
-
-def _padded(m: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Fr vector of the matrix zero-padded to rows x cols (row-major)."""
-    out = np.zeros((rows, cols), dtype=np.int64)
-    out[: m.shape[0], : m.shape[1]] = m
-    return Fr.from_signed(out)
 
 
 def _absorb_and_point(t: Transcript, fa: np.ndarray, fb: np.ndarray, fc: np.ndarray,
@@ -100,9 +93,9 @@ def prove_matmul(a: np.ndarray, b: np.ndarray) -> MatmulProof:
         raise ProverError("entries too large for exact int64 products")
     c = a.astype(np.int64) @ b.astype(np.int64)
     shape = products.MatmulShape(next_pow2(n), next_pow2(k), next_pow2(m))
-    fa = _padded(a, shape.rows, shape.inner)
-    fb = _padded(b, shape.inner, shape.cols)
-    fc = _padded(c, shape.rows, shape.cols)
+    fa = from_matrix(a, shape.rows, shape.inner)
+    fb = from_matrix(b, shape.inner, shape.cols)
+    fc = from_matrix(c, shape.rows, shape.cols)
     t = Transcript(PROTOCOL)
     point = _absorb_and_point(t, fa, fb, fc, shape)
     claim = Claim(tuple(point), evaluate(fc, point))

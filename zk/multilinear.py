@@ -65,6 +65,15 @@ def pad(v: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def from_matrix(m: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Fr vector of an integer matrix zero-padded to rows x cols, row-major."""
+    if m.shape[0] > rows or m.shape[1] > cols:
+        raise ValueError(f"a {m.shape} matrix does not fit in {rows}x{cols}")
+    out = np.zeros((rows, cols), dtype=np.int64)
+    out[: m.shape[0], : m.shape[1]] = m
+    return Fr.from_signed(out)
+
+
 def fold_rows(a: np.ndarray, rows: int, cols: int, row_point: Sequence[int]) -> np.ndarray:
     """The column vector (a~(bits(x), row_point))_x = sum_i eq(row_point, i) a[i, x]."""
     w = eq_table(row_point)
