@@ -114,3 +114,14 @@ def test_random_is_in_range_and_varies():
 def test_scalar_round_trip():
     for x in edge_values(Fr.modulus):
         assert Fr.scalar_to_int(Fr.scalar(x)) == x
+
+
+def test_against_galois():
+    galois = pytest.importorskip("galois")
+    GF = galois.GF(Fr.modulus, primitive_element=5, verify=False)
+    rng = np.random.default_rng(11)
+    a, b = Fr.random(50, rng), Fr.random(50, rng)
+    xs, ys = Fr.to_ints(a), Fr.to_ints(b)
+    ga, gb = GF(xs), GF(ys)
+    assert Fr.to_ints(Fr.mul(a, b)) == [int(v) for v in ga * gb]
+    assert Fr.to_ints(Fr.batch_inverse(a)) == [int(v) for v in ga ** -1]
