@@ -52,8 +52,21 @@ def fold(d, f, r, out):
 
 
 @_jit
-def _accumulate_pair(d, f, j, deg, cur, diff, acc):
-    """acc[t] += prod_k (f_k[2j] + t (f_k[2j+1] - f_k[2j])) for t = 0..deg."""
+def _is_unit(d, terms, coeffs):
+    if terms.shape[0] != 1:
+        return False
+    u = one(d)
+    return (coeffs[0, 0] == u[0] and coeffs[0, 1] == u[1] and coeffs[0, 2] == u[2]
+            and coeffs[0, 3] == u[3])
+
+
+@_jit
+def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, cur, diff, acc):
+    """acc[t] += sum_s coeffs[s] prod_{k in terms[s]} (f_k[2j] + t (f_k[2j+1] - f_k[2j])).
+
+    terms is (n_terms, width) of factor indices, padded with -1; t runs over 0..deg. ``unit``
+    says there is one term with coefficient 1, whose multiplication is skipped.
+    """
     nf = f.shape[0]
     for k in range(nf):
         a = (f[k, 2 * j, 0], f[k, 2 * j, 1], f[k, 2 * j, 2], f[k, 2 * j, 3])
@@ -64,33 +77,44 @@ def _accumulate_pair(d, f, j, deg, cur, diff, acc):
         if t > 0:
             for k in range(nf):
                 store(cur, k, add(load(cur, k), load(diff, k), d))
-        prod = load(cur, 0)
-        for k in range(1, nf):
-            prod = mul(prod, load(cur, k), d)
-        store(acc, t, add(load(acc, t), prod, d))
+        total = (ZERO, ZERO, ZERO, ZERO)
+        for s in range(terms.shape[0]):
+            prod = load(cur, terms[s, 0])
+            for w in range(1, terms.shape[1]):
+                k = terms[s, w]
+                if k < 0:
+                    break
+                prod = mul(prod, load(cur, k), d)
+            if unit:
+                total = prod
+            else:
+                total = add(total, mul(prod, load(coeffs, s), d), d)
+        store(acc, t, add(load(acc, t), total, d))
 
 
 @_pjit
-def _round_parts(d, f, deg, chunks):
+def _round_parts(d, f, deg, terms, coeffs, chunks):
     half = f.shape[1] // 2
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
+    unit = _is_unit(d, terms, coeffs)
     for c in prange(chunks):
         lo, hi = _chunk_bounds(half, chunks, c)
         cur = np.empty((f.shape[0], 4), dtype=np.uint64)
         diff = np.empty((f.shape[0], 4), dtype=np.uint64)
         acc = np.zeros((deg + 1, 4), dtype=np.uint64)
         for j in range(lo, hi):
-            _accumulate_pair(d, f, j, deg, cur, diff, acc)
+            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, cur, diff, acc)
         parts[c] = acc
     return parts
 
 
 @_pjit
-def _fold_round_parts(d, f, r, out, deg, chunks):
+def _fold_round_parts(d, f, r, out, deg, terms, coeffs, chunks):
     """Fold f at x_0 = r into out, and return the next round's partial sums over out."""
     half = out.shape[1] // 2
     nf = f.shape[0]
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
+    unit = _is_unit(d, terms, coeffs)
     for c in prange(chunks):
         lo, hi = _chunk_bounds(half, chunks, c)
         cur = np.empty((nf, 4), dtype=np.uint64)
@@ -108,7 +132,7 @@ def _fold_round_parts(d, f, r, out, deg, chunks):
                     out[k, m, 1] = v[1]
                     out[k, m, 2] = v[2]
                     out[k, m, 3] = v[3]
-            _accumulate_pair(d, out, j, deg, cur, diff, acc)
+            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, cur, diff, acc)
         parts[c] = acc
     return parts
 
@@ -127,21 +151,24 @@ def _chunks(pairs: int) -> int:
     return max(1, min(pairs // 256, 8 * nb.get_num_threads()))
 
 
-def round_sums(d, f: np.ndarray, deg: int) -> np.ndarray:
-    """Evaluations at t = 0..deg of sum_j prod_k f_k(t, bits(j)), x_0 being the free variable.
+def round_sums(d, f: np.ndarray, deg: int, terms: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """Evaluations at t = 0..deg of sum_j sum_s coeffs[s] prod_{k in terms[s]} f_k(t, bits(j)),
+    x_0 being the free variable.
 
-    f is (k, 2n, 4); returns a (deg + 1, 4) array.
+    f is (k, 2n, 4); terms (n_terms, width) int64 padded with -1; coeffs (n_terms, 4).
+    Returns a (deg + 1, 4) array.
     """
-    return _sum_parts(d, _round_parts(d, f, deg, _chunks(f.shape[1] // 2)))
+    return _sum_parts(d, _round_parts(d, f, deg, terms, coeffs, _chunks(f.shape[1] // 2)))
 
 
-def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int) -> tuple[np.ndarray, np.ndarray]:
+def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int, terms: np.ndarray,
+                        coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fold every row of f at x_0 = r and compute the next round's sums in the same pass.
 
     Returns (folded (k, n, 4), sums (deg + 1, 4)); needs n >= 2.
     """
     out = np.empty((f.shape[0], f.shape[1] // 2, 4), dtype=np.uint64)
-    parts = _fold_round_parts(d, f, r, out, deg, _chunks(out.shape[1] // 2))
+    parts = _fold_round_parts(d, f, r, out, deg, terms, coeffs, _chunks(out.shape[1] // 2))
     return out, _sum_parts(d, parts)
 
 

@@ -1,13 +1,15 @@
 """The sumcheck protocol for products of multilinear polynomials (Lund, Fortnow, Karloff, Nisan;
 Thaler, "Proofs, Arguments, and Zero-Knowledge", ch. 4).
 
-Statement: for multilinear f_1..f_k in m variables (given as tables of 2^m values) and an
-optional point u,
+Statement: for multilinear f_1..f_k in m variables (given as tables of 2^m values), an
+optional point u, and a sum of products ("terms": coefficient c_s and factor indices T_s),
 
-    sum_{x in {0,1}^m} eq(u, x) * f_1(x) * ... * f_k(x) = S.
+    sum_{x in {0,1}^m} eq(u, x) * sum_s c_s prod_{i in T_s} f_i(x) = S.
+
+The default is the single term f_1(x) * ... * f_k(x).
 
 Round j binds x_j (lowest variable first). The prover sends the round polynomial
-g_j(t) = sum over the remaining hypercube with x_j = t, of degree D = k (+1 with eq), as its
+g_j(t) = sum over the remaining hypercube with x_j = t, of degree D = max |T_s| (+1 with eq), as its
 values at t = 0, 2, 3, ..., D; the verifier derives g_j(1) = claim - g_j(0), absorbs the message,
 draws r_j, and continues with the claim g_j(r_j). At the end the verifier holds a
 :class:`Subclaim`: the product must equal ``value`` at ``point`` = (r_0, ..., r_{m-1}). It does
@@ -38,6 +40,27 @@ LABEL_CHALLENGE = b"sumcheck/challenge"
 MAX_DEGREE = 8
 
 
+Terms = Sequence[tuple[int, Sequence[int]]]
+"""A sum of products: (coefficient, factor indices) pairs."""
+
+
+def combine(terms: Terms | None, values: Sequence[int]) -> int:
+    """sum_s c_s prod_{i in T_s} values[i] (the product of all values when terms is None)."""
+    if terms is None:
+        terms = [(1, range(len(values)))]
+    total = 0
+    for coeff, idx in terms:
+        prod = coeff
+        for i in idx:
+            prod = prod * values[i] % P
+        total += prod
+    return total % P
+
+
+def degree_of_terms(terms: Terms) -> int:
+    return max(len(idx) for _, idx in terms)
+
+
 @dataclass(frozen=True)
 class SumcheckProof:
     """Round messages: ``rounds[j]`` holds g_j(0), g_j(2), ..., g_j(D)."""
@@ -59,21 +82,22 @@ class SumcheckProof:
 
 @dataclass(frozen=True)
 class Subclaim:
-    """What remains after the rounds: eq(u, point) * prod_i f_i(point) must equal ``value``."""
+    """What remains after the rounds: eq(u, point) * sum_s c_s prod_{T_s} f_i(point) must
+    equal ``value``."""
 
     point: tuple[int, ...]
     value: int
     eq_point: tuple[int, ...] | None
 
-    def check(self, factor_values: Sequence[int]) -> None:
+    def check(self, factor_values: Sequence[int], terms: Terms | None = None) -> None:
         """Discharge the subclaim given f_i(point); raise VerificationError if it is false.
 
         The caller is responsible for the factor values being the true evaluations (checked
         against commitments or computed from public data).
         """
-        acc = 1 if self.eq_point is None else eq_eval(self.eq_point, self.point)
-        for v in factor_values:
-            acc = acc * v % P
+        acc = combine(terms, factor_values)
+        if self.eq_point is not None:
+            acc = acc * eq_eval(self.eq_point, self.point) % P
         if acc != self.value:
             raise VerificationError("sumcheck: final evaluations do not match the last round")
 
@@ -94,7 +118,18 @@ def _round(transcript: Transcript, msg: Sequence[int]) -> int:
 
 
 def degree_of(num_factors: int, with_eq: bool) -> int:
+    """Degree of the round polynomials for the single product of num_factors factors."""
     return num_factors + (1 if with_eq else 0)
+
+
+def _kernel_terms(terms: Terms, eq_index: int | None) -> tuple[np.ndarray, np.ndarray]:
+    width = degree_of_terms(terms) + (1 if eq_index is not None else 0)
+    idx = np.full((len(terms), width), -1, dtype=np.int64)
+    for s, (_, t) in enumerate(terms):
+        row = list(t) + ([eq_index] if eq_index is not None else [])
+        idx[s, : len(row)] = row
+    coeffs = Fr.from_ints([c for c, _ in terms])
+    return idx, coeffs
 
 
 def prove(
@@ -102,12 +137,14 @@ def prove(
     factors: Sequence[np.ndarray],
     claimed_sum: int,
     eq_point: Sequence[int] | None = None,
+    terms: Terms | None = None,
 ) -> tuple[SumcheckProof, tuple[int, ...], list[int]]:
-    """Prove sum_x eq(eq_point, x) prod_i factors[i](x) = claimed_sum.
+    """Prove sum_x eq(eq_point, x) sum_s c_s prod_{i in T_s} factors[i](x) = claimed_sum.
 
-    ``factors`` are Fr vectors ((2^m, 4) Montgomery arrays) of one length. Returns the proof,
-    the point (r_0, ..., r_{m-1}) and the values factors[i](point) (excluding eq), which the
-    caller sends or opens. Raises ProverError if the claimed sum is false.
+    ``factors`` are Fr vectors ((2^m, 4) Montgomery arrays) of one length; ``terms`` defaults
+    to the product of all factors. Returns the proof, the point (r_0, ..., r_{m-1}) and the
+    values factors[i](point) (excluding eq), which the caller sends or opens. Raises
+    ProverError if the claimed sum is false.
     """
     if not factors:
         raise ProverError("sumcheck needs at least one factor")
@@ -115,26 +152,32 @@ def prove(
     m = num_vars(n)
     if any(f.shape != (n, 4) for f in factors):
         raise ProverError("sumcheck factors must be Fr vectors of one length")
+    if terms is None:
+        terms = [(1, tuple(range(len(factors))))]
+    if any(not idx or any(not 0 <= i < len(factors) for i in idx) for _, idx in terms):
+        raise ProverError("sumcheck terms must name factors by index")
     rows = list(factors)
+    eq_index = None
     if eq_point is not None:
         if len(eq_point) != m:
             raise ProverError("eq point has the wrong dimension")
+        eq_index = len(rows)
         rows.append(eq_table(eq_point))
-    degree = len(rows)
+    degree = degree_of_terms(terms) + (1 if eq_point is not None else 0)
     if degree > MAX_DEGREE:
         raise ProverError(f"degree {degree} above the supported {MAX_DEGREE}")
     _begin(transcript, m, degree, claimed_sum, eq_point)
 
-    f = np.stack(rows)
     if m == 0:
-        total = 1
-        for row in rows:
-            total = total * Fr.scalar_to_int(tuple(row[0])) % P
+        values = [Fr.scalar_to_int(tuple(row[0])) for row in rows]
+        total = combine(terms, values) * (values[eq_index] if eq_index is not None else 1) % P
         if total != claimed_sum % P:
             raise ProverError("sumcheck: the claimed sum is false")
-        return SumcheckProof(()), (), [Fr.scalar_to_int(tuple(x[0])) for x in factors]
+        return SumcheckProof(()), (), values[: len(factors)]
 
-    sums = K.round_sums(Fr.desc, f, degree)
+    f = np.stack(rows)
+    kterms, kcoeffs = _kernel_terms(terms, eq_index)
+    sums = K.round_sums(Fr.desc, f, degree, kterms, kcoeffs)
     claim = claimed_sum % P
     rounds, point = [], []
     for j in range(m):
@@ -147,7 +190,7 @@ def prove(
         point.append(r)
         claim = interpolate(evals, r)
         if j < m - 1:
-            f, sums = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), degree)
+            f, sums = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), degree, kterms, kcoeffs)
         else:
             out = np.empty((f.shape[0], 1, 4), dtype=np.uint64)
             K.fold(Fr.desc, f, Fr.scalar(r), out)

@@ -123,3 +123,38 @@ def test_serialisation_round_trip(honest):
     r = Reader(w.getvalue())
     assert sc.SumcheckProof.read(r, m, deg) == proof
     r.finish()
+
+
+@pytest.mark.parametrize("with_eq", [False, True])
+@pytest.mark.parametrize(
+    "terms",
+    [
+        [(5, (0,))],
+        [(1, (0, 1)), (1, (1, 2)), (7, (0, 2))],
+        [(3, (0, 1, 2)), (P - 1, (2,))],
+    ],
+)
+def test_sum_of_products(terms, with_eq):
+    m = 4
+    rng = np.random.default_rng(17)
+    fs = [Fr.random(1 << m, rng) for _ in range(3)]
+    ints = [Fr.to_ints(f) for f in fs]
+    rnd = random.Random(4)
+    u = [rnd.randrange(P) for _ in range(m)] if with_eq else None
+    total = 0
+    for x in range(1 << m):
+        v = sc.combine(terms, [f[x] for f in ints])
+        if with_eq:
+            v = v * ml.eq_eval(u, [(x >> j) & 1 for j in range(m)]) % P
+        total = (total + v) % P
+    proof, point, finals = sc.prove(Transcript(PROTO), fs, total, u, terms)
+    deg = sc.degree_of_terms(terms) + (1 if with_eq else 0)
+    sub = sc.verify(Transcript(PROTO), proof, total, m, deg, u)
+    sub.check(finals, terms)
+    used = terms[0][1][0]
+    bad = list(finals)
+    bad[used] = (bad[used] + 1) % P
+    with pytest.raises(VerificationError):
+        sub.check(bad, terms)
+    with pytest.raises(ProverError):
+        sc.prove(Transcript(PROTO), fs, total + 1, u, terms)
