@@ -1,0 +1,649 @@
+"""The integer reference of one quantized GPT-2-style self-attention head.
+
+This module is the single definition of the computation (DESIGN.md section 2). It is
+
+1. run in the clear on numpy int64 arrays (``run_reference``: the oracle and the zk prover's
+   witness generator, returning every intermediate tensor),
+2. traced by concrete-python into the FHE circuit (``fhe/compile.py`` passes an ops object whose
+   methods act on concrete tracers), and
+3. the statement the zk proof proves.
+
+It imports numpy only (``zk/`` is installed by light verifiers: no concrete, torch, fhe or
+pipeline imports here).
+
+The head, step by step (all integers; ``rs(a, k) = floor((a + 2^(k-1)) / 2^k)`` for k > 0 and
+``rs(a, 0) = a``: round to nearest, ties towards +infinity, also for negative a)::
+
+    x                    (L, d_model)  in [-xq, xq], xq = 2^(n_bits-1) - 1
+    acc_t = x @ W_t + b_t               t in {q, k, v}: clear integer weights, exact
+    r_t   = rs(acc_t, k_t)              k_t is the smallest shift that brings the *static*
+                                        range of acc_t into tlu_bits signed bits
+    q,k,v = TAB_t[r_t]                  requantization table: scale + clip to [-aq, aq]
+    ksq_j = sum_d k_jd^2                (L,)
+    z_ij  = sum_d (q_id + k_jd)^2 - ksq_j  = 2 q_i.k_j + |q_i|^2   for j in cols(i)
+    r_ij  = rs(z_ij, k_s)               scores on the grid delta (logit units)
+    m_i   = max_j r_ij                  as a chain m <- m + RELU[r_ij - m] (one table per step)
+    d_ij  = r_ij - m_i  (<= 0)
+    c_ij  = CLIPD[d_ij] = max(d_ij, -T)
+    e_ij  = EXP[c_ij]  = rnd(2^E exp(c delta))
+    S_i   = sum_j e_ij                  in [2^E, L 2^E]  (the row maximum contributes 2^E)
+    l_i   = LOG[S_i]   = rnd(ln(S / 2^E) / delta')          delta' = delta / 2^f
+    u_ij  = c_ij 2^f - l_i
+    p_ij  = EXP2[u_ij] = min(2^P, rnd(2^P exp(u delta')))    softmax, scale 2^-P
+    o2_id = sum_j (p_ij + v_jd)^2 - sum_j v_jd^2 - sum_j p_ij^2   = 2 sum_j p_ij v_jd
+    r_o   = rs(o2, k_o)
+    y     = OUT[r_o]                    output requantization to [-yq, yq]
+
+where ``rnd(t) = floor(t + 1/2)`` and cols(i) = {0..i} in causal mode (GPT-2), {0..L-1}
+otherwise (encoder). Masked entries are never computed (no products, no tables): this is also
+what keeps the FHE circuit small. The row constant |q_i|^2 in z does not change the softmax
+(the row maximum is subtracted) and saves the squares of q in FHE.
+
+Every non-linear step is a table (``Table``: a domain [offset, offset + len) and integer
+values) or an exact rounding; products of encrypted values are written as squares, which a
+zk prover proves as polynomial identities (z = 2 Q K^T + rowsq(Q), o2 = 2 P V) and the FHE
+circuit evaluates as one programmable bootstrap per square.
+
+Every intermediate carries a *static* interval, computed once from the weights and the input
+domain (``QuantizedHead.bounds``). The numpy ops check them on every run; the FHE ops give them
+to the compiler, so the circuit's bit widths hold for every admissible input, not only for the
+calibration set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = [
+    "HeadConfig",
+    "Table",
+    "QuantizedHead",
+    "NumpyOps",
+    "BoundsViolation",
+    "round_shift",
+    "attention_head",
+    "run_reference",
+    "float_head",
+    "quantize_head",
+    "quantize_input",
+    "dequantize_output",
+    "random_head",
+    "causal_cols",
+    "layer_norm_like",
+    "rnd",
+]
+
+
+class BoundsViolation(ValueError):
+    """An intermediate left its static interval (or an input left the input domain)."""
+
+
+# ----------------------------------------------------------------------------- conventions
+
+
+def rnd(t):
+    """Round half up: floor(t + 1/2), used to build every table and quantize floats."""
+    return np.floor(np.asarray(t, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def round_shift(a, k: int):
+    """Exact rs(a, k) = floor((a + 2^(k-1)) / 2^k) on Python ints or int64 arrays (k >= 0)."""
+    if k == 0:
+        return a
+    if isinstance(a, (int, np.integer)):
+        return (int(a) + (1 << (k - 1))) >> k
+    a = np.asarray(a, dtype=np.int64)
+    return (a + np.int64(1 << (k - 1))) >> np.int64(k)
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    """Bits of a two's complement integer holding [lo, hi]."""
+    n = 1
+    while not (-(1 << (n - 1)) <= lo and hi <= (1 << (n - 1)) - 1):
+        n += 1
+    return n
+
+
+def _shift_to_fit(lo: int, hi: int, bits: int) -> int:
+    """Smallest k with rs([lo, hi], k) inside `bits` signed bits."""
+    k = 0
+    while _signed_bits(round_shift(lo, k), round_shift(hi, k)) > bits:
+        k += 1
+    return k
+
+
+def causal_cols(i: int, seq_len: int, causal: bool) -> int:
+    """Number of key positions row i attends to (cols(i) = range(n))."""
+    return i + 1 if causal else seq_len
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Sizes and every bit-width / table parameter of the quantized head."""
+
+    d_model: int
+    d_head: int
+    seq_len: int
+    n_bits: int = 4  # input activations x and weights: symmetric [-(2^(n-1)-1), 2^(n-1)-1]
+    qkv_bits: Optional[int] = None  # q, k, v (default n_bits)
+    out_bits: Optional[int] = None  # y (default n_bits)
+    causal: bool = True
+    tlu_bits: int = 8  # projection requantization: rounding brings acc to this many bits
+    out_tlu_bits: int = 8  # output requantization table width
+    score_bits: int = 10  # signed width of the rounded scores r
+    exp_bits: int = 6  # E: e = rnd(2^E exp(.))
+    prob_bits: int = 4  # P: p in [0, 2^P]
+    log_frac_bits: int = 0  # f: extra precision of l = LOG[S]
+    x_norm2_bound: Optional[int] = None  # optional bound on |x_t|_2^2 per token (LayerNorm)
+    # "calibrated": the wide accumulators (acc_q/k/v, z) get the calibration range widened by
+    # calib_margin (intersected with the certified range); inputs driving them outside it are
+    # rejected by run_reference (BoundsViolation). "certified": worst case over the whole input
+    # domain (exact for every admissible input, but wide: costly in FHE, coarse score grid).
+    bounds_mode: str = "calibrated"
+    calib_margin: float = 2.0
+
+    def __post_init__(self):
+        for name in ("d_model", "d_head", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 2 <= self.n_bits <= 16:
+            raise ValueError("n_bits must be in [2, 16]")
+        if self.bounds_mode not in ("calibrated", "certified"):
+            raise ValueError("bounds_mode must be 'calibrated' or 'certified'")
+        if self.calib_margin < 1.0:
+            raise ValueError("calib_margin must be >= 1")
+
+    @property
+    def a_bits(self) -> int:
+        return self.qkv_bits or self.n_bits
+
+    @property
+    def y_bits(self) -> int:
+        return self.out_bits or self.n_bits
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A univariate integer table: TABLE[a] = values[a - offset] for a in [offset, offset+len)."""
+
+    name: str
+    offset: int
+    values: np.ndarray = field(repr=False)
+
+    @property
+    def lo(self) -> int:
+        return self.offset
+
+    @property
+    def hi(self) -> int:
+        return self.offset + len(self.values) - 1
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return int(self.values.min()), int(self.values.max())
+
+    def __call__(self, a):
+        a = np.asarray(a, dtype=np.int64)
+        idx = a - self.offset
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.values)):
+            raise BoundsViolation(
+                f"table {self.name}: index outside [{self.lo}, {self.hi}]: "
+                f"[{int(a.min())}, {int(a.max())}]"
+            )
+        return self.values[idx]
+
+
+@dataclass
+class QuantizedHead:
+    """Integer weights, shifts, tables, static bounds and float scales of one head."""
+
+    config: HeadConfig
+    Wq: np.ndarray
+    Wk: np.ndarray
+    Wv: np.ndarray
+    bq: np.ndarray
+    bk: np.ndarray
+    bv: np.ndarray
+    shifts: dict  # name -> k (q, k, v, score, out)
+    tables: dict  # name -> Table (q, k, v, relu, clipd, exp, log, exp2, out)
+    bounds: dict  # name -> (lo, hi) python ints
+    scales: dict  # float scales: x, w_q, w_k, w_v, q, k, v, delta, y
+
+    @property
+    def x_range(self) -> tuple[int, int]:
+        return self.bounds["x"]
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+class NumpyOps:
+    """The ops on int64 numpy arrays: exact, with static-bound checks and witness recording."""
+
+    def __init__(self, check: bool = True, record: Optional[dict] = None):
+        self.check = check
+        self.record = record
+
+    def bound(self, a, lo: int, hi: int, name: str = ""):
+        a = np.asarray(a, dtype=np.int64)
+        if self.check and a.size and (a.min() < lo or a.max() > hi):
+            raise BoundsViolation(
+                f"{name or 'value'} outside its static interval [{lo}, {hi}]: "
+                f"[{int(a.min())}, {int(a.max())}]"
+            )
+        return a
+
+    def round_shift(self, a, k: int, lo: int, hi: int, name: str = ""):
+        return round_shift(np.asarray(a, dtype=np.int64), k)
+
+    def lookup(self, table: Table, a):
+        return table(a)
+
+    def square(self, a, lo: int, hi: int, name: str = ""):
+        a = np.asarray(a, dtype=np.int64)
+        return a * a
+
+    def matmul_clear(self, x, W, b):
+        return np.asarray(x, dtype=np.int64) @ W + b
+
+    def stack(self, rows):
+        return np.stack([np.asarray(r, dtype=np.int64) for r in rows])
+
+    def reshape(self, a, shape):
+        return np.reshape(a, shape)
+
+    def rec(self, name: str, i: Optional[int], value):
+        if self.record is not None:
+            if i is None:
+                self.record[name] = np.asarray(value, dtype=np.int64)
+            else:
+                self.record.setdefault(name, {})[i] = np.asarray(value, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- the head
+
+
+def attention_head(x, head: QuantizedHead, ops) -> Any:
+    """The quantized head over an ops object (numpy or concrete tracers). Returns y (L, d_head)."""
+    cfg = head.config
+    B, T, K = head.bounds, head.tables, head.shifts
+    L = cfg.seq_len
+
+    x = ops.bound(x, *B["x"], name="x")
+
+    def project(W, b, t):
+        acc = ops.bound(ops.matmul_clear(x, W, b), *B["acc_" + t], name="acc_" + t)
+        r = ops.round_shift(acc, K[t], *B["acc_" + t], name="r_" + t)
+        r = ops.bound(r, *B["r_" + t], name="r_" + t)
+        out = ops.lookup(T[t], r)
+        ops.rec("acc_" + t, None, acc)
+        ops.rec("r_" + t, None, r)
+        ops.rec(t, None, out)
+        return out
+
+    q = project(head.Wq, head.bq, "q")
+    k = project(head.Wk, head.bk, "k")
+    v = project(head.Wv, head.bv, "v")
+
+    ksq_el = ops.square(k, *B["k"], name="ksq_el")
+    ksq = ops.bound(np.sum(ksq_el, axis=1), *B["ksq"], name="ksq")  # (L,)
+    vsq = ops.square(v, *B["v"], name="vsq")  # (L, d_head)
+    ops.rec("ksq", None, ksq)
+
+    rows = []
+    for i in range(L):
+        n = causal_cols(i, L, cfg.causal)
+        # scores: z_j = sum_d (q_i + k_j)^2 - |k_j|^2 = 2 q_i.k_j + |q_i|^2
+        qk = ops.bound(q[i] + k[:n], *B["qk"], name="qk")  # (n, d_head)
+        sq = ops.square(qk, *B["qk"], name="qk_sq")
+        z = ops.bound(np.sum(sq, axis=1), *B["zsum"], name="zsum")
+        z = ops.bound(z - ksq[:n], *B["z"], name="z")
+        r = ops.round_shift(z, K["score"], *B["z"], name="r_s")
+        r = ops.bound(r, *B["r_s"], name="r_s")
+        # row maximum as a chain of RELU tables: m <- m + RELU[r_j - m]
+        m = r[0]
+        chain = [m]
+        for j in range(1, n):
+            diff = ops.bound(r[j] - m, *B["mdiff"], name="mdiff")
+            m = ops.bound(m + ops.lookup(T["relu"], diff), *B["r_s"], name="m")
+            chain.append(m)
+        d = ops.bound(r - m, *B["d"], name="d")
+        c = ops.lookup(T["clipd"], d)
+        e = ops.lookup(T["exp"], c)
+        S = ops.bound(np.sum(e), *B["S"], name="S")
+        lg = ops.lookup(T["log"], S)
+        u = ops.bound(c * (1 << cfg.log_frac_bits) - lg, *B["u"], name="u")
+        p = ops.lookup(T["exp2"], u)  # (n,)
+        # o2_d = sum_j (p_j + v_jd)^2 - sum_j v_jd^2 - sum_j p_j^2 = 2 sum_j p_j v_jd
+        pv = ops.bound(ops.reshape(p, (n, 1)) + v[:n], *B["pv"], name="pv")
+        pv_sq = ops.square(pv, *B["pv"], name="pv_sq")
+        psq = ops.bound(np.sum(ops.square(p, *B["p"], name="psq_el")), *B["psq"], name="psq")
+        acc_o = ops.bound(np.sum(pv_sq, axis=0), *B["pvsum"], name="pvsum")
+        vs = ops.bound(np.sum(vsq[:n], axis=0), *B["vsqsum"], name="vsqsum")
+        o2 = ops.bound(acc_o - vs - psq, *B["o2"], name="o2")
+        ro = ops.round_shift(o2, K["out"], *B["o2"], name="r_o")
+        ro = ops.bound(ro, *B["r_o"], name="r_o")
+        y = ops.lookup(T["out"], ro)
+        rows.append(y)
+        for name, val in (("z", z), ("r_s", r), ("m_chain", chain), ("m", m), ("d", d),
+                          ("c", c), ("e", e), ("S", S), ("l", lg), ("u", u), ("p", p),
+                          ("psq", psq), ("o2", o2), ("r_o", ro), ("y", y)):
+            if getattr(ops, "record", None) is not None:
+                ops.rec(name, i, val)
+    return ops.stack(rows)
+
+
+def _assemble(rec: dict, L: int, causal: bool) -> dict:
+    """Per-row pieces -> full tensors; masked entries are 0 and flagged by `mask`."""
+    out = {}
+    mask = np.zeros((L, L), dtype=bool)
+    for i in range(L):
+        mask[i, : causal_cols(i, L, causal)] = True
+    out["mask"] = mask
+    for name, val in rec.items():
+        if not isinstance(val, dict):
+            out[name] = val
+            continue
+        first = np.asarray(val[0])
+        if name in ("z", "r_s", "m_chain", "d", "c", "e", "u", "p"):
+            full = np.zeros((L, L), dtype=np.int64)
+            for i, row in val.items():
+                row = np.asarray(row, dtype=np.int64).reshape(-1)
+                full[i, : len(row)] = row
+            out[name] = full
+        elif first.ndim == 0:
+            out[name] = np.array([int(val[i]) for i in range(L)], dtype=np.int64)
+        else:
+            out[name] = np.stack([np.asarray(val[i], dtype=np.int64) for i in range(L)])
+    return out
+
+
+def run_reference(x, head: QuantizedHead, check: bool = True):
+    """Run the head in the clear: (y, witness) with every intermediate tensor.
+
+    Witness keys: x, acc_q/k/v, r_q/k/v, q, k, v, ksq, z, r_s, m_chain (running maxima),
+    m, d, c, e, S, l, u, p, psq, o2, r_o, y, mask (L x L, True where computed). Square
+    (L, L) tensors hold 0 in masked positions.
+    """
+    x = np.asarray(x)
+    cfg = head.config
+    if x.shape != (cfg.seq_len, cfg.d_model):
+        raise ValueError(f"x must have shape {(cfg.seq_len, cfg.d_model)}, got {x.shape}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"x must be an integer array, got {x.dtype}")
+    x = x.astype(np.int64)
+    _check_input(x, head)
+    rec: dict = {}
+    ops = NumpyOps(check=check, record=rec)
+    y = attention_head(x, head, ops)
+    wit = _assemble(rec, cfg.seq_len, cfg.causal)
+    wit["x"] = x
+    wit["y"] = y
+    return y, wit
+
+
+def _check_input(x: np.ndarray, head: QuantizedHead) -> None:
+    lo, hi = head.bounds["x"]
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise BoundsViolation(f"input entries must lie in [{lo}, {hi}]")
+    nb = head.config.x_norm2_bound
+    if nb is not None:
+        norms = np.sum(x * x, axis=-1)
+        if norms.max() > nb:
+            raise BoundsViolation(
+                f"input token squared norm {int(norms.max())} exceeds the bound {nb}"
+            )
+
+
+# ----------------------------------------------------------------------------- float head
+
+
+def float_head(x, Wq, Wk, Wv, bq, bk, bv, causal: bool = True) -> np.ndarray:
+    """The float head: softmax(q k^T / sqrt(d_head) + mask) v, for x (L, d_model)."""
+    x = np.asarray(x, dtype=np.float64)
+    q = x @ Wq + bq
+    k = x @ Wk + bk
+    v = x @ Wv + bv
+    a = q @ k.T / math.sqrt(q.shape[-1])
+    if causal:
+        L = a.shape[0]
+        a = np.where(np.tril(np.ones((L, L), dtype=bool)), a, -np.inf)
+    a = a - a.max(axis=-1, keepdims=True)
+    p = np.exp(a)
+    p /= p.sum(axis=-1, keepdims=True)
+    return p @ v
+
+
+# ----------------------------------------------------------------------------- quantization
+
+
+def quantize_input(x_float, head: QuantizedHead) -> np.ndarray:
+    """Float activations -> admissible integer input (rounded half up, clipped)."""
+    lo, hi = head.bounds["x"]
+    xi = np.clip(rnd(np.asarray(x_float) / head.scales["x"]), lo, hi)
+    nb = head.config.x_norm2_bound
+    if nb is not None:  # shrink tokens over the norm bound (rare: a calibration margin exists)
+        xi = np.array(xi)
+        for idx in np.ndindex(xi.shape[:-1]):
+            while int(np.sum(xi[idx] * xi[idx])) > nb:
+                xi[idx] = np.trunc(xi[idx] * 0.95).astype(np.int64)
+    return xi.astype(np.int64)
+
+
+def dequantize_output(y, head: QuantizedHead) -> np.ndarray:
+    return np.asarray(y, dtype=np.float64) * head.scales["y"]
+
+
+def _proj_bounds(W: np.ndarray, b: np.ndarray, xq: int, norm2: Optional[int]) -> tuple[int, int]:
+    absw = np.abs(W).sum(axis=0)  # L1 norm per column
+    lim = xq * absw
+    if norm2 is not None:
+        l2 = np.floor(np.sqrt(float(norm2) * (W.astype(np.float64) ** 2).sum(axis=0))) + 1
+        lim = np.minimum(lim, l2.astype(np.int64))
+    lo = int((b - lim).min())
+    hi = int((b + lim).max())
+    return lo, hi
+
+
+def _requant_table(name, r_lo, r_hi, unit: float, scale_out: float, qmax: int) -> Table:
+    """TAB[r] = clip(rnd(r * unit / scale_out), -qmax, qmax) on [r_lo, r_hi]."""
+    r = np.arange(r_lo, r_hi + 1, dtype=np.int64)
+    vals = np.clip(rnd(r * (unit / scale_out)), -qmax, qmax)
+    return Table(name, r_lo, vals.astype(np.int64))
+
+
+def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> QuantizedHead:
+    """Quantize a float head (numpy arrays, W: d_model x d_head) with calibration activations.
+
+    calib_x: float array (..., d_model) of activations the head sees (e.g. LayerNorm outputs of
+    real text). Scales are symmetric per tensor; the score grid, tables and every static bound
+    follow from them and from the input domain.
+    """
+    cfg = config
+    Wq, Wk, Wv = (np.asarray(w, dtype=np.float64) for w in (Wq, Wk, Wv))
+    bq, bk, bv = (np.asarray(b, dtype=np.float64).reshape(-1) for b in (bq, bk, bv))
+    if Wq.shape != (cfg.d_model, cfg.d_head):
+        raise ValueError(f"weights must be {(cfg.d_model, cfg.d_head)}, got {Wq.shape}")
+    X = np.asarray(calib_x, dtype=np.float64).reshape(-1, cfg.d_model)
+    if X.shape[0] == 0:
+        raise ValueError("calibration set is empty")
+
+    xq = (1 << (cfg.n_bits - 1)) - 1
+    wq_max = xq
+    aq = (1 << (cfg.a_bits - 1)) - 1
+    yq = (1 << (cfg.y_bits - 1)) - 1
+    sx = float(np.abs(X).max()) / xq or 1.0
+    scales: dict = {"x": sx}
+    B: dict = {"x": (-xq, xq)}
+    tables: dict = {}
+    shifts: dict = {}
+    ints = {}
+    norm2 = cfg.x_norm2_bound
+    Xi = np.clip(rnd(X / sx), -xq, xq)
+    for t, W, b in (("q", Wq, bq), ("k", Wk, bk), ("v", Wv, bv)):
+        sw = float(np.abs(W).max()) / wq_max or 1.0
+        Wi = np.clip(rnd(W / sw), -wq_max, wq_max).astype(np.int64)
+        bi = rnd(b / (sx * sw)).astype(np.int64)
+        ints["W" + t], ints["b" + t] = Wi, bi
+        scales["w_" + t] = sw
+        unit = sx * sw  # float value of one accumulator unit
+        lo, hi = _proj_bounds(Wi, bi, xq, norm2)
+        acc_int = Xi @ Wi + bi
+        if cfg.bounds_mode == "calibrated":
+            lo, hi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
+        B["acc_" + t] = (lo, hi)
+        kt = _shift_to_fit(lo, hi, cfg.tlu_bits)
+        shifts[t] = kt
+        r_lo, r_hi = round_shift(lo, kt), round_shift(hi, kt)
+        B["r_" + t] = (r_lo, r_hi)
+        # output scale from the calibration accumulators (as the integer pipeline sees them)
+        s_out = float(np.abs(acc_int).max()) * unit / aq or 1.0
+        scales[t] = s_out
+        tables[t] = _requant_table(t, r_lo, r_hi, unit * (1 << kt), s_out, aq)
+        B[t] = tables[t].out_range
+        ints["cal_" + t] = tables[t](np.clip(round_shift(acc_int, kt), r_lo, r_hi))
+
+    dh = cfg.d_head
+    L = cfg.seq_len
+    (qlo, qhi), (klo, khi), (vlo, vhi) = B["q"], B["k"], B["v"]
+    B["ksq"] = (0, dh * max(klo * klo, khi * khi))
+    B["qk"] = (qlo + klo, qhi + khi)
+    sq_hi = max((qlo + klo) ** 2, (qhi + khi) ** 2)
+    B["zsum"] = (0, dh * sq_hi)
+    qs = np.arange(qlo, qhi + 1)[:, None]
+    ks = np.arange(klo, khi + 1)[None, :]
+    el = qs * (qs + 2 * ks)  # per-dimension term of z = sum_d q (q + 2k)
+    B["z"] = (dh * int(el.min()), dh * int(el.max()))
+    if cfg.bounds_mode == "calibrated":
+        zc = _calib_scores(ints["cal_q"], ints["cal_k"], L, cfg.causal)
+        B["z"] = _widen(int(zc.min()), int(zc.max()), cfg.calib_margin, *B["z"])
+    ks_ = _shift_to_fit(*B["z"], cfg.score_bits)
+    shifts["score"] = ks_
+    r_lo, r_hi = round_shift(B["z"][0], ks_), round_shift(B["z"][1], ks_)
+    B["r_s"] = (r_lo, r_hi)
+    span = r_hi - r_lo
+    B["mdiff"] = (-span, span)
+    tables["relu"] = Table("relu", -span, np.maximum(np.arange(-span, span + 1), 0))
+    B["d"] = (-span, 0)
+    # one unit of z is sq*sk/(2 sqrt(dh)) logits (z = 2 q.k + row constant)
+    delta = scales["q"] * scales["k"] / (2.0 * math.sqrt(dh)) * (1 << ks_)
+    scales["delta"] = delta
+    E, P, f = cfg.exp_bits, cfg.prob_bits, cfg.log_frac_bits
+    # below -T every exponent table gives 0
+    Tcut = int(math.ceil((max(E, P) + 1) * math.log(2) / delta)) + 1
+    Tcut = max(1, min(Tcut, span))
+    dd = np.arange(-span, 1)
+    tables["clipd"] = Table("clipd", -span, np.maximum(dd, -Tcut))
+    B["c"] = (-Tcut, 0)
+    cc = np.arange(-Tcut, 1)
+    tables["exp"] = Table("exp", -Tcut, rnd((1 << E) * np.exp(cc * delta)))
+    B["e"] = tables["exp"].out_range
+    e0 = int(tables["exp"].values[-1])  # EXP[0] = 2^E
+    B["S"] = (e0, L * int(B["e"][1]))
+    Ss = np.arange(B["S"][0], B["S"][1] + 1)
+    dprime = delta / (1 << f)
+    tables["log"] = Table("log", B["S"][0], rnd(np.log(Ss / e0) / dprime))
+    l_lo, l_hi = tables["log"].out_range
+    B["u"] = (-Tcut * (1 << f) - l_hi, -l_lo)
+    uu = np.arange(B["u"][0], B["u"][1] + 1)
+    tables["exp2"] = Table(
+        "exp2", B["u"][0], np.minimum(1 << P, rnd((1 << P) * np.exp(uu * dprime)))
+    )
+    B["p"] = tables["exp2"].out_range
+    p_hi = B["p"][1]
+    # row sum of p: sum_j p_j <= 2^P (1 + L / 2^(E+1)) exp(delta'/2) + L/2 (see module doc)
+    psum = (1 << P) * (1.0 + L / (2.0 * e0)) * math.exp(dprime / 2) + L / 2.0 + 1.0
+    psum = min(int(math.floor(psum)), L * p_hi)
+    B["psum"] = (0, psum)
+    B["psq"] = (0, p_hi * psum)
+    B["pv"] = (B["p"][0] + vlo, p_hi + vhi)
+    pv_hi = max(B["pv"][0] ** 2, B["pv"][1] ** 2)
+    vsq_hi = max(vlo * vlo, vhi * vhi)
+    B["vsqsum"] = (0, L * vsq_hi)
+    # sum_j (p+v)^2 = sum p^2 + 2 sum p v + sum v^2
+    B["pvsum"] = (0, min(L * pv_hi, p_hi * psum + 2 * psum * max(-vlo, vhi) + L * vsq_hi))
+    B["o2"] = (2 * psum * min(vlo, 0), 2 * psum * max(vhi, 0))
+    ko = _shift_to_fit(*B["o2"], cfg.out_tlu_bits)
+    shifts["out"] = ko
+    B["r_o"] = (round_shift(B["o2"][0], ko), round_shift(B["o2"][1], ko))
+    # y = o * sp * sv, o2 unit = sv / 2^(P+1); output scale from the float head on calibration
+    unit_o = scales["v"] / (1 << (P + 1))
+    sy = _calib_out_scale(X, Wq, Wk, Wv, bq, bk, bv, cfg) / yq or 1.0
+    scales["y"] = sy
+    tables["out"] = _requant_table("out", *B["r_o"], unit_o * (1 << ko), sy, yq)
+    B["y"] = tables["out"].out_range
+    B["m"] = B["r_s"]
+    B["qk_sq"] = (0, sq_hi)
+    B["pv_sq"] = (0, pv_hi)
+    B["k_sq"] = (0, max(klo * klo, khi * khi))
+    B["v_sq"] = (0, vsq_hi)
+    B["p_sq"] = (0, p_hi * p_hi)
+    B = {k_: (int(a), int(b_)) for k_, (a, b_) in B.items()}
+    return QuantizedHead(
+        cfg, ints["Wq"], ints["Wk"], ints["Wv"], ints["bq"], ints["bk"], ints["bv"],
+        shifts, tables, B, scales,
+    )
+
+
+def _widen(lo: int, hi: int, margin: float, clo: int, chi: int) -> tuple[int, int]:
+    """[lo, hi] widened about its centre by `margin`, inside the certified [clo, chi]."""
+    c, h = (lo + hi) / 2.0, max((hi - lo) / 2.0, 1.0) * margin
+    return max(clo, int(math.floor(c - h))), min(chi, int(math.ceil(c + h)))
+
+
+def _calib_scores(q: np.ndarray, k: np.ndarray, L: int, causal: bool) -> np.ndarray:
+    """z = 2 q_i.k_j + |q_i|^2 on calibration sequences (rows of L tokens), computed pairs only."""
+    n = (q.shape[0] // L) * L
+    if n == 0:
+        q, k, n = np.resize(q, (L, q.shape[1])), np.resize(k, (L, k.shape[1])), L
+    q = q[:n].reshape(-1, L, q.shape[1])
+    k = k[:n].reshape(-1, L, k.shape[1])
+    z = 2 * np.einsum("bid,bjd->bij", q, k) + np.sum(q * q, axis=-1)[:, :, None]
+    if causal:
+        z = z[:, np.tril(np.ones((L, L), dtype=bool))]
+    return z.reshape(-1)
+
+
+def _calib_out_scale(X, Wq, Wk, Wv, bq, bk, bv, cfg: HeadConfig) -> float:
+    L = cfg.seq_len
+    n = (X.shape[0] // L) * L
+    if n == 0:  # fewer rows than one sequence: pad by repetition
+        X = np.resize(X, (L, X.shape[1]))
+        n = L
+    ys = [float_head(X[s: s + L], Wq, Wk, Wv, bq, bk, bv, cfg.causal) for s in range(0, n, L)]
+    return float(np.abs(np.stack(ys)).max())
+
+
+def random_head(config: HeadConfig, seed: int = 0, n_calib: int = 8, weight_std: float = 0.02):
+    """A head with GPT-2-like random weights and LayerNorm-like calibration activations.
+
+    Returns (head, float_weights dict, calibration activations (n_calib, L, d_model)).
+    """
+    rng = np.random.default_rng(seed)
+    d, h = config.d_model, config.d_head
+    W = {n: rng.normal(0, weight_std, (d, h)) for n in ("Wq", "Wk", "Wv")}
+    W.update({n: rng.normal(0, weight_std, h) for n in ("bq", "bk", "bv")})
+    # scale so that q.k / sqrt(d_head) spans a few logits, as in trained heads
+    g = 1.0 / (weight_std * math.sqrt(d)) * (h ** 0.25) * 1.2
+    W["Wq"] *= g
+    W["Wk"] *= g
+    calib = layer_norm_like(rng, (n_calib, config.seq_len, d))
+    head = quantize_head(W["Wq"], W["Wk"], W["Wv"], W["bq"], W["bk"], W["bv"], calib, config)
+    return head, W, calib
+
+
+def layer_norm_like(rng, shape) -> np.ndarray:
+    """Gaussian activations normalised per token (zero mean, unit variance), like LN outputs."""
+    a = rng.normal(0, 1, shape)
+    a = a - a.mean(axis=-1, keepdims=True)
+    return a / a.std(axis=-1, keepdims=True)
