@@ -191,3 +191,14 @@ def cols_fold(d, a, rows, cols, w, out):
         for j in range(cols):
             acc = add(acc, mul(load(a, base + j), load(w, j), d), d)
         store(out, x, acc)
+
+
+@_pjit
+def fraction_layer(d, p, q, p_out, q_out):
+    """One layer up a tree of fractions: (p, q)[2i] + (p, q)[2i+1] as p/q sums, unreduced:
+    p_out[i] = p[2i] q[2i+1] + p[2i+1] q[2i], q_out[i] = q[2i] q[2i+1]."""
+    for i in prange(p_out.shape[0]):
+        p0, p1 = load(p, 2 * i), load(p, 2 * i + 1)
+        q0, q1 = load(q, 2 * i), load(q, 2 * i + 1)
+        store(p_out, i, add(mul(p0, q1, d), mul(p1, q0, d), d))
+        store(q_out, i, mul(q0, q1, d))
