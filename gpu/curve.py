@@ -400,3 +400,7 @@ def von_curve(aff, out):
     for i in prange(aff.shape[0]):
         x, y = aff_load(aff, i)
         out[i] = on_curve_affine(x, y, DQ, B_MONT)
+
+
+vdecompress_serial = nb.njit(cache=True, nogil=True)(vdecompress.py_func)
+"""Single-threaded :func:`vdecompress` (for a few points: no parallel-region overhead)."""
