@@ -108,9 +108,9 @@ def _signed_bits(lo: int, hi: int) -> int:
     return n
 
 
-def _shift_to_fit(lo: int, hi: int, bits: int) -> int:
-    """Smallest k with rs([lo, hi], k) inside `bits` signed bits."""
-    k = 0
+def _shift_to_fit(lo: int, hi: int, bits: int, min_k: int = 0) -> int:
+    """Smallest k >= min_k with rs([lo, hi], k) inside `bits` signed bits."""
+    k = min_k
     while _signed_bits(round_shift(lo, k), round_shift(hi, k)) > bits:
         k += 1
     return k
@@ -527,7 +527,9 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> Quanti
     if cfg.bounds_mode == "calibrated":
         zc = _calib_scores(ints["cal_q"], ints["cal_k"], L, cfg.causal)
         B["z"] = _widen(int(zc.min()), int(zc.max()), cfg.calib_margin, *B["z"])
-    ks_ = _shift_to_fit(*B["z"], cfg.score_bits)
+    # k >= 1: the rounding separates the scores from the wide sums of squares (in FHE, a
+    # table's input is as wide as the widest value linearly connected to it)
+    ks_ = _shift_to_fit(*B["z"], cfg.score_bits, min_k=1)
     shifts["score"] = ks_
     r_lo, r_hi = round_shift(B["z"][0], ks_), round_shift(B["z"][1], ks_)
     B["r_s"] = (r_lo, r_hi)
@@ -573,7 +575,7 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> Quanti
     # sum_j (p+v)^2 = sum p^2 + 2 sum p v + sum v^2
     B["pvsum"] = (0, min(L * pv_hi, p_hi * psum + 2 * psum * max(-vlo, vhi) + L * vsq_hi))
     B["o2"] = (2 * psum * min(vlo, 0), 2 * psum * max(vhi, 0))
-    ko = _shift_to_fit(*B["o2"], cfg.out_tlu_bits)
+    ko = _shift_to_fit(*B["o2"], cfg.out_tlu_bits, min_k=1)
     shifts["out"] = ko
     B["r_o"] = (round_shift(B["o2"][0], ko), round_shift(B["o2"][1], ko))
     # y = o * sp * sv, o2 unit = sv / 2^(P+1); output scale from the float head on calibration
