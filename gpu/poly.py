@@ -61,11 +61,12 @@ def _is_unit(d, terms, coeffs):
 
 
 @_jit
-def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, cur, diff, acc):
-    """acc[t] += sum_s coeffs[s] prod_{k in terms[s]} (f_k[2j] + t (f_k[2j+1] - f_k[2j])).
+def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc):
+    """acc[t] += w[j] sum_s coeffs[s] prod_{k in terms[s]} (f_k[2j] + t (f_k[2j+1] - f_k[2j])).
 
     terms is (n_terms, width) of factor indices, padded with -1; t runs over 0..deg. ``unit``
-    says there is one term with coefficient 1, whose multiplication is skipped.
+    says there is one term with coefficient 1, whose multiplication is skipped. An empty w
+    means weight 1.
     """
     nf = f.shape[0]
     for k in range(nf):
@@ -80,8 +81,8 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, cur, diff, acc):
         total = (ZERO, ZERO, ZERO, ZERO)
         for s in range(terms.shape[0]):
             prod = load(cur, terms[s, 0])
-            for w in range(1, terms.shape[1]):
-                k = terms[s, w]
+            for col in range(1, terms.shape[1]):
+                k = terms[s, col]
                 if k < 0:
                     break
                 prod = mul(prod, load(cur, k), d)
@@ -89,11 +90,13 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, cur, diff, acc):
                 total = prod
             else:
                 total = add(total, mul(prod, load(coeffs, s), d), d)
+        if w.shape[0] > 0:
+            total = mul(total, load(w, j), d)
         store(acc, t, add(load(acc, t), total, d))
 
 
 @_pjit
-def _round_parts(d, f, deg, terms, coeffs, chunks):
+def _round_parts(d, f, deg, terms, coeffs, w, chunks):
     half = f.shape[1] // 2
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
     unit = _is_unit(d, terms, coeffs)
@@ -103,13 +106,13 @@ def _round_parts(d, f, deg, terms, coeffs, chunks):
         diff = np.empty((f.shape[0], 4), dtype=np.uint64)
         acc = np.zeros((deg + 1, 4), dtype=np.uint64)
         for j in range(lo, hi):
-            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, cur, diff, acc)
+            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc)
         parts[c] = acc
     return parts
 
 
 @_pjit
-def _fold_round_parts(d, f, r, out, deg, terms, coeffs, chunks):
+def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, chunks):
     """Fold f at x_0 = r into out, and return the next round's partial sums over out."""
     half = out.shape[1] // 2
     nf = f.shape[0]
@@ -132,7 +135,7 @@ def _fold_round_parts(d, f, r, out, deg, terms, coeffs, chunks):
                     out[k, m, 1] = v[1]
                     out[k, m, 2] = v[2]
                     out[k, m, 3] = v[3]
-            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, cur, diff, acc)
+            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, w, cur, diff, acc)
         parts[c] = acc
     return parts
 
@@ -151,24 +154,25 @@ def _chunks(pairs: int) -> int:
     return max(1, min(pairs // 256, 8 * nb.get_num_threads()))
 
 
-def round_sums(d, f: np.ndarray, deg: int, terms: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
-    """Evaluations at t = 0..deg of sum_j sum_s coeffs[s] prod_{k in terms[s]} f_k(t, bits(j)),
-    x_0 being the free variable.
+def round_sums(d, f: np.ndarray, deg: int, terms: np.ndarray, coeffs: np.ndarray,
+               w: np.ndarray) -> np.ndarray:
+    """Evaluations at t = 0..deg of
+    sum_j w[j] sum_s coeffs[s] prod_{k in terms[s]} f_k(t, bits(j)), x_0 being the free variable.
 
-    f is (k, 2n, 4); terms (n_terms, width) int64 padded with -1; coeffs (n_terms, 4).
-    Returns a (deg + 1, 4) array.
+    f is (k, 2n, 4); terms (n_terms, width) int64 padded with -1; coeffs (n_terms, 4); w is
+    (n, 4), or (0, 4) for weights 1. Returns a (deg + 1, 4) array.
     """
-    return _sum_parts(d, _round_parts(d, f, deg, terms, coeffs, _chunks(f.shape[1] // 2)))
+    return _sum_parts(d, _round_parts(d, f, deg, terms, coeffs, w, _chunks(f.shape[1] // 2)))
 
 
 def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int, terms: np.ndarray,
-                        coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fold every row of f at x_0 = r and compute the next round's sums in the same pass.
-
-    Returns (folded (k, n, 4), sums (deg + 1, 4)); needs n >= 2.
+                        coeffs: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fold every row of f at x_0 = r and compute the next round's sums (weights w, of the
+    folded half's pairs) in the same pass. Returns (folded (k, n, 4), sums (deg + 1, 4));
+    needs n >= 2.
     """
     out = np.empty((f.shape[0], f.shape[1] // 2, 4), dtype=np.uint64)
-    parts = _fold_round_parts(d, f, r, out, deg, terms, coeffs, _chunks(out.shape[1] // 2))
+    parts = _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, _chunks(out.shape[1] // 2))
     return out, _sum_parts(d, parts)
 
 

@@ -1,26 +1,31 @@
-"""Layered (GKR) sumcheck for a sum of fractions (Papini and Haböck, "Improving logarithmic
-derivative lookups using GKR", 2023, section 3).
+"""Layered (GKR) sumcheck for sums of fractions (Papini and Haböck, "Improving logarithmic
+derivative lookups using GKR", 2023, section 3), batched over several trees.
 
-Statement: for leaf vectors p, q of length 2^n (q_i != 0), the fraction sum
-sum_i p_i / q_i equals P / Q, where (P, Q) is the root of the binary tree whose layer k has
+Statement: for each tree t, leaf vectors p_t, q_t of length 2^{n_t} (n_t >= 1, q nonzero), the
+fraction sum sum_i p_t[i] / q_t[i] equals P_t / Q_t, the root of the binary tree whose layer k
+has
 
     p_k(x) = p_{k+1}(0, x) q_{k+1}(1, x) + p_{k+1}(1, x) q_{k+1}(0, x),
     q_k(x) = q_{k+1}(0, x) q_{k+1}(1, x),
 
-the child bit being the lowest variable (entries 2i and 2i+1 are siblings). Nothing of size
-2^n is committed: the prover sends the two children of the root; then, layer by layer, a claim
-on (p_k~(r), q_k~(r)) is folded with a challenge lambda into one degree-3 sumcheck
+the child bit being the lowest variable (entries 2i and 2i+1 are siblings). Nothing of the
+leaves' size is committed. The prover sends each root's two children; a challenge mu makes claims
+on layer 1 of every tree at one point. Then, for k = 1, 2, ..., the claims on layer k of every
+tree still deeper than k are folded with powers of a challenge lambda into one sumcheck
 
-    sum_x eq(r, x) [p0 q1 + p1 q0 + lambda q0 q1](x) = p_k~(r) + lambda q_k~(r),
+    sum_x eq(r, x) sum_t [lambda^{2a} (p0 q1 + p1 q0)_t + lambda^{2a+1} (q0 q1)_t](x)
+        = sum_t lambda^{2a} p_{t,k}~(r) + lambda^{2a+1} q_{t,k}~(r)
 
-whose end values p0(rho), p1(rho), q0(rho), q1(rho) the prover sends; a challenge mu turns
-them into the claim on layer k+1 at (mu, rho). The verifier ends with claims on p~ and q~ at
-one point, which the caller discharges (the lookup argument computes or opens them).
-Soundness error: about 4 n^2 / r over all layers.
+(a numbering the active trees), whose end values p0, p1, q0, q1 per tree the prover sends; a
+challenge mu moves every claim to layer k+1 at (mu, rho). Trees are aligned at the root, so
+all trees share every challenge and a shallow tree (a lookup table) costs no sumcheck rounds of
+its own. A tree's final claims are on its leaves at a point of n_t coordinates; the caller
+discharges them. Soundness error: about 3 N^2 / r for depth N.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,51 +39,48 @@ from zk.field import Fr
 from zk.multilinear import P, num_vars
 from zk.transcript import Transcript
 
+LABEL_SHAPE = b"fractions/depths"
 LABEL_ROOT = b"fractions/root"
 LABEL_LAMBDA = b"fractions/lambda"
 LABEL_ENDS = b"fractions/ends"
 LABEL_MU = b"fractions/mu"
 
-# p0 q1 + p1 q0 + lambda q0 q1, on factors (p0, p1, q0, q1)
-def _terms(lam: int) -> list[tuple[int, tuple[int, ...]]]:
-    return [(1, (0, 3)), (1, (1, 2)), (lam, (2, 3))]
-
-
-@dataclass(frozen=True)
-class LayerProof:
-    sumcheck: sumcheck.SumcheckProof
-    ends: tuple[int, int, int, int]  # p0(rho), p1(rho), q0(rho), q1(rho)
+MAX_DEPTH = 40
 
 
 @dataclass(frozen=True)
 class FractionProof:
-    """The root's children (p(0), p(1), q(0), q(1)) and one LayerProof per lower layer."""
+    """Each root's children (p(0), p(1), q(0), q(1)); per layer, a sumcheck and the end
+    values (p0, p1, q0, q1) of every tree deeper than that layer."""
 
-    root: tuple[int, int, int, int]
-    layers: tuple[LayerProof, ...]
+    roots: tuple[tuple[int, ...], ...]
+    layers: tuple[tuple[sumcheck.SumcheckProof, tuple[tuple[int, ...], ...]], ...]
 
     def write(self, w: Writer) -> None:
         with w.section("fractions"):
-            w.fields(self.root)
-            for layer in self.layers:
-                layer.sumcheck.write(w)
-                w.fields(layer.ends)
+            w.fields([x for root in self.roots for x in root])
+            for sc, ends in self.layers:
+                sc.write(w)
+                w.fields([x for e in ends for x in e])
 
     @classmethod
-    def read(cls, r: Reader, n: int) -> "FractionProof":
-        """Read a proof for 2^n leaves (n fixed by the statement)."""
+    def read(cls, r: Reader, depths: Sequence[int]) -> "FractionProof":
+        """Read a proof for trees of the given depths (fixed by the statement)."""
         with r.section("fractions"):
-            root = tuple(r.fields(max_len=4, exact_len=4))
+            flat = r.fields(max_len=4 * len(depths), exact_len=4 * len(depths))
+            roots = tuple(tuple(flat[4 * i:4 * i + 4]) for i in range(len(depths)))
             layers = []
-            for k in range(1, n):
-                sc = sumcheck.SumcheckProof.read(r, k, 3)
-                layers.append(LayerProof(sc, tuple(r.fields(max_len=4, exact_len=4))))
-        return cls(root, tuple(layers))
+            for k in range(1, max(depths)):
+                sc = sumcheck.SumcheckProof.read(r, k, 2)
+                active = sum(1 for n in depths if n > k)
+                flat = r.fields(max_len=4 * active, exact_len=4 * active)
+                layers.append((sc, tuple(tuple(flat[4 * i:4 * i + 4]) for i in range(active))))
+        return cls(roots, tuple(layers))
 
 
 @dataclass(frozen=True)
-class FractionClaims:
-    """The verified root P/Q and the claims on the leaves that the caller must discharge."""
+class TreeClaims:
+    """A tree's verified root P/Q and the claims on its leaves that the caller must discharge."""
 
     numerator: int
     denominator: int
@@ -87,76 +89,108 @@ class FractionClaims:
 
 
 def _layers(p: np.ndarray, q: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """All layers from the leaves (index 0) to the layer of size 2 (last)."""
+    """Layers of one tree by depth: index k holds layer k (size 2^k), k = 1..n."""
     layers = [(p, q)]
     while layers[-1][0].shape[0] > 2:
         lp, lq = layers[-1]
         half = lp.shape[0] // 2
-        np_, nq = np.empty((half, 4), np.uint64), np.empty((half, 4), np.uint64)
-        K.fraction_layer(Fr.desc, lp, lq, np_, nq)
-        layers.append((np_, nq))
-    return layers
+        up, uq = np.empty((half, 4), np.uint64), np.empty((half, 4), np.uint64)
+        K.fraction_layer(Fr.desc, lp, lq, up, uq)
+        layers.append((up, uq))
+    return [None, *reversed(layers)]  # type: ignore[list-item]
 
 
-def _root(transcript: Transcript, root: tuple[int, ...]) -> tuple[int, int, Claim, Claim]:
-    """Absorb the root's children; return P, Q and the claims on layer 1 at a challenge mu."""
-    transcript.absorb_scalars(LABEL_ROOT, root)
-    p0, p1, q0, q1 = root
-    mu = transcript.challenge(LABEL_MU)
-    num = (p0 * q1 + p1 * q0) % P
-    den = q0 * q1 % P
-    pc = Claim((mu,), (p0 + mu * (p1 - p0)) % P)
-    qc = Claim((mu,), (q0 + mu * (q1 - q0)) % P)
-    return num, den, pc, qc
+def _terms(lam: int, active: int) -> list[tuple[int, tuple[int, ...]]]:
+    """The layer polynomial over factors (p0, p1, q0, q1) of each active tree, in order."""
+    terms = []
+    for a in range(active):
+        cp, cq = pow(lam, 2 * a, P), pow(lam, 2 * a + 1, P)
+        b = 4 * a
+        terms += [(cp, (b, b + 3)), (cp, (b + 1, b + 2)), (cq, (b + 2, b + 3))]
+    return terms
 
 
-def _descend(transcript: Transcript, rho: tuple[int, ...], ends: tuple[int, ...]
-             ) -> tuple[Claim, Claim]:
-    transcript.absorb_scalars(LABEL_ENDS, ends)
+def _move(mu: int, rho: tuple[int, ...], ends: Sequence[int]) -> tuple[Claim, Claim]:
     p0, p1, q0, q1 = ends
-    mu = transcript.challenge(LABEL_MU)
     point = (mu, *rho)
-    return (Claim(point, (p0 + mu * (p1 - p0)) % P), Claim(point, (q0 + mu * (q1 - q0)) % P))
+    return Claim(point, (p0 + mu * (p1 - p0)) % P), Claim(point, (q0 + mu * (q1 - q0)) % P)
 
 
-def prove(transcript: Transcript, p: np.ndarray, q: np.ndarray
-          ) -> tuple[FractionProof, FractionClaims]:
-    """Prove sum_i p_i / q_i = P / Q for Fr vectors p, q of length 2^n, n >= 1."""
-    n = num_vars(p.shape[0])
-    if n < 1 or q.shape != p.shape:
-        raise ProverError("fraction sums need p, q of one length, at least 2")
-    layers = _layers(p, q)
-    top_p, top_q = layers[-1]
-    root = tuple(Fr.to_ints(top_p) + Fr.to_ints(top_q))
-    num, den, pc, qc = _root(transcript, root)
-    if den == 0:
+def _begin(t: Transcript, depths: Sequence[int], roots: Sequence[Sequence[int]]
+           ) -> tuple[list[int], list[int], list[tuple[Claim, Claim]]]:
+    t.absorb_scalars(LABEL_SHAPE, list(depths))
+    t.absorb_scalars(LABEL_ROOT, [x for root in roots for x in root])
+    mu = t.challenge(LABEL_MU)
+    nums = [(p0 * q1 + p1 * q0) % P for p0, p1, q0, q1 in roots]
+    dens = [q0 * q1 % P for _, _, q0, q1 in roots]
+    return nums, dens, [_move(mu, (), root) for root in roots]
+
+
+def prove(t: Transcript, trees: Sequence[tuple[np.ndarray, np.ndarray]]
+          ) -> tuple[FractionProof, list[TreeClaims]]:
+    """Prove the fraction sums of the trees (leaf vectors p, q of length 2^n, n >= 1 each)."""
+    depths = [num_vars(p.shape[0]) for p, _ in trees]
+    if not trees or min(depths) < 1 or max(depths) > MAX_DEPTH:
+        raise ProverError("fraction sums need trees of 2 to 2^40 leaves")
+    if any(q.shape != p.shape for p, q in trees):
+        raise ProverError("p and q of a tree must have one length")
+    layers = [_layers(p, q) for p, q in trees]
+    roots = [tuple(Fr.to_ints(lay[1][0]) + Fr.to_ints(lay[1][1])) for lay in layers]
+    nums, dens, claims = _begin(t, depths, roots)
+    if any(d == 0 for d in dens):
         raise ProverError("a denominator is zero")
-    proofs = []
-    for lp, lq in reversed(layers[:-1]):
-        lam = transcript.challenge(LABEL_LAMBDA)
-        factors = [np.ascontiguousarray(v[b::2]) for v in (lp, lq) for b in (0, 1)]
-        claimed = (pc.value + lam * qc.value) % P
-        sc, rho, ends = sumcheck.prove(transcript, factors, claimed, pc.point, _terms(lam))
-        ends = tuple(ends)
-        proofs.append(LayerProof(sc, ends))
-        pc, qc = _descend(transcript, rho, ends)
-    return FractionProof(root, tuple(proofs)), FractionClaims(num, den, pc, qc)
+    proof_layers = []
+    for k in range(1, max(depths)):
+        active = [i for i, n in enumerate(depths) if n > k]
+        lam = t.challenge(LABEL_LAMBDA)
+        factors = []
+        claimed = 0
+        for a, i in enumerate(active):
+            lp, lq = layers[i][k + 1]
+            factors += [np.ascontiguousarray(v[b::2]) for v in (lp, lq) for b in (0, 1)]
+            pc, qc = claims[i]
+            claimed += pow(lam, 2 * a, P) * pc.value + pow(lam, 2 * a + 1, P) * qc.value
+        point = claims[active[0]][0].point
+        sc, rho, finals = sumcheck.prove(t, factors, claimed % P, point, _terms(lam, len(active)))
+        ends = tuple(tuple(finals[4 * a:4 * a + 4]) for a in range(len(active)))
+        t.absorb_scalars(LABEL_ENDS, finals)
+        mu = t.challenge(LABEL_MU)
+        for a, i in enumerate(active):
+            claims[i] = _move(mu, rho, ends[a])
+        proof_layers.append((sc, ends))
+    result = [TreeClaims(nums[i], dens[i], *claims[i]) for i in range(len(trees))]
+    return FractionProof(tuple(roots), tuple(proof_layers)), result
 
 
-def verify(transcript: Transcript, proof: FractionProof, n: int) -> FractionClaims:
-    """Check the layers of a proof for 2^n leaves; return P, Q and the leaf claims.
+def verify(t: Transcript, proof: FractionProof, depths: Sequence[int]) -> list[TreeClaims]:
+    """Check a proof for trees of the given depths; return each root and its leaf claims.
 
-    Raises VerificationError if a layer fails or Q = 0. The leaf claims must be discharged.
+    Raises VerificationError if a layer fails or a root denominator is zero. The leaf claims
+    must be discharged by the caller.
     """
-    if n < 1 or len(proof.layers) != n - 1:
+    if not depths or min(depths) < 1 or max(depths) > MAX_DEPTH:
+        raise VerificationError("fraction sum: bad tree depths")
+    if len(proof.roots) != len(depths) or any(len(r) != 4 for r in proof.roots):
+        raise VerificationError("fraction sum: wrong number of roots")
+    if len(proof.layers) != max(depths) - 1:
         raise VerificationError("fraction sum: wrong number of layers")
-    num, den, pc, qc = _root(transcript, proof.root)
-    if den == 0:
-        raise VerificationError("fraction sum: zero denominator at the root")
-    for layer in proof.layers:
-        lam = transcript.challenge(LABEL_LAMBDA)
-        claimed = (pc.value + lam * qc.value) % P
-        sub = sumcheck.verify(transcript, layer.sumcheck, claimed, len(pc.point), 3, pc.point)
-        sub.check(layer.ends, _terms(lam))
-        pc, qc = _descend(transcript, sub.point, layer.ends)
-    return FractionClaims(num, den, pc, qc)
+    nums, dens, claims = _begin(t, depths, proof.roots)
+    if any(d == 0 for d in dens):
+        raise VerificationError("fraction sum: zero denominator at a root")
+    for k, (sc, ends) in enumerate(proof.layers, start=1):
+        active = [i for i, n in enumerate(depths) if n > k]
+        if len(ends) != len(active) or any(len(e) != 4 for e in ends):
+            raise VerificationError("fraction sum: wrong number of end values")
+        lam = t.challenge(LABEL_LAMBDA)
+        claimed = sum(pow(lam, 2 * a, P) * claims[i][0].value
+                      + pow(lam, 2 * a + 1, P) * claims[i][1].value
+                      for a, i in enumerate(active)) % P
+        point = claims[active[0]][0].point
+        sub = sumcheck.verify(t, sc, claimed, k, 2, point)
+        finals = [x for e in ends for x in e]
+        sub.check(finals, _terms(lam, len(active)))
+        t.absorb_scalars(LABEL_ENDS, finals)
+        mu = t.challenge(LABEL_MU)
+        for a, i in enumerate(active):
+            claims[i] = _move(mu, sub.point, ends[a])
+    return [TreeClaims(nums[i], dens[i], *claims[i]) for i in range(len(depths))]

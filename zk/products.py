@@ -94,7 +94,7 @@ def verify_hadamard(transcript: Transcript, proof: ProductProof, claim: Claim
                     ) -> tuple[Claim, Claim]:
     """Check a proof that claim holds for a o b; return the claims on a and b."""
     m = len(claim.point)
-    sub = sumcheck.verify(transcript, proof.sumcheck, claim.value, m, 3, claim.point)
+    sub = sumcheck.verify(transcript, proof.sumcheck, claim.value, m, 2, claim.point)
     _finish(transcript, sub, proof.a_value, proof.b_value)
     return Claim(sub.point, proof.a_value), Claim(sub.point, proof.b_value)
 

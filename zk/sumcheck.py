@@ -1,21 +1,25 @@
-"""The sumcheck protocol for products of multilinear polynomials (Lund, Fortnow, Karloff, Nisan;
-Thaler, "Proofs, Arguments, and Zero-Knowledge", ch. 4).
+"""The sumcheck protocol for sums of products of multilinear polynomials (Lund, Fortnow,
+Karloff, Nisan; Thaler, "Proofs, Arguments, and Zero-Knowledge", ch. 4), with Gruen's
+factoring of the eq polynomial ("Some improvements for the PIOP for ZeroCheck", 2024).
 
-Statement: for multilinear f_1..f_k in m variables (given as tables of 2^m values), an
-optional point u, and a sum of products ("terms": coefficient c_s and factor indices T_s),
+Statement: for multilinear f_1..f_k in m variables (tables of 2^m values), an optional point
+u, and a sum of products ("terms": coefficients c_s and factor index sets T_s; by default the
+single product of all factors),
 
-    sum_{x in {0,1}^m} eq(u, x) * sum_s c_s prod_{i in T_s} f_i(x) = S.
+    sum_{x in {0,1}^m} eq(u, x) * h(x) = S,     h = sum_s c_s prod_{i in T_s} f_i.
 
-The default is the single term f_1(x) * ... * f_k(x).
+Round j binds x_j (lowest variable first). Let D = max |T_s|. Without eq the prover sends the
+round polynomial g_j (degree D) as g_j(0), g_j(2), ..., g_j(D); the verifier derives g_j(1) =
+claim - g_j(0). With eq, g_j(t) = c_j eq(u_j, t) H_j(t) where c_j = eq(u_<j, r_<j) is known to
+the verifier and H_j(t) = sum over the rest of eq(u_>j, .) h(r_<j, t, .) has degree D; the prover
+sends H_j(0), H_j(2), ..., H_j(D) and the verifier derives H_j(1) from
+claim = c_j ((1 - u_j) H_j(0) + u_j H_j(1)). Either way a round costs D field elements, and the
+verifier absorbs it, draws r_j and continues with the claim g_j(r_j).
 
-Round j binds x_j (lowest variable first). The prover sends the round polynomial
-g_j(t) = sum over the remaining hypercube with x_j = t, of degree D = max |T_s| (+1 with eq), as its
-values at t = 0, 2, 3, ..., D; the verifier derives g_j(1) = claim - g_j(0), absorbs the message,
-draws r_j, and continues with the claim g_j(r_j). At the end the verifier holds a
-:class:`Subclaim`: the product must equal ``value`` at ``point`` = (r_0, ..., r_{m-1}). It does
-NOT check that itself: the caller obtains f_i(point) (openings, its own evaluation, or values the
-prover sends and are then checked) and calls :meth:`Subclaim.check`. Soundness error per round
-is D / r.
+At the end the verifier holds a :class:`Subclaim`: eq(u, point) * h(point) must equal
+``value`` at ``point`` = (r_0, ..., r_{m-1}). It does NOT check that itself: the caller obtains
+f_i(point) (openings, its own evaluation, or prover values that are checked later) and calls
+:meth:`Subclaim.check`. Soundness error per round: (D + 1) / r.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ LABEL_CHALLENGE = b"sumcheck/challenge"
 
 MAX_DEGREE = 8
 
-
 Terms = Sequence[tuple[int, Sequence[int]]]
 """A sum of products: (coefficient, factor indices) pairs."""
+
+_NO_WEIGHTS = np.zeros((0, 4), dtype=np.uint64)
 
 
 def combine(terms: Terms | None, values: Sequence[int]) -> int:
@@ -58,32 +63,30 @@ def combine(terms: Terms | None, values: Sequence[int]) -> int:
 
 
 def degree_of_terms(terms: Terms) -> int:
+    """D = the largest number of factors in one term."""
     return max(len(idx) for _, idx in terms)
 
 
 @dataclass(frozen=True)
 class SumcheckProof:
-    """Round messages: ``rounds[j]`` holds g_j(0), g_j(2), ..., g_j(D)."""
+    """Round messages: ``rounds[j]`` holds D values (see the module docstring)."""
 
     rounds: tuple[tuple[int, ...], ...]
 
     def write(self, w: Writer) -> None:
-        with w.section("sumcheck"):
-            for msg in self.rounds:
-                w.fields(msg)
+        w.fields([x for msg in self.rounds for x in msg])
 
     @classmethod
     def read(cls, r: Reader, num_vars: int, degree: int) -> "SumcheckProof":
         """Read a proof of ``num_vars`` rounds of degree ``degree`` (both fixed by the statement)."""
-        with r.section("sumcheck"):
-            rounds = tuple(tuple(r.fields(max_len=degree, exact_len=degree)) for _ in range(num_vars))
-        return cls(rounds)
+        n = num_vars * degree
+        flat = r.fields(max_len=n, exact_len=n)
+        return cls(tuple(tuple(flat[j * degree:(j + 1) * degree]) for j in range(num_vars)))
 
 
 @dataclass(frozen=True)
 class Subclaim:
-    """What remains after the rounds: eq(u, point) * sum_s c_s prod_{T_s} f_i(point) must
-    equal ``value``."""
+    """What remains after the rounds: eq(u, point) * h(point) must equal ``value``."""
 
     point: tuple[int, ...]
     value: int
@@ -117,19 +120,31 @@ def _round(transcript: Transcript, msg: Sequence[int]) -> int:
     return transcript.challenge(LABEL_CHALLENGE)
 
 
+def _full_evals(msg: Sequence[int], claim: int, c: int, u: int | None) -> list[int] | None:
+    """The round polynomial's values at 0..D from a message and the running claim.
+
+    Without eq (u None) that is g itself; with eq it is H (g = c eq(u, t) H). Returns None if
+    the eq coefficient makes H(1) undetermined (u = 0 or c = 0; probability about 2/r).
+    """
+    if u is None:
+        return [msg[0], (claim - msg[0]) % P, *msg[1:]]
+    if u == 0 or c == 0:
+        return None
+    h1 = ((claim * pow(c, -1, P) - (1 - u) * msg[0]) * pow(u, -1, P)) % P
+    return [msg[0], h1, *msg[1:]]
+
+
 def degree_of(num_factors: int, with_eq: bool) -> int:
-    """Degree of the round polynomials for the single product of num_factors factors."""
-    return num_factors + (1 if with_eq else 0)
+    """Message size D for the single product of num_factors factors (eq adds nothing)."""
+    del with_eq  # eq is factored out of the round polynomial
+    return num_factors
 
 
-def _kernel_terms(terms: Terms, eq_index: int | None) -> tuple[np.ndarray, np.ndarray]:
-    width = degree_of_terms(terms) + (1 if eq_index is not None else 0)
-    idx = np.full((len(terms), width), -1, dtype=np.int64)
+def _kernel_terms(terms: Terms) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.full((len(terms), degree_of_terms(terms)), -1, dtype=np.int64)
     for s, (_, t) in enumerate(terms):
-        row = list(t) + ([eq_index] if eq_index is not None else [])
-        idx[s, : len(row)] = row
-    coeffs = Fr.from_ints([c for c, _ in terms])
-    return idx, coeffs
+        idx[s, : len(t)] = list(t)
+    return idx, Fr.from_ints([c for c, _ in terms])
 
 
 def prove(
@@ -143,8 +158,8 @@ def prove(
 
     ``factors`` are Fr vectors ((2^m, 4) Montgomery arrays) of one length; ``terms`` defaults
     to the product of all factors. Returns the proof, the point (r_0, ..., r_{m-1}) and the
-    values factors[i](point) (excluding eq), which the caller sends or opens. Raises
-    ProverError if the claimed sum is false.
+    values factors[i](point), which the caller sends or opens. Raises ProverError if the
+    claimed sum is false.
     """
     if not factors:
         raise ProverError("sumcheck needs at least one factor")
@@ -156,41 +171,48 @@ def prove(
         terms = [(1, tuple(range(len(factors))))]
     if any(not idx or any(not 0 <= i < len(factors) for i in idx) for _, idx in terms):
         raise ProverError("sumcheck terms must name factors by index")
-    rows = list(factors)
-    eq_index = None
-    if eq_point is not None:
-        if len(eq_point) != m:
-            raise ProverError("eq point has the wrong dimension")
-        eq_index = len(rows)
-        rows.append(eq_table(eq_point))
-    degree = degree_of_terms(terms) + (1 if eq_point is not None else 0)
+    if eq_point is not None and len(eq_point) != m:
+        raise ProverError("eq point has the wrong dimension")
+    degree = degree_of_terms(terms)
     if degree > MAX_DEGREE:
         raise ProverError(f"degree {degree} above the supported {MAX_DEGREE}")
-    _begin(transcript, m, degree, claimed_sum, eq_point)
+    claim = claimed_sum % P
+    _begin(transcript, m, degree, claim, eq_point)
 
     if m == 0:
-        values = [Fr.scalar_to_int(tuple(row[0])) for row in rows]
-        total = combine(terms, values) * (values[eq_index] if eq_index is not None else 1) % P
-        if total != claimed_sum % P:
+        values = [Fr.scalar_to_int(tuple(f[0])) for f in factors]
+        if combine(terms, values) != claim:
             raise ProverError("sumcheck: the claimed sum is false")
-        return SumcheckProof(()), (), values[: len(factors)]
+        return SumcheckProof(()), (), values
 
-    f = np.stack(rows)
-    kterms, kcoeffs = _kernel_terms(terms, eq_index)
-    sums = K.round_sums(Fr.desc, f, degree, kterms, kcoeffs)
-    claim = claimed_sum % P
+    # weights[j]: eq(u_{>j}, .) over the variables still free after round j (Gruen)
+    weights = ([eq_table(eq_point[j + 1:]) for j in range(m)] if eq_point is not None
+               else [_NO_WEIGHTS] * m)
+    f = np.stack(factors)
+    kterms, kcoeffs = _kernel_terms(terms)
+    sums = K.round_sums(Fr.desc, f, degree, kterms, kcoeffs, weights[0])
+    c = 1
     rounds, point = [], []
     for j in range(m):
         evals = Fr.to_ints(sums)
-        if (evals[0] + evals[1]) % P != claim:
+        u = None if eq_point is None else eq_point[j] % P
+        expect = ((evals[0] + evals[1]) if u is None
+                  else c * ((1 - u) * evals[0] + u * evals[1])) % P
+        if expect != claim:
             raise ProverError("sumcheck: the claimed sum is false")
         msg = (evals[0], *evals[2:])
         r = _round(transcript, msg)
         rounds.append(msg)
         point.append(r)
-        claim = interpolate(evals, r)
+        h = interpolate(evals, r)
+        if u is None:
+            claim = h
+        else:
+            c = c * ((1 - u) * (1 - r) + u * r) % P
+            claim = c * h % P
         if j < m - 1:
-            f, sums = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), degree, kterms, kcoeffs)
+            f, sums = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), degree, kterms, kcoeffs,
+                                            weights[j + 1])
         else:
             out = np.empty((f.shape[0], 1, 4), dtype=np.uint64)
             K.fold(Fr.desc, f, Fr.scalar(r), out)
@@ -209,19 +231,28 @@ def verify(
 ) -> Subclaim:
     """Check the rounds of a proof of the statement above and return the final subclaim.
 
-    ``m`` and ``degree`` come from the statement (never from the proof). Raises
+    ``m`` and ``degree`` (D) come from the statement, never from the proof. Raises
     VerificationError on a malformed proof; the returned Subclaim must still be checked.
     """
     if len(proof.rounds) != m or any(len(msg) != degree for msg in proof.rounds):
         raise VerificationError("sumcheck: wrong number or size of round messages")
     if eq_point is not None and len(eq_point) != m:
         raise VerificationError("sumcheck: eq point has the wrong dimension")
-    _begin(transcript, m, degree, claimed_sum % P, eq_point)
     claim = claimed_sum % P
+    _begin(transcript, m, degree, claim, eq_point)
+    c = 1
     point = []
-    for msg in proof.rounds:
-        evals = [msg[0], (claim - msg[0]) % P, *msg[1:]]
+    for j, msg in enumerate(proof.rounds):
+        u = None if eq_point is None else eq_point[j] % P
+        evals = _full_evals(msg, claim, c, u)
+        if evals is None:
+            raise VerificationError("sumcheck: degenerate eq point (zero coordinate)")
         r = _round(transcript, msg)
         point.append(r)
-        claim = interpolate(evals, r)
+        h = interpolate(evals, r)
+        if u is None:
+            claim = h
+        else:
+            c = c * ((1 - u) * (1 - r) + u * r) % P
+            claim = c * h % P
     return Subclaim(tuple(point), claim, None if eq_point is None else tuple(eq_point))

@@ -64,7 +64,7 @@ def honest():
     m, k = 5, 3
     fs, ints, u, total = statement(m, k, True, seed=99)
     proof, point, finals = sc.prove(Transcript(PROTO), fs, total, u)
-    return m, k + 1, u, total, proof, finals
+    return m, k, u, total, proof, finals
 
 
 def test_changed_round_message_rejected(honest):
@@ -148,7 +148,7 @@ def test_sum_of_products(terms, with_eq):
             v = v * ml.eq_eval(u, [(x >> j) & 1 for j in range(m)]) % P
         total = (total + v) % P
     proof, point, finals = sc.prove(Transcript(PROTO), fs, total, u, terms)
-    deg = sc.degree_of_terms(terms) + (1 if with_eq else 0)
+    deg = sc.degree_of_terms(terms)
     sub = sc.verify(Transcript(PROTO), proof, total, m, deg, u)
     sub.check(finals, terms)
     used = terms[0][1][0]
