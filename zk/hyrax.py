@@ -44,7 +44,6 @@ from typing import ClassVar
 import numba as nb
 import numpy as np
 
-from gpu import curve as C
 from gpu import msm as M
 from zk import curve as ZC
 from zk import multilinear as ML
