@@ -1,0 +1,113 @@
+"""The ops of ``zk.attention_ref`` over concrete-python tracers.
+
+Each method does on tracers exactly what ``zk.attention_ref.NumpyOps`` does on int64 arrays:
+
+- ``round_shift(a, k)``: ``fhe.round_bit_pattern(a, lsbs_to_remove=k)`` (exact rounding, ties
+  up: floor((a + 2^(k-1)) / 2^k) * 2^k) followed by ``>> k``;
+- ``lookup(table, a)``: one programmable bootstrap, ``fhe.univariate`` of the table;
+- ``square(a)``: ``a ** 2``, one programmable bootstrap per entry;
+- ``matmul_clear``: ``a @ W + b`` with clear integer weights (no bootstrap);
+- ``bound(a, lo, hi)``: records the static interval of the node. During compilation
+  (``static_bounds``), concrete's measured bounds are widened to these intervals, so bit widths
+  and signedness hold for every input inside the reference's bounds, not only the inputset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+from concrete import fhe
+from concrete.fhe.representation.graph import Graph
+
+from zk.attention_ref import Table, round_shift
+
+_PROP = "zkfhe_static_bounds"
+_lock = threading.Lock()
+
+
+def _mark(t, lo: int, hi: int):
+    if isinstance(t, fhe.tracing.Tracer):
+        node = t.computation if t.last_version is None else t.last_version.computation
+        old = node.properties.get(_PROP)
+        if old is not None:
+            lo, hi = min(lo, old[0]), max(hi, old[1])
+        node.properties[_PROP] = (int(lo), int(hi))
+    return t
+
+
+class ConcreteOps:
+    """Ops acting on concrete tracers (also callable on plain numpy arrays)."""
+
+    record = None
+
+    def bound(self, a, lo, hi, name=""):
+        return _mark(a, lo, hi)
+
+    def round_shift(self, a, k, lo, hi, name=""):
+        if k == 0:
+            return a
+        if not isinstance(a, fhe.tracing.Tracer):
+            return round_shift(np.asarray(a, dtype=np.int64), k)
+        r = fhe.round_bit_pattern(a, lsbs_to_remove=k, exactness=fhe.Exactness.EXACT)
+        _mark(r, round_shift(lo, k) << k, round_shift(hi, k) << k)
+        s = r >> k
+        return _mark(s, round_shift(lo, k), round_shift(hi, k))
+
+    def lookup(self, table: Table, a):
+        vals = np.asarray(table.values, dtype=np.int64)
+        off, n = table.offset, len(vals)
+
+        def f(z):
+            # concrete tabulates f over the whole encoding domain: clamp outside the table
+            return vals[np.clip(np.asarray(z, dtype=np.int64) - off, 0, n - 1)]
+
+        if not isinstance(a, fhe.tracing.Tracer):
+            return table(a)
+        out = fhe.univariate(f)(a)
+        return _mark(out, *table.out_range)
+
+    def square(self, a, lo, hi, name=""):
+        if not isinstance(a, fhe.tracing.Tracer):
+            a = np.asarray(a, dtype=np.int64)
+            return a * a
+        s = a**2
+        top = max(lo * lo, hi * hi)
+        bot = 0 if lo <= 0 <= hi else min(lo * lo, hi * hi)
+        return _mark(s, bot, top)
+
+    def matmul_clear(self, x, W, b):
+        return x @ W + b
+
+    def stack(self, rows):
+        rows = [r.reshape((1,) + tuple(r.shape)) for r in rows]
+        return np.concatenate(tuple(rows), axis=0)
+
+    def reshape(self, a, shape):
+        return a.reshape(shape)
+
+    def rec(self, *args, **kwargs):  # no witness on the FHE side
+        return None
+
+
+@contextlib.contextmanager
+def static_bounds():
+    """While active, concrete's measured node bounds are widened to the recorded intervals."""
+    with _lock:
+        original = Graph.update_with_bounds
+
+        def patched(self, bounds):
+            for node, b in bounds.items():
+                sb = node.properties.get(_PROP)
+                if sb is None or not isinstance(b["min"], (int, np.integer)):
+                    continue
+                b["min"] = np.int64(min(int(b["min"]), sb[0]))
+                b["max"] = np.int64(max(int(b["max"]), sb[1]))
+            return original(self, bounds)
+
+        Graph.update_with_bounds = patched
+        try:
+            yield
+        finally:
+            Graph.update_with_bounds = original
