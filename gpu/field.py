@@ -21,14 +21,14 @@ import numba as nb
 import numpy as np
 from numba import prange
 
+from gpu.jit import jit as _jit
+from gpu.jit import kernel
 from gpu.wide import adc, mac, sbb
 
 U64 = np.uint64
 ZERO = U64(0)
 ONE = U64(1)
 
-_jit = nb.njit(cache=True, nogil=True)
-_pjit = nb.njit(cache=True, nogil=True, parallel=True)
 
 
 # ---------------------------------------------------------------- element functions
@@ -163,38 +163,38 @@ def inv(x, d):
 # ---------------------------------------------------------------- vector kernels
 
 
-@_pjit
+@kernel()
 def vadd(d, a, b, out):
     for i in prange(a.shape[0]):
         store(out, i, add(load(a, i), load(b, i), d))
 
 
-@_pjit
+@kernel()
 def vsub(d, a, b, out):
     for i in prange(a.shape[0]):
         store(out, i, sub(load(a, i), load(b, i), d))
 
 
-@_pjit
+@kernel()
 def vmul(d, a, b, out):
     for i in prange(a.shape[0]):
         store(out, i, mul(load(a, i), load(b, i), d))
 
 
-@_pjit
+@kernel()
 def vneg(d, a, out):
     for i in prange(a.shape[0]):
         store(out, i, neg(load(a, i), d))
 
 
-@_pjit
+@kernel()
 def vscale(d, a, s, out):
     """out = s * a for a scalar element s (a tuple)."""
     for i in prange(a.shape[0]):
         store(out, i, mul(load(a, i), s, d))
 
 
-@_pjit
+@kernel(size=lambda d, s, x, y, out: x.shape[0])
 def vaxpy(d, s, x, y, out):
     """out = s * x + y."""
     for i in prange(x.shape[0]):
@@ -214,7 +214,7 @@ def _chunk_bounds(n, chunks, c):
     return lo, hi
 
 
-@_pjit
+@kernel()
 def _vsum_parts(d, a, chunks):
     parts = np.zeros((chunks, 4), dtype=np.uint64)
     n = a.shape[0]
@@ -227,7 +227,7 @@ def _vsum_parts(d, a, chunks):
     return parts
 
 
-@_pjit
+@kernel()
 def _vinner_parts(d, a, b, chunks):
     parts = np.zeros((chunks, 4), dtype=np.uint64)
     n = a.shape[0]
@@ -258,7 +258,7 @@ def vinner(d, a, b):
     return _sum_rows(d, _vinner_parts(d, a, b, _chunks(a.shape[0])))
 
 
-@_pjit
+@kernel()
 def _vbatch_inv(d, a, out, chunks):
     """Montgomery's trick per chunk: one Fermat inversion per chunk. Zeros map to zero."""
     n = a.shape[0]
@@ -289,21 +289,21 @@ def vbatch_inv(d, a, out):
     return int(_vbatch_inv(d, a, out, _chunks(a.shape[0])))
 
 
-@_pjit
+@kernel()
 def vto_mont(d, a, out):
     """Canonical limbs (each < p) to Montgomery form."""
     for i in prange(a.shape[0]):
         store(out, i, to_mont(load(a, i), d))
 
 
-@_pjit
+@kernel()
 def vfrom_mont(d, a, out):
     """Montgomery form to canonical limbs."""
     for i in prange(a.shape[0]):
         store(out, i, from_mont(load(a, i), d))
 
 
-@_pjit
+@kernel()
 def vfrom_signed(d, x, out):
     """Embed signed 64-bit integers as x mod p, in Montgomery form."""
     r2 = (d[5], d[6], d[7], d[8])
@@ -317,7 +317,7 @@ def vfrom_signed(d, x, out):
             store(out, i, neg(mul((m, ZERO, ZERO, ZERO), r2, d), d))
 
 
-@_pjit
+@kernel()
 def vbelow_modulus(d, a, out):
     """out_i = 1 if the canonical limbs a_i are < p (used to validate and to rejection-sample)."""
     for i in prange(a.shape[0]):

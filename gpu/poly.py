@@ -15,12 +15,11 @@ import numpy as np
 from numba import prange
 
 from gpu.field import ZERO, _chunk_bounds, add, load, mul, one, store, sub
+from gpu.jit import jit as _jit
+from gpu.jit import kernel
 
-_jit = nb.njit(cache=True, nogil=True)
-_pjit = nb.njit(cache=True, nogil=True, parallel=True)
 
-
-@_pjit
+@kernel(size=lambda d, point, out: out.shape[0])
 def eq_table(d, point, out):
     """out[i] = eq(point, bits(i)) = prod_k (b_k r_k + (1 - b_k)(1 - r_k)); len(out) = 2^k."""
     k = point.shape[0]
@@ -36,7 +35,7 @@ def eq_table(d, point, out):
         size *= 2
 
 
-@_pjit
+@kernel(size=lambda d, f, r, out: f.shape[0] * f.shape[1])
 def fold(d, f, r, out):
     """Bind x_0 = r: out[j] = f[2j] + r (f[2j+1] - f[2j]), for every row of f (k, 2n, 4)."""
     for c in prange(f.shape[0] * out.shape[1]):
@@ -95,7 +94,7 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc):
         store(acc, t, add(load(acc, t), total, d))
 
 
-@_pjit
+@kernel(size=lambda d, f, *rest: f.shape[0] * f.shape[1])
 def _round_parts(d, f, deg, terms, coeffs, w, chunks):
     half = f.shape[1] // 2
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
@@ -111,7 +110,7 @@ def _round_parts(d, f, deg, terms, coeffs, w, chunks):
     return parts
 
 
-@_pjit
+@kernel(size=lambda d, f, *rest: f.shape[0] * f.shape[1])
 def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, chunks):
     """Fold f at x_0 = r into out, and return the next round's partial sums over out."""
     half = out.shape[1] // 2
@@ -176,7 +175,7 @@ def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int, terms: np.ndarray,
     return out, _sum_parts(d, parts)
 
 
-@_pjit
+@kernel(size=lambda d, a, *rest: a.shape[0])
 def rows_fold(d, a, rows, cols, w, out):
     """out[x] = sum_i w[i] a[i*cols + x]: a (rows x cols, row-major) folded by row weights w."""
     for x in prange(cols):
@@ -186,7 +185,7 @@ def rows_fold(d, a, rows, cols, w, out):
         store(out, x, acc)
 
 
-@_pjit
+@kernel(size=lambda d, a, *rest: a.shape[0])
 def cols_fold(d, a, rows, cols, w, out):
     """out[x] = sum_j a[x*cols + j] w[j]: a (rows x cols, row-major) folded by column weights."""
     for x in prange(rows):
@@ -197,7 +196,7 @@ def cols_fold(d, a, rows, cols, w, out):
         store(out, x, acc)
 
 
-@_pjit
+@kernel()
 def fraction_layer(d, p, q, p_out, q_out):
     """One layer up a tree of fractions: (p, q)[2i] + (p, q)[2i+1] as p/q sums, unreduced:
     p_out[i] = p[2i] q[2i+1] + p[2i+1] q[2i], q_out[i] = q[2i] q[2i+1]."""

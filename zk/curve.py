@@ -14,8 +14,8 @@ Compressed encoding (32 bytes, one per point)
 Decoding accepts exactly the encodings :func:`compress` produces: the identity with any other
 bit set, x >= q, or an x with x^3 + 3 not a square in Fq is rejected with
 :class:`~zk.errors.MalformedProofError`. G1 has prime order r (cofactor 1), so every point on
-the curve is in the group and no subgroup check is needed. Importing this module installs
-:func:`validate_point` as :data:`zk.encoding.POINT_VALIDATOR`.
+the curve is in the group and no subgroup check is needed. :mod:`zk.encoding` calls
+:func:`validate_point` on every point it reads.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import numpy as np
 from py_ecc import optimized_bn128 as bn
 
 from gpu import curve as C
-from zk import encoding
 from zk.errors import MalformedProofError
 from zk.field import Fq
 
@@ -163,5 +162,3 @@ def validate_point(b: bytes) -> None:
         raise MalformedProofError(f"a compressed point is 32 bytes, got {len(b)}")
     decompress([b])
 
-
-encoding.POINT_VALIDATOR = validate_point

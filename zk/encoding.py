@@ -72,13 +72,13 @@ MAX_LABEL_LEN = 255
 """Largest section label, in utf-8 bytes."""
 
 POINT_VALIDATOR: Callable[[bytes], None] | None = None
-"""Hook called by :meth:`Reader.point` and :meth:`Reader.points` on every 32-byte point read.
+"""Override of the check :meth:`Reader.point` and :meth:`Reader.points` make on every point.
 
-``None`` (the default) accepts any 32 bytes. The curve module installs a function that raises
-:class:`~zk.errors.MalformedProofError` for an encoding that is not a canonical compressed point
-on the curve; that error propagates with a note giving the byte offset. Any other exception
-the hook raises is turned into a MalformedProofError (chained), so readers keep their promise
-of raising nothing else.
+``None`` (the default) means :func:`zk.curve.validate_point`: the bytes must be a canonical
+compressed BN254 G1 point, or the read raises :class:`~zk.errors.MalformedProofError` (with a
+note giving the byte offset). Tests of the byte layout alone may install another function. Any
+exception other than MalformedProofError that the check raises is turned into one (chained), so
+readers keep their promise of raising nothing else.
 """
 
 _U32_MAX = 0xFFFF_FFFF
@@ -389,18 +389,19 @@ class Reader:
 
     def _check_point(self, b: bytes, at: int) -> bytes:
         hook = POINT_VALIDATOR
-        if hook is not None:
-            try:
-                hook(b)
-            except MalformedProofError as e:
-                e.add_note(f"(the point at byte offset {at})")
-                raise
-            except Exception as e:
-                raise self.error(f"invalid point ({e})", at) from e
+        if hook is None:
+            from zk.curve import validate_point as hook  # curve imports this module
+        try:
+            hook(b)
+        except MalformedProofError as e:
+            e.add_note(f"(the point at byte offset {at})")
+            raise
+        except Exception as e:
+            raise self.error(f"invalid point ({e})", at) from e
         return b
 
     def point(self) -> bytes:
-        """Read a 32-byte point, passed to :data:`POINT_VALIDATOR` if set."""
+        """Read a 32-byte compressed point, validated (see :data:`POINT_VALIDATOR`)."""
         self._tag(_T_POINT)
         at = self._pos
         return self._check_point(self._take(32, "point"), at)

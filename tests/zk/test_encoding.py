@@ -19,6 +19,20 @@ from zk.encoding import (
 )
 from zk.errors import MalformedProofError
 
+
+@pytest.fixture(autouse=True)
+def opaque_points(monkeypatch):
+    """These tests are about the byte layout: accept any 32 bytes as a point."""
+    monkeypatch.setattr(encoding, "POINT_VALIDATOR", lambda b: None)
+
+
+def test_points_are_curve_checked_by_default(monkeypatch) -> None:
+    monkeypatch.setattr(encoding, "POINT_VALIDATOR", None)
+    with pytest.raises(MalformedProofError, match="byte offset"):
+        Reader(b"\x08" + b"\xff" * 32).point()
+    identity = bytes(31) + b"\x80"
+    assert Reader(b"\x08" + identity).point() == identity
+
 R = FR_MODULUS
 fr = st.one_of(st.integers(0, R - 1), st.sampled_from([0, 1, R - 1, 2**253]))
 pt = st.binary(min_size=32, max_size=32)
