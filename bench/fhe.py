@@ -1,0 +1,109 @@
+"""FHE cost of the quantized attention head, from tiny to GPT-2 size.
+
+    .venv/bin/python bench/fhe.py            # all sizes (GPT-2 size compiles in ~30-40 s)
+    .venv/bin/python bench/fhe.py --quick    # skip the GPT-2-size rows
+
+For each configuration: compile time, PBS count, complexity, maximum bit widths, key and
+ciphertext sizes, and either a real keygen/encrypt/run/decrypt (when the evaluation keys are
+small enough to finish in a few minutes here) or "simulate only" with the simulate time.
+Reference point: Zama's 4-bit GPT-2 head at L = 6 takes 11,622 PBS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+warnings.filterwarnings("ignore")
+
+from fhe.compile import compile_head, fhe_stats, make_inputset  # noqa: E402
+from zk.attention_ref import HeadConfig, random_head, run_reference  # noqa: E402
+
+ZAMA_GPT2_PBS = 11_622
+TINY = dict(n_bits=3, score_bits=5, tlu_bits=5, out_tlu_bits=5, exp_bits=3, prob_bits=3)
+SMALL = dict(score_bits=6, tlu_bits=6, out_tlu_bits=6, exp_bits=4, prob_bits=3)
+REAL_KEY_LIMIT = 2.5e9  # bytes of bootstrap + keyswitch keys for a real run here
+
+ROWS = [
+    ("tiny 4x2 L2 3b", HeadConfig(4, 2, 2, **TINY)),
+    ("8x4 L3 4b", HeadConfig(8, 4, 3, **SMALL)),
+    ("16x8 L4 4b", HeadConfig(16, 8, 4)),
+    ("64x16 L6 4b", HeadConfig(64, 16, 6)),
+    ("GPT-2 768x64 L6 4b causal", HeadConfig(768, 64, 6)),
+    ("GPT-2 768x64 L6 4b no-mask", HeadConfig(768, 64, 6, causal=False)),
+]
+
+
+def gb(n):
+    return f"{n / 1e9:.2f}"
+
+
+def run_row(name, cfg, real_ok=True):
+    head, _, calib = random_head(cfg, seed=1, n_calib=16)
+    inputset = make_inputset(head, calib)
+    t = time.perf_counter()
+    circuit = compile_head(head, inputset)
+    t_compile = time.perf_counter() - t
+    st = fhe_stats(circuit)
+    keys = st.get("size_of_bootstrap_keys", 0) + st.get("size_of_keyswitch_keys", 0)
+    x = inputset[0]
+    y_ref = run_reference(x, head)[0]
+    t = time.perf_counter()
+    ys = circuit.simulate(x)
+    t_sim = time.perf_counter() - t
+    assert np.array_equal(ys, y_ref), "simulate differs from the reference"
+    row = dict(name=name, compile=t_compile, sim=t_sim, keys=keys, **st)
+    if real_ok and keys <= REAL_KEY_LIMIT:
+        t = time.perf_counter()
+        circuit.keygen()
+        row["keygen"] = time.perf_counter() - t
+        t = time.perf_counter()
+        enc = circuit.encrypt(x)
+        row["encrypt"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out = circuit.run(enc)
+        row["run"] = time.perf_counter() - t
+        t = time.perf_counter()
+        y = circuit.decrypt(out)
+        row["decrypt"] = time.perf_counter() - t
+        row["real_ok"] = bool(np.array_equal(y, y_ref))
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="skip GPT-2-size rows")
+    args = ap.parse_args(argv)
+    rows = ROWS[:4] if args.quick else ROWS
+    hdr = (f"{'config':28s} {'compile s':>9s} {'PBS':>7s} {'complexity':>11s} {'maxbw':>5s} "
+           f"{'maxTLU':>6s} {'BSK GB':>7s} {'KSK GB':>7s} {'in KB':>7s} {'out KB':>8s}  run")
+    print(hdr)
+    print("-" * len(hdr))
+    results = []
+    for name, cfg in rows:
+        r = run_row(name, cfg)
+        results.append(r)
+        if "keygen" in r:
+            tail = (f"keygen {r['keygen']:.1f}s enc {r['encrypt']:.2f}s run {r['run']:.1f}s "
+                    f"dec {r['decrypt']:.2f}s exact={r['real_ok']}")
+        else:
+            tail = f"simulate only ({r['sim']:.1f}s): keys too large for a real run here"
+        print(f"{name:28s} {r['compile']:9.1f} {r['pbs']:7d} {r['complexity']:11.3g} "
+              f"{r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
+              f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} {gb(r.get('size_of_keyswitch_keys', 0)):>7s} "
+              f"{r.get('size_of_inputs', 0) / 1e3:7.1f} {r.get('size_of_outputs', 0) / 1e3:8.1f}  {tail}",
+              flush=True)
+    for r in results:
+        if r["name"].startswith("GPT-2"):
+            print(f"{r['name']}: {r['pbs']} PBS vs Zama's {ZAMA_GPT2_PBS} "
+                  f"({100.0 * r['pbs'] / ZAMA_GPT2_PBS:.0f}%)")
+
+
+if __name__ == "__main__":
+    main()
