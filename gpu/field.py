@@ -194,6 +194,13 @@ def vscale(d, a, s, out):
         store(out, i, mul(load(a, i), s, d))
 
 
+@kernel()
+def vadd_scalar(d, a, s, out):
+    """out = a + s for a scalar element s."""
+    for i in prange(a.shape[0]):
+        store(out, i, add(load(a, i), s, d))
+
+
 @kernel(size=lambda d, s, x, y, out: x.shape[0])
 def vaxpy(d, s, x, y, out):
     """out = s * x + y."""

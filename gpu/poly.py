@@ -19,20 +19,66 @@ from gpu.jit import jit as _jit
 from gpu.jit import kernel
 
 
-@kernel(size=lambda d, point, out: out.shape[0])
-def eq_table(d, point, out):
-    """out[i] = eq(point, bits(i)) = prod_k (b_k r_k + (1 - b_k)(1 - r_k)); len(out) = 2^k."""
-    k = point.shape[0]
+@_jit
+def _eq_build(d, point, lo, hi, out):
+    """out[i] = eq(point[lo:hi], bits(i)) for i < 2^(hi - lo), serially (doubling)."""
     store(out, 0, one(d))
     size = 1
-    for j in range(k):
+    for j in range(lo, hi):
         r = load(point, j)
-        for i in prange(size):
+        for i in range(size):
             x = load(out, i)
-            hi = mul(x, r, d)
-            store(out, i + size, hi)
-            store(out, i, sub(x, hi, d))
+            h = mul(x, r, d)
+            store(out, i + size, h)
+            store(out, i, sub(x, h, d))
         size *= 2
+
+
+@kernel(size=lambda d, point, out: out.shape[0])
+def eq_table(d, point, out):
+    """out[i] = eq(point, bits(i)) = prod_k (b_k r_k + (1 - b_k)(1 - r_k)); len(out) = 2^k.
+
+    Built as the outer product of the tables of the low and the high half of the variables
+    (2 sqrt(n) work serially, then one parallel pass of n multiplications).
+    """
+    k = point.shape[0]
+    a = k // 2
+    lo = np.empty((1 << a, 4), dtype=np.uint64)
+    hi = np.empty((1 << (k - a), 4), dtype=np.uint64)
+    _eq_build(d, point, 0, a, lo)
+    _eq_build(d, point, a, k, hi)
+    mask = (1 << a) - 1
+    for i in prange(out.shape[0]):
+        store(out, i, mul(load(lo, i & mask), load(hi, i >> a), d))
+
+
+@kernel(size=lambda d, v, point: v.shape[0])
+def evaluate(d, v, point):
+    """v~(point) = sum_i v[i] eq(point, bits(i)) = sum_h eq_hi[h] sum_l v[h 2^a + l] eq_lo[l]."""
+    k = point.shape[0]
+    a = k // 2
+    lo = np.empty((1 << a, 4), dtype=np.uint64)
+    hi = np.empty((1 << (k - a), 4), dtype=np.uint64)
+    _eq_build(d, point, 0, a, lo)
+    _eq_build(d, point, a, k, hi)
+    parts = np.empty((1 << (k - a), 4), dtype=np.uint64)
+    for h in prange(1 << (k - a)):
+        acc = (ZERO, ZERO, ZERO, ZERO)
+        base = h << a
+        for l in range(1 << a):
+            acc = add(acc, mul(load(v, base + l), load(lo, l), d), d)
+        store(parts, h, mul(acc, load(hi, h), d))
+    total = (ZERO, ZERO, ZERO, ZERO)
+    for h in range(1 << (k - a)):
+        total = add(total, load(parts, h), d)
+    return total
+
+
+@kernel(size=lambda d, a, out: out.shape[0])
+def pair_sums(d, a, out):
+    """out[i] = a[2i] + a[2i+1]: sums out the lowest variable of a table."""
+    for i in prange(out.shape[0]):
+        store(out, i, add(load(a, 2 * i), load(a, 2 * i + 1), d))
 
 
 @kernel(size=lambda d, f, r, out: f.shape[0] * f.shape[1])

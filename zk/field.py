@@ -162,6 +162,12 @@ class PrimeField:
         K.vscale(self.desc, a, self.scalar(s), out)
         return out
 
+    def add_scalar(self, a: np.ndarray, s: int) -> np.ndarray:
+        """a + s entrywise for an int s."""
+        out = np.empty_like(a)
+        K.vadd_scalar(self.desc, a, self.scalar(s), out)
+        return out
+
     def axpy(self, s: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """s * x + y."""
         out = np.empty_like(x)

@@ -1,29 +1,26 @@
 """tlookup: lookup arguments by logarithmic derivatives, proven with layered fractional sumchecks.
 
-Statement: every entry of each looked-up vector S_s (length n_s, any size) lies in a public
-table T (length N, any size). With multiplicities m_j = #{(s, i) : S_s[i] = T_j}, this holds
-(for r > n + N) exactly when, as rational functions of beta,
+Statement: for public tables T_0, T_1, ... (a range [lo, hi), or a function x -> f(x) on
+[lo, hi)) and looked-up columns c = (table t_c, inputs X_c, outputs Y_c, selector sel_c), every
+selected entry is a row of its table: (X_c[i], Y_c[i]) = (x, f(x)) for some x of T_{t_c}
+whenever sel_c[i] = 1 (Y is absent for a range). Unselected entries (padding, causally masked
+positions) are unconstrained.
 
-    sum_s sum_i 1 / (beta + S_s[i]) = sum_j m_j / (beta + T_j).
+All tables are laid end to end into one union table whose row j is (t, x_j, f(x_j)) (f = 0 for
+ranges), zero-padded to a power of two. With challenges alpha, beta (drawn after the columns'
+and the multiplicities' commitments are absorbed), compress a row to
+w = t + alpha x + alpha^2 f(x) and use the logarithmic-derivative identity (Haböck 2022)
 
-For a function table (inputs x_j, outputs f(x_j)), a looked-up pair (X_i, Y_i) is compressed to
-S_i = X_i + alpha Y_i and T_j = x_j + alpha f(x_j) with a challenge alpha, so the identity says
-that every (X_i, Y_i) is a row of the table.
+    sum_c sum_i sel_c[i] / (beta + w_c[i]) = sum_j m_j / (beta + w_T[j]),
 
-Protocol (the caller has committed to S's operands and to m, and absorbed the commitments;
-:func:`multiplicities` gives m): draw alpha, beta; prove each side's fraction sum with
-:mod:`zk.fractions` (no inverse vector is committed); the verifier checks
-sum_s P_s / Q_s = P_T / Q_T and discharges the leaf claims:
-
-* the S-trees' leaves are p_i = [i < n_s], q_i = [i < n_s] (beta + S_i) + [i >= n_s]; the
-  verifier evaluates the indicator itself and turns the q claim into claims on X and Y (values
-  the prover sends, combined with alpha), which it returns to the caller;
-* the T-tree's leaves are p_j = m_j and q_j = [j < N] (beta + T_j) + [j >= N]: the verifier
-  evaluates T~ itself (closed form for a range, direct for explicit tables) and returns the
-  claim on m to the caller, who checks it against m's commitment.
-
-Vectors are zero-padded to a power of two (at least 2): callers commit to the padded vectors.
-zkLLM's release needs |T| to divide |S|; here both sizes are free.
+with m_j the number of selected entries equal to union row j. Each side is a tree of fractions
+proven by :mod:`zk.fractions` (all trees batched, so columns of one size share every challenge
+and end at one point). Its leaves are p = sel, q = beta + w for every column entry, and p = m,
+q = beta + w_T (padding rows included) for the table; so q~ is affine in X~, Y~ and the verifier
+turns the q claims into claims on X and Y (values the prover sends), checks p~ = sel~ itself,
+evaluates the union table's extension itself, and returns the claims on X, Y and m to the
+caller. Soundness needs r > (number of looked-up entries + table rows); zkLLM's release also
+needs |T| to divide |S|: here both sizes are free.
 """
 
 from __future__ import annotations
@@ -42,7 +39,7 @@ from zk.multilinear import P, evaluate, next_pow2, num_vars
 from zk.transcript import Transcript
 
 LABEL_TABLE = b"lookup/table"
-LABEL_SIZES = b"lookup/sizes"
+LABEL_COLUMNS = b"lookup/columns"
 LABEL_ALPHA = b"lookup/alpha"
 LABEL_BETA = b"lookup/beta"
 LABEL_OPERANDS = b"lookup/operands"
@@ -50,13 +47,13 @@ LABEL_OPERANDS = b"lookup/operands"
 MAX_TABLE = 1 << 22
 
 
-# ---------------------------------------------------------------- tables
+# ---------------------------------------------------------------- tables and selectors
 
 
 @dataclass(frozen=True, eq=False)
 class LookupTable:
-    """A public table: inputs offset, offset+1, ..., offset+N-1 and, for a function table,
-    one output per input. ``outputs is None`` makes it a range table [offset, offset + N)."""
+    """A public table: inputs offset, ..., offset + size - 1 and, for a function table, one
+    output per input. ``outputs is None`` makes it the range [offset, offset + size)."""
 
     offset: int
     size: int
@@ -78,7 +75,8 @@ class LookupTable:
         return cls(lo, hi - lo, None, name or f"range[{lo},{hi})")
 
     @classmethod
-    def function(cls, offset: int, outputs: Sequence[int] | np.ndarray, name: str = "") -> "LookupTable":
+    def function(cls, offset: int, outputs: Sequence[int] | np.ndarray,
+                 name: str = "") -> "LookupTable":
         """f(offset + j) = outputs[j]."""
         outputs = np.asarray(outputs, dtype=np.int64)
         return cls(offset, int(outputs.shape[0]), outputs, name)
@@ -91,51 +89,128 @@ class LookupTable:
     def padded(self) -> int:
         return max(2, next_pow2(self.size))
 
-    def absorb(self, t: Transcript) -> None:
-        """Bind the table's full description into the transcript."""
-        t.absorb_bytes(LABEL_TABLE, self.name.encode())
-        t.absorb_scalars(LABEL_TABLE, [self.offset % P, self.size, int(self.is_function)])
+    def inputs(self) -> np.ndarray:
+        return np.arange(self.size, dtype=np.int64) + self.offset
+
+    def describe(self) -> list[int]:
+        """Integers that pin the table down (absorbed into transcripts)."""
+        out = [self.offset % P, self.size, int(self.is_function)]
         if self.outputs is not None:
-            t.absorb_vector(LABEL_TABLE, Fr.from_signed(self.outputs))
-
-    def index_of(self, x: np.ndarray) -> np.ndarray:
-        """Row index of each input x (unchecked: callers check the range)."""
-        return np.asarray(x, dtype=np.int64) - self.offset
-
-    def inputs_mle(self, point: Sequence[int]) -> int:
-        """sum_{j < N} (offset + j) eq(point, j), on the padded hypercube."""
-        if self.size == 1 << len(point):
-            # closed form: the index's extension is sum_k 2^k r_k, the constant's is 1
-            return (self.offset + sum(r << k for k, r in enumerate(point))) % P
-        col = np.arange(self.size, dtype=np.int64) + self.offset
-        return evaluate(_padded_signed(col, 1 << len(point)), point)
-
-    def outputs_mle(self, point: Sequence[int]) -> int:
-        assert self.outputs is not None
-        return evaluate(_padded_signed(self.outputs, 1 << len(point)), point)
+            out += [int(v) % P for v in self.outputs]
+        return out
 
 
-def _padded_signed(values: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(n, dtype=np.int64)
-    out[: values.shape[0]] = values
-    return Fr.from_signed(out)
+@dataclass(frozen=True, eq=False)
+class Selector:
+    """Which entries of a padded column are looked up: the first ``prefix`` entries, or the
+    entries where a public 0/1 ``mask`` is 1. ``size`` is the padded length (a power of two)."""
+
+    size: int
+    prefix: int | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        num_vars(self.size)
+        if (self.prefix is None) == (self.mask is None):
+            raise ValueError("a selector is a prefix or a mask")
+        if self.mask is not None:
+            mask = np.ascontiguousarray(self.mask, dtype=np.int64).reshape(-1)
+            if mask.shape != (self.size,) or ((mask != 0) & (mask != 1)).any():
+                raise ValueError("a selector mask is a 0/1 vector of the padded size")
+            object.__setattr__(self, "mask", mask)
+        elif not 0 <= self.prefix <= self.size:
+            raise ValueError("prefix longer than the column")
+
+    @classmethod
+    def first(cls, n: int, size: int | None = None) -> "Selector":
+        """The first n entries of a column padded to ``size`` (default: max(2, next_pow2(n)))."""
+        return cls(size or max(2, next_pow2(n)), prefix=n)
+
+    def values(self) -> np.ndarray:
+        if self.mask is not None:
+            return self.mask
+        v = np.zeros(self.size, dtype=np.int64)
+        v[: self.prefix] = 1
+        return v
+
+    def mle(self, point: Sequence[int]) -> int:
+        if self.mask is not None:
+            return evaluate(Fr.from_signed(self.mask), point)
+        return indicator_mle(self.prefix, point)
+
+    def describe(self) -> list[int]:
+        if self.mask is not None:
+            return [self.size, 1, *self.mask.tolist()]
+        return [self.size, 0, self.prefix]
 
 
 def indicator_mle(n: int, point: Sequence[int]) -> int:
     """ind~(point) for ind(i) = [i < n] over {0,1}^len(point), little-endian, in O(len)."""
-    # [i < n] scanning bits from the top: i < n iff at the first differing bit, i has 0, n has 1.
-    acc = 0  # extension of [i < n] restricted to the bits seen so far (top-down)
-    eq_prefix = 1  # extension of [the bits seen so far equal n's]
-    for k in range(len(point) - 1, -1, -1):
+    if n >> len(point):
+        return 1
+    acc, eq_prefix = 0, 1  # scanning bits from the top: i < n iff at the first differing
+    for k in range(len(point) - 1, -1, -1):  # bit, i has 0 and n has 1
         r = point[k]
         if (n >> k) & 1:
             acc = (acc + eq_prefix * (1 - r)) % P
             eq_prefix = eq_prefix * r % P
         else:
             eq_prefix = eq_prefix * (1 - r) % P
-    if n >> len(point):
-        return 1  # every index is below n
     return acc % P
+
+
+@dataclass(frozen=True, eq=False)
+class Column:
+    """One looked-up column: the prover's view (values) or the verifier's (values None)."""
+
+    table: int
+    selector: Selector
+    x: np.ndarray | None = None  # int64, length selector.size
+    y: np.ndarray | None = None
+
+
+class TableSet:
+    """Tables laid end to end into one union table (see the module docstring)."""
+
+    def __init__(self, tables: Sequence[LookupTable]) -> None:
+        if not tables:
+            raise ValueError("a table set needs a table")
+        self.tables = list(tables)
+        self.offsets = np.cumsum([0] + [t.size for t in tables])[:-1].tolist()
+        self.total = sum(t.size for t in tables)
+        if self.total > MAX_TABLE:
+            raise ValueError(f"tables of {self.total} rows in all exceed {MAX_TABLE}")
+        self.padded = max(2, next_pow2(self.total))
+
+    def absorb(self, t: Transcript) -> None:
+        for table in self.tables:
+            t.absorb_bytes(LABEL_TABLE, table.name.encode())
+            t.absorb_scalars(LABEL_TABLE, table.describe())
+
+    def union(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tag, x, f(x)) of every union row, zero-padded."""
+        tag = np.zeros(self.padded, dtype=np.int64)
+        xs = np.zeros(self.padded, dtype=np.int64)
+        ys = np.zeros(self.padded, dtype=np.int64)
+        for k, (table, off) in enumerate(zip(self.tables, self.offsets)):
+            sl = slice(off, off + table.size)
+            tag[sl] = k
+            xs[sl] = table.inputs()
+            if table.outputs is not None:
+                ys[sl] = table.outputs
+        return tag, xs, ys
+
+    def compressed(self, alpha: int) -> np.ndarray:
+        """w_T = tag + alpha x + alpha^2 f(x) for every union row, as an Fr vector."""
+        tag, xs, ys = self.union()
+        return _compress(tag, xs, ys, alpha)
+
+
+def _compress(tag, xs, ys, alpha: int) -> np.ndarray:
+    w = Fr.axpy(alpha, Fr.from_signed(xs), Fr.from_signed(tag))
+    if ys is not None:
+        w = Fr.axpy(alpha * alpha % P, Fr.from_signed(ys), w)
+    return w
 
 
 # ---------------------------------------------------------------- proof objects
@@ -143,8 +218,8 @@ def indicator_mle(n: int, point: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class LookupProof:
-    """One batched fraction-sum proof over every looked-up vector's tree and the table's tree
-    (in that order), and the operand values X~(rho)[, Y~(rho)] of each looked-up vector."""
+    """One batched fraction-sum proof over every column's tree and the table's tree (in that
+    order), and the values X~(rho)[, Y~(rho)] of each column at its tree's final point."""
 
     trees: fractions.FractionProof
     operands: tuple[tuple[int, ...], ...]
@@ -155,18 +230,16 @@ class LookupProof:
             w.fields([x for ops in self.operands for x in ops])
 
     @classmethod
-    def read(cls, r: Reader, table: LookupTable, sizes: Sequence[int]) -> "LookupProof":
-        width = 2 if table.is_function else 1
+    def read(cls, r: Reader, tables: TableSet, columns: Sequence[Column]) -> "LookupProof":
+        widths = [_width(tables, c) for c in columns]
         with r.section("lookup"):
-            trees = fractions.FractionProof.read(r, _depths(table, sizes))
-            n = width * len(sizes)
-            flat = r.fields(max_len=n, exact_len=n)
-        ops = tuple(tuple(flat[width * i:width * (i + 1)]) for i in range(len(sizes)))
-        return cls(trees, ops)
-
-
-def _depths(table: LookupTable, sizes: Sequence[int]) -> list[int]:
-    return [num_vars(_padded_len(n)) for n in sizes] + [num_vars(table.padded)]
+            trees = fractions.FractionProof.read(r, _depths(tables, columns))
+            flat = r.fields(max_len=sum(widths), exact_len=sum(widths))
+        ops, at = [], 0
+        for wd in widths:
+            ops.append(tuple(flat[at:at + wd]))
+            at += wd
+        return cls(trees, tuple(ops))
 
 
 @dataclass(frozen=True)
@@ -178,96 +251,83 @@ class LookupClaims:
     multiplicities: Claim
 
 
-def _padded_len(n: int) -> int:
-    return max(2, next_pow2(n))
+def _width(tables: TableSet, c: Column) -> int:
+    return 2 if tables.tables[c.table].is_function else 1
+
+
+def _depths(tables: TableSet, columns: Sequence[Column]) -> list[int]:
+    return [num_vars(c.selector.size) for c in columns] + [num_vars(tables.padded)]
+
+
+def _begin(t: Transcript, tables: TableSet, columns: Sequence[Column]) -> tuple[int, int]:
+    tables.absorb(t)
+    for c in columns:
+        if not 0 <= c.table < len(tables.tables):
+            raise ValueError(f"column names table {c.table} of {len(tables.tables)}")
+        t.absorb_scalars(LABEL_COLUMNS, [c.table, *c.selector.describe()])
+    return t.challenge(LABEL_ALPHA), t.challenge(LABEL_BETA)
 
 
 # ---------------------------------------------------------------- prover
 
 
-def multiplicities(table: LookupTable, columns: Sequence[tuple[np.ndarray, np.ndarray | None]]
-                   ) -> np.ndarray:
-    """m (int64, length table.padded): how often each row is looked up.
+def multiplicities(tables: TableSet, columns: Sequence[Column]) -> np.ndarray:
+    """m (int64, length tables.padded): how often each union row is looked up.
 
-    ``columns`` holds (X, Y) per looked-up vector (Y None for a range table). Raises ProverError
-    naming the first entry that is not in the table.
+    Raises ProverError naming the first selected entry that is not in its table.
     """
-    m = np.zeros(table.padded, dtype=np.int64)
-    for s, (x, y) in enumerate(columns):
-        x = np.asarray(x, dtype=np.int64).reshape(-1)
-        idx = table.index_of(x)
+    m = np.zeros(tables.padded, dtype=np.int64)
+    for s, c in enumerate(columns):
+        table = tables.tables[c.table]
+        sel = c.selector.values().astype(bool)
+        x = np.asarray(c.x, dtype=np.int64).reshape(-1)
+        if x.shape != (c.selector.size,):
+            raise ProverError(f"column {s} has {x.size} entries, its selector {c.selector.size}")
+        xs = x[sel]
+        idx = xs - table.offset
         bad = (idx < 0) | (idx >= table.size)
         if bad.any():
-            i = int(np.argmax(bad))
-            raise ProverError(f"lookup {s}: entry {i} = {int(x[i])} is not in table {table.name!r}")
+            i = int(np.flatnonzero(sel)[np.argmax(bad)])
+            raise ProverError(f"column {s}: entry {i} = {int(x[i])} is not in table "
+                              f"{table.name!r}")
         if table.is_function:
-            if y is None:
-                raise ProverError("a function table needs (X, Y) pairs")
-            y = np.asarray(y, dtype=np.int64).reshape(-1)
-            wrong = table.outputs[idx] != y
+            if c.y is None:
+                raise ProverError(f"column {s}: a function table needs (X, Y) pairs")
+            ys = np.asarray(c.y, dtype=np.int64).reshape(-1)[sel]
+            wrong = table.outputs[idx] != ys
             if wrong.any():
-                i = int(np.argmax(wrong))
-                raise ProverError(f"lookup {s}: entry {i}: f({int(x[i])}) is "
-                                  f"{int(table.outputs[idx[i]])}, not {int(y[i])}")
-        m += np.bincount(idx, minlength=table.padded)
+                i = int(np.flatnonzero(sel)[np.argmax(wrong)])
+                raise ProverError(f"column {s}: entry {i}: {table.name}({int(x[i])}) is "
+                                  f"{int(table.outputs[idx[np.argmax(wrong)]])}, "
+                                  f"not {int(np.asarray(c.y).reshape(-1)[i])}")
+        m += np.bincount(idx + tables.offsets[c.table], minlength=tables.padded)
     return m
 
 
-def _begin(t: Transcript, table: LookupTable, sizes: Sequence[int]) -> tuple[int, int]:
-    table.absorb(t)
-    t.absorb_scalars(LABEL_SIZES, list(sizes))
-    alpha = t.challenge(LABEL_ALPHA) if table.is_function else 0
-    return alpha, t.challenge(LABEL_BETA)
+def prove(t: Transcript, tables: TableSet, columns: Sequence[Column], m: np.ndarray
+          ) -> tuple[LookupProof, LookupClaims]:
+    """Prove every column's selected entries are rows of its table.
 
-
-def _leaves(values: np.ndarray, n: int, beta: int) -> tuple[np.ndarray, np.ndarray]:
-    """p = [i < n], q = [i < n](beta + v_i) + [i >= n] for a padded Fr vector ``values``."""
-    size = values.shape[0]
-    ind = np.zeros(size, dtype=np.int64)
-    ind[:n] = 1
-    p = Fr.from_signed(ind)
-    q = Fr.add(values, Fr.scale(p, beta))
-    q = Fr.add(q, Fr.from_signed(1 - ind))
-    return p, q
-
-
-def prove(
-    t: Transcript,
-    table: LookupTable,
-    columns: Sequence[tuple[np.ndarray, np.ndarray | None]],
-    m: np.ndarray,
-) -> tuple[LookupProof, LookupClaims]:
-    """Prove that every (X[i], Y[i]) of each column pair is a row of the table.
-
-    Call after m's commitment (and the operands') are absorbed. Returns the proof and the
-    claims the caller must discharge (on each padded X and Y, and on the padded m).
+    Call after the commitments to the columns and to m are absorbed. Returns the proof and
+    the claims the caller must discharge (on each X and Y, and on m).
     """
-    sizes = [int(np.asarray(x).size) for x, _ in columns]
-    if any(n < 1 for n in sizes):
-        raise ProverError("empty lookup")
-    alpha, beta = _begin(t, table, sizes)
+    if not columns:
+        raise ProverError("no columns to look up")
+    alpha, beta = _begin(t, tables, columns)
     trees, operands = [], []
-    for (x, y), n in zip(columns, sizes):
-        size = _padded_len(n)
-        fx = _padded_signed(np.asarray(x, dtype=np.int64).reshape(-1), size)
-        fy = None
-        s = fx
-        if table.is_function:
-            fy = _padded_signed(np.asarray(y, dtype=np.int64).reshape(-1), size)
-            s = Fr.add(fx, Fr.scale(fy, alpha))
-        trees.append(_leaves(s, n, beta))
+    for c in columns:
+        fx = Fr.from_signed(np.asarray(c.x, dtype=np.int64))
+        fy = Fr.from_signed(np.asarray(c.y, dtype=np.int64)) if _width(tables, c) == 2 else None
+        w = Fr.axpy(alpha, fx, Fr.from_signed(np.full(c.selector.size, c.table, np.int64)))
+        if fy is not None:
+            w = Fr.axpy(alpha * alpha % P, fy, w)
+        trees.append((Fr.from_signed(c.selector.values()), _shift(w, beta)))
         operands.append((fx, fy))
-
-    tx = _padded_signed(np.arange(table.size, dtype=np.int64) + table.offset, table.padded)
-    tcol = tx if table.outputs is None else Fr.add(
-        tx, Fr.scale(_padded_signed(table.outputs, table.padded), alpha))
-    _, tq = _leaves(tcol, table.size, beta)
-    trees.append((Fr.from_signed(m), tq))
+    trees.append((Fr.from_signed(m), _shift(tables.compressed(alpha), beta)))
     try:
         tree_proof, tree_claims = fractions.prove(t, trees)
     except ProverError as e:
-        raise ProverError(f"lookup: {e} (beta collided with an entry)") from e
-
+        raise ProverError(f"lookup: {e} (beta hit a table entry; negligible)") from e
     ops, in_claims, out_claims = [], [], []
     for (fx, fy), cl in zip(operands, tree_claims):
         rho = cl.q.point
@@ -280,45 +340,43 @@ def prove(
     return proof, LookupClaims(tuple(in_claims), tuple(out_claims), tree_claims[-1].p)
 
 
+def _shift(w: np.ndarray, beta: int) -> np.ndarray:
+    return Fr.add_scalar(w, beta)
+
+
 # ---------------------------------------------------------------- verifier
 
 
-def verify(t: Transcript, table: LookupTable, sizes: Sequence[int], proof: LookupProof
+def verify(t: Transcript, tables: TableSet, columns: Sequence[Column], proof: LookupProof
            ) -> LookupClaims:
-    """Check a lookup proof for vectors of the given sizes; return the claims to discharge.
-
-    Raises VerificationError if any check fails.
-    """
-    width = 2 if table.is_function else 1
-    if len(proof.operands) != len(sizes) or any(len(v) != width for v in proof.operands):
+    """Check a lookup proof for the given columns (values unused); return the claims to
+    discharge. Raises VerificationError if any check fails."""
+    if not columns or len(proof.operands) != len(columns):
+        raise VerificationError("lookup: wrong number of columns")
+    if any(len(v) != _width(tables, c) for v, c in zip(proof.operands, columns)):
         raise VerificationError("lookup: wrong number of operand values")
-    if any(n < 1 for n in sizes):
-        raise VerificationError("lookup: empty vector")
-    alpha, beta = _begin(t, table, sizes)
-    tree_claims = fractions.verify(t, proof.trees, _depths(table, sizes))
+    try:
+        alpha, beta = _begin(t, tables, columns)
+    except ValueError as e:
+        raise VerificationError(f"lookup: {e}") from e
+    tree_claims = fractions.verify(t, proof.trees, _depths(tables, columns))
     lhs = 0
     in_claims, out_claims = [], []
-    for vals, n, cl in zip(proof.operands, sizes, tree_claims):
+    for vals, c, cl in zip(proof.operands, columns, tree_claims):
         rho = cl.q.point
-        ind = indicator_mle(n, rho)
-        if cl.p.value != ind:
-            raise VerificationError("lookup: the numerators of a looked-up vector are not 1")
-        s_val = vals[0] if width == 1 else (vals[0] + alpha * vals[1]) % P
-        if cl.q.value != (s_val + beta * ind + 1 - ind) % P:
+        if cl.p.value != c.selector.mle(rho):
+            raise VerificationError("lookup: the numerators are not the column's selector")
+        w = (c.table + alpha * vals[0] + (alpha * alpha * vals[1] if len(vals) == 2 else 0)) % P
+        if cl.q.value != (w + beta) % P:
             raise VerificationError("lookup: denominators do not match the operand values")
         lhs = (lhs + cl.numerator * pow(cl.denominator, -1, P)) % P
         in_claims.append(Claim(rho, vals[0]))
-        out_claims.append(Claim(rho, vals[1]) if width == 2 else None)
+        out_claims.append(Claim(rho, vals[1]) if len(vals) == 2 else None)
     t.absorb_scalars(LABEL_OPERANDS, [v for vals in proof.operands for v in vals])
 
     tcl = tree_claims[-1]
-    rho = tcl.q.point
-    ind = indicator_mle(table.size, rho)
-    tval = table.inputs_mle(rho)
-    if table.is_function:
-        tval = (tval + alpha * table.outputs_mle(rho)) % P
-    if tcl.q.value != (tval + beta * ind + 1 - ind) % P:
-        raise VerificationError("lookup: table denominators do not match the public table")
+    if tcl.q.value != (evaluate(tables.compressed(alpha), tcl.q.point) + beta) % P:
+        raise VerificationError("lookup: table denominators do not match the public tables")
     if lhs * tcl.denominator % P != tcl.numerator:
-        raise VerificationError("lookup: the looked-up values are not all in the table")
+        raise VerificationError("lookup: the looked-up values are not all in their tables")
     return LookupClaims(tuple(in_claims), tuple(out_claims), tcl.p)

@@ -48,12 +48,11 @@ def fold(v: np.ndarray, r: int) -> np.ndarray:
 
 
 def evaluate(v: np.ndarray, point: Sequence[int]) -> int:
-    """v~(point), by folding one variable at a time (2^m multiplications)."""
+    """v~(point) = sum_i v[i] eq(point, bits(i)), in one kernel (about 2^m multiplications)."""
     if v.shape[0] != 1 << len(point):
         raise ValueError(f"a vector of length {v.shape[0]} has no point of {len(point)} coordinates")
-    for r in point:
-        v = fold(v, r)
-    return Fr.scalar_to_int(tuple(v[0]))
+    pt = Fr.from_ints(point).reshape(len(point), 4)
+    return Fr.scalar_to_int(K.evaluate(Fr.desc, v, pt))
 
 
 def pad(v: np.ndarray, n: int) -> np.ndarray:

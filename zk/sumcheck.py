@@ -140,6 +140,20 @@ def degree_of(num_factors: int, with_eq: bool) -> int:
     return num_factors
 
 
+def _gruen_weights(eq_point: Sequence[int] | None, m: int) -> list[np.ndarray]:
+    """weights[j] = eq(u_{>j}, .) over the variables still free after round j; each is the
+    previous one with its lowest variable summed out (eq sums to 1 over a variable)."""
+    if eq_point is None:
+        return [_NO_WEIGHTS] * m
+    weights = [eq_table(eq_point[1:])]
+    for _ in range(1, m):
+        prev = weights[-1]
+        nxt = np.empty((prev.shape[0] // 2, 4), dtype=np.uint64)
+        K.pair_sums(Fr.desc, prev, nxt)
+        weights.append(nxt)
+    return weights
+
+
 def _kernel_terms(terms: Terms) -> tuple[np.ndarray, np.ndarray]:
     idx = np.full((len(terms), degree_of_terms(terms)), -1, dtype=np.int64)
     for s, (_, t) in enumerate(terms):
@@ -185,9 +199,7 @@ def prove(
             raise ProverError("sumcheck: the claimed sum is false")
         return SumcheckProof(()), (), values
 
-    # weights[j]: eq(u_{>j}, .) over the variables still free after round j (Gruen)
-    weights = ([eq_table(eq_point[j + 1:]) for j in range(m)] if eq_point is not None
-               else [_NO_WEIGHTS] * m)
+    weights = _gruen_weights(eq_point, m)
     f = np.stack(factors)
     kterms, kcoeffs = _kernel_terms(terms)
     sums = K.round_sums(Fr.desc, f, degree, kterms, kcoeffs, weights[0])

@@ -32,7 +32,7 @@ from zk import hyrax, lookup
 from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
-from zk.lookup import LookupClaims, LookupTable, indicator_mle
+from zk.lookup import Column, LookupClaims, LookupTable, Selector, TableSet, indicator_mle
 from zk.field import Fr
 from zk.multilinear import P, evaluate, num_vars
 from zk.transcript import Transcript
@@ -46,9 +46,25 @@ MAX_DIRECT_SPAN = 1 << 16
 
 
 def _padded(x: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(lookup._padded_len(n), dtype=np.int64)
+    out = np.zeros(Selector.first(n).size, dtype=np.int64)
     out[:n] = np.asarray(x, dtype=np.int64).reshape(-1)
     return out
+
+
+def column(table: int, x: np.ndarray, y: np.ndarray | None = None) -> Column:
+    """The column of the n entries of x (and y), zero-padded, all selected."""
+    x = np.asarray(x, dtype=np.int64).reshape(-1)
+    return Column(table, Selector.first(x.size), _padded(x, x.size),
+                  None if y is None else _padded(y, x.size))
+
+
+def shapes(table: int, sizes: Sequence[int]) -> list[Column]:
+    """The verifier's view of columns of the given lengths (no values)."""
+    return [Column(table, Selector.first(n)) for n in sizes]
+
+
+def _as_set(tables: TableSet | LookupTable) -> TableSet:
+    return tables if isinstance(tables, TableSet) else TableSet([tables])
 
 
 # ---------------------------------------------------------------- committed membership
@@ -69,37 +85,43 @@ class TLookupProof:
             self.m_opening.write(w)
 
     @classmethod
-    def read(cls, r: Reader, table: LookupTable, sizes: Sequence[int]) -> "TLookupProof":
+    def read(cls, r: Reader, tables: TableSet | LookupTable, columns: Sequence[Column]
+             ) -> "TLookupProof":
+        tables = _as_set(tables)
         with r.section("tlookup"):
             com = hyrax.HyraxCommitment.read(r, 1)
-            if com.num_vars != num_vars(table.padded):
+            if com.num_vars != num_vars(tables.padded):
                 raise r.error("multiplicity commitment of the wrong size")
-            proof = lookup.LookupProof.read(r, table, sizes)
+            proof = lookup.LookupProof.read(r, tables, columns)
             opening = hyrax.HyraxOpening.read(r, 1)
         return cls(com, proof, opening)
 
 
-def prove(t: Transcript, table: LookupTable,
-          columns: Sequence[tuple[np.ndarray, np.ndarray | None]],
+def prove(t: Transcript, tables: TableSet | LookupTable, columns: Sequence[Column],
           rng: np.random.Generator | None = None) -> tuple[TLookupProof, LookupClaims]:
-    """Prove that every (X_i[, Y_i]) is a row of the table; returns the claims on X and Y."""
-    m = lookup.multiplicities(table, columns)
-    com, wit = hyrax.commit(m, rng=rng)
+    """Prove that the selected entries of every column are rows of its table; returns the
+    claims on the columns' X and Y (the caller's to discharge)."""
+    tables = _as_set(tables)
+    m = lookup.multiplicities(tables, columns)
+    n = num_vars(tables.padded)
+    # few rows: the row commitments are part of every proof, the opening grows only with log
+    com, wit = hyrax.commit(m, log_cols=max(n // 2, n - 5), rng=rng)
     com.absorb(t)
     t.absorb_bytes(LABEL_M, b"")
-    proof, claims = lookup.prove(t, table, columns, m)
+    proof, claims = lookup.prove(t, tables, columns, m)
     opening = hyrax.open_claims(wit, com, [claims.multiplicities], t, rng=rng)
     return TLookupProof(com, proof, opening), claims
 
 
-def verify(t: Transcript, table: LookupTable, sizes: Sequence[int], proof: TLookupProof
-           ) -> LookupClaims:
-    """Check a committed lookup; return the claims on the looked-up vectors (the caller's)."""
-    if proof.m_commitment.num_vars != num_vars(table.padded):
+def verify(t: Transcript, tables: TableSet | LookupTable, columns: Sequence[Column],
+           proof: TLookupProof) -> LookupClaims:
+    """Check a committed lookup; return the claims on the columns (the caller's)."""
+    tables = _as_set(tables)
+    if proof.m_commitment.num_vars != num_vars(tables.padded):
         raise VerificationError("tlookup: multiplicity commitment of the wrong size")
     proof.m_commitment.absorb(t)
     t.absorb_bytes(LABEL_M, b"")
-    claims = lookup.verify(t, table, sizes, proof.lookup)
+    claims = lookup.verify(t, tables, columns, proof.lookup)
     hyrax.verify(proof.m_commitment, [claims.multiplicities], proof.m_opening, t)
     return claims
 
@@ -137,7 +159,7 @@ class RangeProof:
                 raise r.error(f"expected {expect} limb commitments, found {k}")
             coms = tuple(hyrax.HyraxCommitment.read(r, 1) for _ in range(k))
             table, sizes = _range_table(n, lo, hi, limb_bits)
-            tl = TLookupProof.read(r, table, sizes)
+            tl = TLookupProof.read(r, table, shapes(0, sizes))
             openings = tuple(hyrax.HyraxOpening.read(r, 1) for _ in range(k))
         return cls(coms, tl, openings)
 
@@ -162,13 +184,13 @@ def prove_range(t: Transcript, x: np.ndarray, lo: int, hi: int, limb_bits: int =
     t.absorb_scalars(LABEL_LIMBS, [n, lo % P, hi % P, limb_bits])
     table, _ = _range_table(n, lo, hi, limb_bits)
     if hi - lo <= 1 << limb_bits:
-        proof, claims = prove(t, table, [(x, None)], rng)
+        proof, claims = prove(t, table, [column(0, x)], rng)
         return RangeProof((), proof, ()), claims.inputs[0]
     limbs = _limbs(x - lo, hi - lo, limb_bits) + _limbs(hi - 1 - x, hi - lo, limb_bits)
     commits = [hyrax.commit(_padded(v, n), rng=rng) for v in limbs]
     for com, _ in commits:
         com.absorb(t)
-    proof, claims = prove(t, table, [(v, None) for v in limbs], rng)
+    proof, claims = prove(t, table, [column(0, v) for v in limbs], rng)
     rho = claims.inputs[0].point
     vals = [c.value for c in claims.inputs]
     openings = tuple(hyrax.open_claims(w, c, [cl], t, rng=rng)
@@ -204,12 +226,12 @@ def verify_range(t: Transcript, n: int, lo: int, hi: int, proof: RangeProof,
     if hi - lo <= 1 << limb_bits:
         if proof.limb_commitments or proof.limb_openings:
             raise VerificationError("range: unexpected limbs")
-        return verify(t, table, sizes, proof.lookup).inputs[0]
+        return verify(t, table, shapes(0, sizes), proof.lookup).inputs[0]
     if len(proof.limb_commitments) != len(sizes) or len(proof.limb_openings) != len(sizes):
         raise VerificationError("range: wrong number of limbs")
     for com in proof.limb_commitments:
         com.absorb(t)
-    claims = verify(t, table, sizes, proof.lookup)
+    claims = verify(t, table, shapes(0, sizes), proof.lookup)
     for com, opening, cl in zip(proof.limb_commitments, proof.limb_openings, claims.inputs):
         hyrax.verify(com, [cl], opening, t)
     rho = claims.inputs[0].point
@@ -252,8 +274,8 @@ class RoundingProof:
     def read(cls, r: Reader, n: int, k: int, y_lo: int, y_hi: int) -> "RoundingProof":
         with r.section("rounding"):
             com = hyrax.HyraxCommitment.read(r, 1)
-            rem = TLookupProof.read(r, LookupTable.range(0, 1 << k), [n])
-            out = TLookupProof.read(r, LookupTable.range(y_lo, y_hi), [n])
+            rem = TLookupProof.read(r, LookupTable.range(0, 1 << k), shapes(0, [n]))
+            out = TLookupProof.read(r, LookupTable.range(y_lo, y_hi), shapes(0, [n]))
             opening = hyrax.HyraxOpening.read(r, 1)
             xv, yv = r.fields(max_len=2, exact_len=2)
         return cls(com, rem, out, opening, xv, yv)
@@ -286,8 +308,8 @@ def prove_rounding(t: Transcript, x: np.ndarray, k: int, y_lo: int, y_hi: int,
     t.absorb_scalars(LABEL_REMAINDER, [n, k, y_lo % P, y_hi % P])
     com, wit = hyrax.commit(_padded(rem, n), rng=rng)
     com.absorb(t)
-    rem_proof, rc = prove(t, LookupTable.range(0, 1 << k), [(rem, None)], rng)
-    out_proof, oc = prove(t, LookupTable.range(y_lo, y_hi), [(y, None)], rng)
+    rem_proof, rc = prove(t, LookupTable.range(0, 1 << k), [column(0, rem)], rng)
+    out_proof, oc = prove(t, LookupTable.range(y_lo, y_hi), [column(0, y)], rng)
     rho = rc.inputs[0].point
     opening = hyrax.open_claims(wit, com, [rc.inputs[0]], t, rng=rng)
     xv = evaluate(Fr.from_signed(_padded(x, n)), rho)
@@ -306,8 +328,8 @@ def verify_rounding(t: Transcript, n: int, k: int, y_lo: int, y_hi: int, proof: 
         raise VerificationError(f"rounding: {e}") from e
     t.absorb_scalars(LABEL_REMAINDER, [n, k, y_lo % P, y_hi % P])
     proof.r_commitment.absorb(t)
-    rc = verify(t, LookupTable.range(0, 1 << k), [n], proof.remainder)
-    oc = verify(t, LookupTable.range(y_lo, y_hi), [n], proof.output_range)
+    rc = verify(t, LookupTable.range(0, 1 << k), shapes(0, [n]), proof.remainder)
+    oc = verify(t, LookupTable.range(y_lo, y_hi), shapes(0, [n]), proof.output_range)
     hyrax.verify(proof.r_commitment, [rc.inputs[0]], proof.r_opening, t)
     rho = rc.inputs[0].point
     ind = indicator_mle(n, rho)
@@ -330,9 +352,9 @@ def prove_clip(t: Transcript, x: np.ndarray, x_lo: int, x_hi: int, lo: int, hi: 
                rng: np.random.Generator | None = None) -> tuple[TLookupProof, LookupClaims]:
     """Prove Y = clip(X, lo, hi) for X in [x_lo, x_hi); returns claims on X and Y."""
     x = np.asarray(x, dtype=np.int64).reshape(-1)
-    return prove(t, clip_table(x_lo, x_hi, lo, hi), [(x, np.clip(x, lo, hi))], rng)
+    return prove(t, clip_table(x_lo, x_hi, lo, hi), [column(0, x, np.clip(x, lo, hi))], rng)
 
 
 def verify_clip(t: Transcript, n: int, x_lo: int, x_hi: int, lo: int, hi: int,
                 proof: TLookupProof) -> LookupClaims:
-    return verify(t, clip_table(x_lo, x_hi, lo, hi), [n], proof)
+    return verify(t, clip_table(x_lo, x_hi, lo, hi), shapes(0, [n]), proof)

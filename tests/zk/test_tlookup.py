@@ -48,9 +48,9 @@ def roundtrip(proof, reader):
                                    lk.LookupTable.range(0, 1 << 12)])
 def test_range_membership_honest(n, table):
     x = RNG.integers(table.offset, table.offset + table.size, size=n)
-    proof, claims = tl.prove(Transcript(PROTO), table, [(x, None)])
-    back = roundtrip(proof, lambda r: tl.TLookupProof.read(r, table, [n]))
-    got = tl.verify(Transcript(PROTO), table, [n], back)
+    proof, claims = tl.prove(Transcript(PROTO), table, [tl.column(0, x)])
+    back = roundtrip(proof, lambda r: tl.TLookupProof.read(r, table, tl.shapes(0, [n])))
+    got = tl.verify(Transcript(PROTO), table, tl.shapes(0, [n]), back)
     assert got == claims
     discharge(x, n, got.inputs[0])
 
@@ -58,9 +58,9 @@ def test_range_membership_honest(n, table):
 def test_several_vectors_longer_and_shorter_than_table():
     table = lk.LookupTable.range(0, 100)
     xs = [RNG.integers(0, 100, size=n) for n in (3, 100, 257, 1 << 11)]
-    proof, claims = tl.prove(Transcript(PROTO), table, [(x, None) for x in xs])
+    proof, claims = tl.prove(Transcript(PROTO), table, [tl.column(0, x) for x in xs])
     sizes = [x.size for x in xs]
-    got = tl.verify(Transcript(PROTO), table, sizes, proof)
+    got = tl.verify(Transcript(PROTO), table, tl.shapes(0, sizes), proof)
     for x, c in zip(xs, got.inputs):
         discharge(x, x.size, c)
 
@@ -69,15 +69,15 @@ def test_function_table_pairs():
     table = lk.LookupTable.function(-50, (np.arange(-50, 50) ** 2) // 7)
     x = RNG.integers(-50, 50, size=300)
     y = (x ** 2) // 7
-    proof, claims = tl.prove(Transcript(PROTO), table, [(x, y)])
-    got = tl.verify(Transcript(PROTO), table, [300], proof)
+    proof, claims = tl.prove(Transcript(PROTO), table, [tl.column(0, x, y)])
+    got = tl.verify(Transcript(PROTO), table, tl.shapes(0, [300]), proof)
     discharge(x, 300, got.inputs[0])
     discharge(y, 300, got.outputs[0])
     # a wrong output entry: the prover refuses, and a forged claim fails discharge
     y_bad = y.copy()
     y_bad[17] += 1
     with pytest.raises(ProverError, match="entry 17"):
-        tl.prove(Transcript(PROTO), table, [(x, y_bad)])
+        tl.prove(Transcript(PROTO), table, [tl.column(0, x, y_bad)])
     with pytest.raises(VerificationError):
         discharge(y_bad, 300, got.outputs[0])
 
@@ -87,7 +87,7 @@ def test_out_of_range_entry_refused():
     x = RNG.integers(0, 16, size=50)
     x[7] = 16
     with pytest.raises(ProverError, match="entry 7 = 16"):
-        tl.prove(Transcript(PROTO), table, [(x, None)])
+        tl.prove(Transcript(PROTO), table, [tl.column(0, x)])
 
 
 def _forge(table, x, m):
@@ -96,7 +96,7 @@ def _forge(table, x, m):
     com, wit = hyrax.commit(m)
     com.absorb(t)
     t.absorb_bytes(tl.LABEL_M, b"")
-    proof, claims = lk.prove(t, table, [(x, None)], m)
+    proof, claims = lk.prove(t, lk.TableSet([table]), [tl.column(0, x)], m)
     opening = hyrax.open_claims(wit, com, [claims.multiplicities], t)
     return tl.TLookupProof(com, proof, opening)
 
@@ -107,7 +107,7 @@ def test_out_of_range_entry_with_forged_multiplicities_rejected():
     x[3] = 16  # not in the table; pretend it is entry 15
     m = np.bincount(np.minimum(x, 15), minlength=16).astype(np.int64)
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), table, [50], _forge(table, x, m))
+        tl.verify(Transcript(PROTO), table, tl.shapes(0, [50]), _forge(table, x, m))
 
 
 def test_wrong_multiplicity_rejected():
@@ -116,20 +116,20 @@ def test_wrong_multiplicity_rejected():
     m = np.bincount(x, minlength=16).astype(np.int64)
     m[int(x[0])] += 1
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), table, [50], _forge(table, x, m))
+        tl.verify(Transcript(PROTO), table, tl.shapes(0, [50]), _forge(table, x, m))
 
 
 def test_modified_table_entry_rejected():
     outputs = np.arange(32) * 3
     table = lk.LookupTable.function(0, outputs)
     x = RNG.integers(0, 32, size=40)
-    proof, _ = tl.prove(Transcript(PROTO), table, [(x, outputs[x])])
+    proof, _ = tl.prove(Transcript(PROTO), table, [tl.column(0, x, outputs[x])])
     changed = outputs.copy()
     changed[int(x[0])] += 1
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), lk.LookupTable.function(0, changed), [40], proof)
+        tl.verify(Transcript(PROTO), lk.LookupTable.function(0, changed), tl.shapes(0, [40]), proof)
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), lk.LookupTable.range(0, 33), [40], replace(proof))
+        tl.verify(Transcript(PROTO), lk.LookupTable.range(0, 33), tl.shapes(0, [40]), proof)
 
 
 def test_vector_differing_from_its_commitment_caught():
@@ -140,10 +140,10 @@ def test_vector_differing_from_its_commitment_caught():
     com.absorb(t)
     other = x.copy()
     other[5] = (other[5] + 1) % 64  # prove a lookup of a different vector
-    proof, claims = tl.prove(t, table, [(other, None)])
+    proof, claims = tl.prove(t, table, [tl.column(0, other)])
     tv = Transcript(PROTO)
     com.absorb(tv)
-    got = tl.verify(tv, table, [128], proof)
+    got = tl.verify(tv, table, tl.shapes(0, [128]), proof)
     # the claim is about `other`; opening x's commitment at it must fail
     with pytest.raises((VerificationError, ProverError)):
         opening = hyrax.open_claims(wit, com, [got.inputs[0]], Transcript(b"o"))
@@ -153,24 +153,26 @@ def test_vector_differing_from_its_commitment_caught():
 def test_tampered_proof_values_rejected():
     table = lk.LookupTable.range(0, 16)
     x = RNG.integers(0, 16, size=40)
-    proof, _ = tl.prove(Transcript(PROTO), table, [(x, None)])
+    proof, _ = tl.prove(Transcript(PROTO), table, [tl.column(0, x)])
     lp = proof.lookup
     bad_ops = ((lp.operands[0][0] + 1) % P,),
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), table, [40], replace(proof, lookup=replace(lp, operands=bad_ops)))
+        tl.verify(Transcript(PROTO), table, tl.shapes(0, [40]),
+                  replace(proof, lookup=replace(lp, operands=bad_ops)))
     roots = list(lp.trees.roots)
     roots[-1] = (roots[-1][0] + 1, *roots[-1][1:])
     bad_trees = replace(lp.trees, roots=tuple(roots))
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), table, [40], replace(proof, lookup=replace(lp, trees=bad_trees)))
+        tl.verify(Transcript(PROTO), table, tl.shapes(0, [40]),
+                  replace(proof, lookup=replace(lp, trees=bad_trees)))
     with pytest.raises(VerificationError):
-        tl.verify(Transcript(PROTO), table, [41], proof)
+        tl.verify(Transcript(PROTO), table, tl.shapes(0, [41]), proof)
 
 
 def test_every_flipped_byte_rejected():
     table = lk.LookupTable.range(0, 8)
     x = RNG.integers(0, 8, size=6)
-    proof, _ = tl.prove(Transcript(PROTO), table, [(x, None)])
+    proof, _ = tl.prove(Transcript(PROTO), table, [tl.column(0, x)])
     w = Writer()
     proof.write(w)
     data = w.getvalue()
@@ -179,9 +181,9 @@ def test_every_flipped_byte_rejected():
         bad[i] ^= 0x04
         with pytest.raises(VerificationError):
             r = Reader(bytes(bad))
-            p = tl.TLookupProof.read(r, table, [6])
+            p = tl.TLookupProof.read(r, table, tl.shapes(0, [6]))
             r.finish()
-            got = tl.verify(Transcript(PROTO), table, [6], p)
+            got = tl.verify(Transcript(PROTO), table, tl.shapes(0, [6]), p)
             discharge(x, 6, got.inputs[0])
 
 
@@ -280,3 +282,36 @@ def test_clip():
     discharge(np.clip(x, -7, 7), n, got.outputs[0])
     with pytest.raises(VerificationError):
         discharge(np.clip(x, -8, 8), n, got.outputs[0])
+
+
+def test_table_set_and_mask_selectors():
+    """Several tables in one argument; a masked column whose unselected entries are garbage."""
+    tables = lk.TableSet([lk.LookupTable.range(0, 16), lk.LookupTable.function(-4, [7, 1, 0, 1, 7]),
+                          lk.LookupTable.range(-300, 300)])
+    size = 64
+    mask = (RNG.random(size) < 0.5).astype(np.int64)
+    x0 = RNG.integers(0, 16, size=size)
+    x0[mask == 0] = 999  # not in the table, but not selected
+    x1 = RNG.integers(-4, 1, size=10)
+    y1 = np.array([7, 1, 0, 1, 7])[x1 + 4]
+    x2 = RNG.integers(-300, 300, size=33)
+    cols = [lk.Column(0, lk.Selector(size, mask=mask), x0), tl.column(1, x1, y1), tl.column(2, x2)]
+    proof, claims = tl.prove(Transcript(PROTO), tables, cols)
+    shapes = [lk.Column(c.table, c.selector) for c in cols]
+    got = tl.verify(Transcript(PROTO), tables, shapes, proof)
+    assert evaluate(Fr.from_signed(x0), got.inputs[0].point) == got.inputs[0].value
+    discharge(x1, 10, got.inputs[1])
+    discharge(y1, 10, got.outputs[1])
+    discharge(x2, 33, got.inputs[2])
+    # selecting an entry that is not in the table: refused, and a forged m is rejected
+    bad = lk.Column(0, lk.Selector(size, mask=np.ones(size, dtype=np.int64)), x0)
+    with pytest.raises(ProverError):
+        tl.prove(Transcript(PROTO), tables, [bad, cols[1], cols[2]])
+    # the same proof checked with another mask fails
+    other = lk.Column(0, lk.Selector(size, mask=1 - mask))
+    with pytest.raises(VerificationError):
+        tl.verify(Transcript(PROTO), tables, [other, *shapes[1:]], proof)
+    # swapping which table a column uses fails
+    with pytest.raises(VerificationError):
+        tl.verify(Transcript(PROTO), tables, [shapes[0], shapes[1], lk.Column(0, shapes[2].selector)],
+                  proof)
