@@ -1,0 +1,187 @@
+"""The model commitment of a quantized attention head: what an owner publishes once.
+
+``commit(head)`` returns a private :class:`ProvingModel` (the integer head and the commitments'
+openings) and a public :class:`ModelCommitment`: hiding Hyrax commitments to the weights (one
+stack [Wq, Wk, Wv], each d_model x d_head zero-padded to powers of two) and to the biases
+([bq, bk, bv]), and, in the clear, everything else the integer reference needs (configuration,
+shifts, tables, static bounds) plus the float scales a client needs to (de)quantize. The
+commitment's digest (SHA3-256 of its canonical file) names the model in every proof.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from zk import hyrax, stack
+from zk.attention_ref import HeadConfig, QuantizedHead, Table
+from zk.encoding import Reader, Writer, to_bytes
+from zk.multilinear import next_pow2, num_vars
+
+WEIGHTS = ("Wq", "Wk", "Wv")
+BIASES = ("bq", "bk", "bv")
+TABLE_NAMES = ("q", "k", "v", "relu", "clipd", "exp", "log", "exp2", "out")
+SHIFT_NAMES = ("q", "k", "v", "score", "out")
+MAX_DIM = 1 << 14
+MAX_TABLE = 1 << 22
+
+
+def _canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Padded sizes of a head: rows L, model width D, head width H, all powers of two."""
+
+    L: int
+    D: int
+    H: int
+
+    @classmethod
+    def of(cls, config: HeadConfig) -> "Dims":
+        return cls(next_pow2(config.seq_len), next_pow2(config.d_model), next_pow2(config.d_head))
+
+    @property
+    def l(self) -> int:
+        return num_vars(self.L)
+
+    @property
+    def d(self) -> int:
+        return num_vars(self.D)
+
+    @property
+    def h(self) -> int:
+        return num_vars(self.H)
+
+
+def weight_layout(dims: Dims) -> stack.StackLayout:
+    return stack.StackLayout(WEIGHTS, dims.d + dims.h)
+
+
+def bias_layout(dims: Dims) -> stack.StackLayout:
+    return stack.StackLayout(BIASES, dims.h)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelCommitment:
+    """The public commitment to a head (see the module docstring)."""
+
+    KIND: ClassVar[str] = "zkattn-model-commitment"
+    VERSION: ClassVar[int] = 1
+
+    config: HeadConfig
+    shifts: dict
+    tables: dict
+    bounds: dict
+    scales: dict
+    weights: hyrax.HyraxCommitment
+    biases: hyrax.HyraxCommitment
+
+    @property
+    def dims(self) -> Dims:
+        return Dims.of(self.config)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA3-256 of the canonical file: the model's name in every proof."""
+        return hashlib.sha3_256(to_bytes(self)).digest()
+
+    def _header(self) -> str:
+        return _canonical_json({
+            "config": self.config.to_dict(), "shifts": self.shifts,
+            "bounds": {k: list(v) for k, v in self.bounds.items()}, "scales": self.scales,
+        })
+
+    def write(self, w: Writer) -> None:
+        w.text(self._header())
+        with w.section("tables"):
+            for name in TABLE_NAMES:
+                t = self.tables[name]
+                w.u64(t.offset % (1 << 64))
+                w.raw_bytes(np.asarray(t.values, dtype="<i8").tobytes())
+        self.weights.write(w)
+        self.biases.write(w)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "ModelCommitment":
+        text = r.text(1 << 20)
+        try:
+            head = json.loads(text)
+            if _canonical_json(head) != text:
+                raise ValueError("not in canonical form")
+            config = HeadConfig(**head["config"])
+            shifts = {k: int(head["shifts"][k]) for k in SHIFT_NAMES}
+            bounds = {str(k): (int(v[0]), int(v[1])) for k, v in head["bounds"].items()}
+            scales = {str(k): float(v) for k, v in head["scales"].items()}
+            if set(head["shifts"]) != set(SHIFT_NAMES):
+                raise ValueError("unexpected shifts")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise r.error(f"model header: {e}") from e
+        if max(config.d_model, config.d_head, config.seq_len) > MAX_DIM:
+            raise r.error("model dimensions out of range")
+        if any(not 0 <= k <= 40 for k in shifts.values()):
+            raise r.error("shift out of range")
+        tables = {}
+        with r.section("tables"):
+            for name in TABLE_NAMES:
+                off = r.u64()
+                off = off - (1 << 64) if off >= 1 << 63 else off
+                raw = r.raw_bytes(8 * MAX_TABLE)
+                if not raw or len(raw) % 8:
+                    raise r.error(f"table {name}: bad length")
+                tables[name] = Table(name, off, np.frombuffer(raw, dtype="<i8").astype(np.int64))
+        dims = Dims.of(config)
+        weights = hyrax.HyraxCommitment.read(r, 1)
+        biases = hyrax.HyraxCommitment.read(r, 1)
+        if weights.num_vars != weight_layout(dims).num_vars:
+            raise r.error("weight commitment does not match the dimensions")
+        if biases.num_vars != bias_layout(dims).num_vars:
+            raise r.error("bias commitment does not match the dimensions")
+        return cls(config, shifts, tables, bounds, scales, weights, biases)
+
+
+@dataclass(eq=False)
+class ProvingModel:
+    """The owner's side: the integer head and the openings of its commitments."""
+
+    head: QuantizedHead
+    commitment: ModelCommitment
+    weights: hyrax.HyraxWitness
+    biases: hyrax.HyraxWitness
+
+
+def _padded_weights(head: QuantizedHead, dims: Dims) -> dict[str, np.ndarray]:
+    out = {}
+    for name in WEIGHTS:
+        w = np.zeros((dims.D, dims.H), dtype=np.int64)
+        m = getattr(head, name)
+        w[: m.shape[0], : m.shape[1]] = m
+        out[name] = w
+    for name in BIASES:
+        b = np.zeros(dims.H, dtype=np.int64)
+        v = np.asarray(getattr(head, name)).reshape(-1)
+        b[: v.size] = v
+        out[name] = b
+    return out
+
+
+def commit(head: QuantizedHead, rng: np.random.Generator | None = None
+           ) -> tuple[ProvingModel, ModelCommitment]:
+    """Commit to a quantized head. Blinds come from the OS CSPRNG unless ``rng`` is given."""
+    dims = Dims.of(head.config)
+    padded = _padded_weights(head, dims)
+    wl, bl = weight_layout(dims), bias_layout(dims)
+    wcom, wwit = stack.commit(wl, padded, log_cols=(wl.num_vars + 1) // 2, rng=rng)
+    bcom, bwit = stack.commit(bl, padded, rng=rng)
+    public = ModelCommitment(
+        head.config, {k: int(head.shifts[k]) for k in SHIFT_NAMES},
+        {k: head.tables[k] for k in TABLE_NAMES},
+        {k: (int(v[0]), int(v[1])) for k, v in head.bounds.items()},
+        {k: float(v) for k, v in head.scales.items()}, wcom, bcom)
+    return ProvingModel(head, public, wwit, bwit), public
