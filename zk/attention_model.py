@@ -21,6 +21,7 @@ import numpy as np
 from zk import hyrax, stack
 from zk.attention_ref import HeadConfig, QuantizedHead, Table
 from zk.encoding import Reader, Writer, to_bytes
+from zk.field import Fr
 from zk.multilinear import next_pow2, num_vars
 
 WEIGHTS = ("Wq", "Wk", "Wv")
@@ -148,12 +149,60 @@ class ModelCommitment:
 
 @dataclass(eq=False)
 class ProvingModel:
-    """The owner's side: the integer head and the openings of its commitments."""
+    """The owner's side: the integer head and the openings of its commitments. Its file holds
+    the weights and the blinds: keep it private."""
+
+    KIND: ClassVar[str] = "zkattn-proving-model"
+    VERSION: ClassVar[int] = 1
 
     head: QuantizedHead
     commitment: ModelCommitment
     weights: hyrax.HyraxWitness
     biases: hyrax.HyraxWitness
+
+    def write(self, w: Writer) -> None:
+        with w.section("commitment"):
+            self.commitment.write(w)
+        for name in WEIGHTS + BIASES:
+            w.raw_bytes(np.asarray(getattr(self.head, name), dtype="<i8").tobytes())
+        w.fields(Fr.to_bytes(self.weights.blinds))
+        w.fields(Fr.to_bytes(self.biases.blinds))
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "ProvingModel":
+        with r.section("commitment"):
+            mc = ModelCommitment.read(r, version)
+        cfg = mc.config
+        arrays = {}
+        for name in WEIGHTS + BIASES:
+            shape = (cfg.d_model, cfg.d_head) if name in WEIGHTS else (cfg.d_head,)
+            raw = r.raw_bytes(8 * int(np.prod(shape)))
+            if len(raw) != 8 * int(np.prod(shape)):
+                raise r.error(f"{name}: expected {shape} int64 values")
+            arrays[name] = np.frombuffer(raw, dtype="<i8").astype(np.int64).reshape(shape)
+        wl, bl = weight_layout(mc.dims), bias_layout(mc.dims)
+        wb = Fr.from_bytes(r.fields_array(max_len=1 << 24, exact_len=1 << (wl.num_vars - mc.weights.log_cols)))
+        bb = Fr.from_bytes(r.fields_array(max_len=1 << 24, exact_len=1 << (bl.num_vars - mc.biases.log_cols)))
+        head = QuantizedHead(cfg, arrays["Wq"], arrays["Wk"], arrays["Wv"], arrays["bq"],
+                             arrays["bk"], arrays["bv"], dict(mc.shifts), dict(mc.tables),
+                             dict(mc.bounds), dict(mc.scales))
+        padded = _padded_weights(head, mc.dims)
+        ww = _witness(wl, padded, mc.weights.log_cols, wb)
+        bw = _witness(bl, padded, mc.biases.log_cols, bb)
+        if _recommit(ww) != mc.weights.rows or _recommit(bw) != mc.biases.rows:
+            raise r.error("the weights and blinds do not open the stored commitment")
+        return cls(head, mc, ww, bw)
+
+
+def _witness(layout: stack.StackLayout, padded: dict, log_cols: int, blinds: np.ndarray
+             ) -> hyrax.HyraxWitness:
+    return hyrax.HyraxWitness(layout.num_vars, log_cols, Fr.from_signed(layout.stacked(padded)),
+                              blinds)
+
+
+def _recommit(wit: hyrax.HyraxWitness) -> tuple[bytes, ...]:
+    com, _ = hyrax.commit_field(wit.matrix, log_cols=wit.log_cols, blinds=wit.blinds)
+    return com.rows
 
 
 def _padded_weights(head: QuantizedHead, dims: Dims) -> dict[str, np.ndarray]:

@@ -186,13 +186,20 @@ def commit(tensor: np.ndarray, *, log_cols: int | None = None,
 
 def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
                  params: HyraxParams = DEFAULT_PARAMS,
-                 rng: np.random.Generator | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
-    """Commit to an Fr vector ((k, 4) Montgomery array), zero-padded to a power of two."""
+                 rng: np.random.Generator | None = None,
+                 blinds: np.ndarray | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
+    """Commit to an Fr vector ((k, 4) Montgomery array), zero-padded to a power of two.
+
+    ``blinds`` (one Fr element per row) recomputes a known commitment; by default they are
+    fresh (OS CSPRNG, or ``rng`` in tests)."""
     vec = np.ascontiguousarray(vec, dtype=np.uint64).reshape(-1, 4)
     n, b = layout(vec.shape[0], log_cols)
     padded = ML.pad(vec, 1 << n)
     rows = 1 << (n - b)
-    blinds = Fr.random(rows, rng)
+    if blinds is None:
+        blinds = Fr.random(rows, rng)
+    elif blinds.shape != (rows, 4):
+        raise ValueError(f"need {rows} blinds")
     rows_aff = commit_rows(params.key(b), padded.reshape(rows, 1 << b, 4), blinds)
     return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
 

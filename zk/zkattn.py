@@ -27,8 +27,8 @@ and proves, with every claim discharged by an opening or computed by the verifie
 3. row relations (one sumcheck): sum_j M_ij s_ij = 1 and sum_j M_ij s_ij d_ij = 0 for real
    rows (with d <= 0 from CLIPD's domain, m is the row maximum of r_s), and
    S_i = sum_j M_ij e_ij;
-4. z = M o (2 Q K^T + rowsq(Q) 1^T) (two sumchecks: the masked product, then the inner
-   dimension), o2 = 2 (M o p) V (one sumcheck), and acc_t = x W_t + ind_L b_t for the committed
+4. z = M o (2 Q I K^T + rowsq(Q I) 1^T), I the real columns (two sumchecks: the masked
+   product, then the inner dimension), o2 = 2 (M o p) V (one sumcheck), and acc_t = x W_t + ind_L b_t for the committed
    weights and biases (one sumcheck batched over q, k, v).
 
 zkLLM's release leaves the softmax's row-sum check and several openings unchecked; here the
@@ -239,7 +239,7 @@ class AttentionProof:
 
 def _sumcheck_shapes(d: Dims) -> list[tuple[int, int]]:
     """(variables, degree) of the five sumchecks: rows, scores, scores-inner, pv, projection."""
-    return [(2 * d.l, 4), (2 * d.l, 2), (d.h + d.l, 3), (2 * d.l, 4), (d.d, 2)]
+    return [(2 * d.l, 4), (2 * d.l, 2), (d.h + d.l, 4), (2 * d.l, 4), (d.d, 2)]
 
 
 # values: lookup-point helpers (2), omega_LH (8), omega_LL (2), S(omega_L) (1),
@@ -398,10 +398,11 @@ def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = 
     a_val = send([fin[1]])[0]
     rho8_j, rho8_i = rho8[: d.l], rho8[d.l:]
     Eb = np.repeat(eq_table(rho8_i), d.H, axis=0)
+    Ic = Fr.from_signed(np.tile((np.arange(d.H) < sh.Hd).astype(np.int64), d.L))
     Kb = np.tile(fold_rows(fr["k"], d.L, d.H, rho8_j), (d.L, 1))
-    sc_b, rho9, fin = sumcheck.prove(t, [Eb, fr["q"], Kb], a_val, None, _SCORE_TERMS)
-    send(fin[1:])
-    _score_claims(sh, book, rho8, rho9, fin[1:])
+    sc_b, rho9, fin = sumcheck.prove(t, [Eb, Ic, fr["q"], Kb], a_val, None, _SCORE_TERMS)
+    send(fin[2:])
+    _score_claims(sh, book, rho8, rho9, fin[2:])
 
     # 4b. o2 = 2 (M o p) V
     om_c, om_i = om_lh[: d.h], om_lh[d.h:]
@@ -504,7 +505,8 @@ def _row_terms(g1: int, g2: int) -> list[tuple[int, tuple[int, ...]]]:
     return [(g1, (0, 1, 2)), (1, (0, 1, 2, 3)), (P - 1, (0, 1, 2, 4)), (g2, (0, 1, 5))]
 
 
-_SCORE_TERMS = [(2, (0, 1, 2)), (1, (0, 1, 1))]  # E_b (2 Q K_b + Q Q)
+# E_b I_c (2 Q K_b + Q Q): I_c keeps padded columns of q and k (not looked up) out
+_SCORE_TERMS = [(2, (0, 1, 2, 3)), (1, (0, 1, 2, 2))]
 _PV_TERMS = [(2, (0, 1, 2, 3))]  # 2 E_i M p V_b
 
 
@@ -594,9 +596,10 @@ def verify(proof: AttentionProof, commitment: ModelCommitment) -> None:
     a_val = vals.take(1)[0]
     sub.check([sh.mask_mle(sub.point), a_val])
     rho8 = sub.point
-    sub = sumcheck.verify(t, sc_b, a_val, d.h + d.l, 3)
+    sub = sumcheck.verify(t, sc_b, a_val, d.h + d.l, 4)
     fin = vals.take(2)
-    sub.check([eq_eval(rho8[d.l:], sub.point[d.h:]), *fin], _SCORE_TERMS)
+    sub.check([eq_eval(rho8[d.l:], sub.point[d.h:]), indicator_mle(sh.Hd, sub.point[: d.h]),
+               *fin], _SCORE_TERMS)
     _score_claims(sh, book, rho8, sub.point, fin)
 
     om_c, om_i = om_lh[: d.h], om_lh[d.h:]

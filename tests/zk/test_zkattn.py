@@ -1,0 +1,172 @@
+"""zkAttn: honest proofs verify; other weights, changed outputs or inputs, modified tables,
+proofs for other commitments, flipped bytes and reordered sections are all rejected."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from zk import attention_model as am
+from zk import zkattn
+from zk.attention_ref import HeadConfig, Table, quantize_input, random_head, run_reference
+from zk.encoding import from_bytes, to_bytes
+from zk.errors import MalformedProofError, ProverError, VerificationError
+
+
+def make(d_model, d_head, L, causal=True, n_bits=4, seed=1):
+    cfg = HeadConfig(d_model=d_model, d_head=d_head, seq_len=L, n_bits=n_bits, causal=causal)
+    head, _, calib = random_head(cfg, seed=seed)
+    pm, mc = am.commit(head, rng=np.random.default_rng(seed))
+    return pm, mc, [quantize_input(c, head) for c in calib]
+
+
+@pytest.mark.parametrize("d_model,d_head,L,causal,n_bits", [
+    (8, 4, 2, True, 4), (16, 8, 5, True, 4), (12, 6, 3, False, 4), (16, 4, 8, True, 8),
+    (24, 8, 7, False, 6),
+])
+def test_honest_proofs_verify(d_model, d_head, L, causal, n_bits):
+    pm, mc, xs = make(d_model, d_head, L, causal, n_bits)
+    for x in xs[:2]:
+        proof = zkattn.prove(pm, x, rng=np.random.default_rng(0))
+        back = zkattn.verify_bytes(proof.to_bytes(), mc)
+        y, _ = run_reference(x, pm.head)
+        assert np.array_equal(back.y, y) and np.array_equal(back.x, x)
+
+
+@pytest.fixture(scope="module")
+def honest():
+    pm, mc, xs = make(16, 8, 5)
+    proof = zkattn.prove(pm, xs[0])
+    return pm, mc, xs, proof, proof.to_bytes()
+
+
+def test_changed_output_entry_rejected(honest):
+    pm, mc, xs, proof, _ = honest
+    for idx in [(0, 0), (4, 7), (2, 3)]:
+        y = proof.y.copy()
+        y[idx] += 1
+        with pytest.raises(VerificationError):
+            zkattn.verify(replace(proof, y=y), mc)
+
+
+def test_changed_input_rejected(honest):
+    pm, mc, xs, proof, _ = honest
+    x = proof.x.copy()
+    x[3, 5] = -x[3, 5] if x[3, 5] else 1
+    with pytest.raises(VerificationError):
+        zkattn.verify(replace(proof, x=x), mc)
+
+
+def test_other_weights_rejected(honest):
+    pm, mc, xs, proof, _ = honest
+    for name in ("Wq", "Wk", "Wv", "bv"):
+        head = copy.deepcopy(pm.head)
+        arr = getattr(head, name)
+        arr.reshape(-1)[1] += 1
+        other, _ = am.commit(head)
+        # computes and opens with the other weights, but names the honest commitment
+        cheat = am.ProvingModel(head, mc, other.weights, other.biases)
+        p = zkattn.prove(cheat, xs[0])
+        with pytest.raises(VerificationError):
+            zkattn.verify(p, mc)
+
+
+def test_proof_for_another_commitment_rejected(honest):
+    pm, mc, xs, proof, data = honest
+    _, mc2 = am.commit(pm.head)  # same weights, fresh blinds: another commitment
+    with pytest.raises(VerificationError, match="another model"):
+        zkattn.verify(proof, mc2)
+
+
+def _modified_table(mc, name, delta=1):
+    tables = dict(mc.tables)
+    t = tables[name]
+    vals = t.values.copy()
+    vals[len(vals) // 2] += delta
+    tables[name] = Table(t.name, t.offset, vals)
+    return am.ModelCommitment(mc.config, mc.shifts, tables, mc.bounds, mc.scales, mc.weights,
+                              mc.biases)
+
+
+@pytest.mark.parametrize("name", ["q", "exp", "log", "exp2", "out", "clipd"])
+def test_modified_table_entry_rejected(honest, name):
+    pm, mc, xs, proof, _ = honest
+    other = _modified_table(mc, name)
+    with pytest.raises(VerificationError):
+        zkattn.verify(proof, other)
+    # even if the digest collided, the lookup checks the table itself
+    other.__dict__["digest"] = mc.digest
+    with pytest.raises(VerificationError):
+        zkattn.verify(proof, other)
+
+
+def test_tampered_values_and_sumchecks_rejected(honest):
+    pm, mc, xs, proof, _ = honest
+    for i in range(len(proof.values)):
+        vals = list(proof.values)
+        vals[i] = (vals[i] + 1) % (2**254)
+        vals[i] %= zkattn.P
+        with pytest.raises(VerificationError):
+            zkattn.verify(replace(proof, values=tuple(vals)), mc)
+    for k, sc in enumerate(proof.sumchecks):
+        rounds = [list(r) for r in sc.rounds]
+        rounds[0][0] = (rounds[0][0] + 1) % zkattn.P
+        scs = list(proof.sumchecks)
+        scs[k] = replace(sc, rounds=tuple(tuple(r) for r in rounds))
+        with pytest.raises(VerificationError):
+            zkattn.verify(replace(proof, sumchecks=tuple(scs)), mc)
+    coms = list(proof.commitments)
+    coms[0], coms[1] = coms[1], coms[0]
+    with pytest.raises(VerificationError):
+        zkattn.verify(replace(proof, commitments=tuple(coms)), mc)
+
+
+def test_flipped_bytes_rejected(honest):
+    pm, mc, xs, proof, data = honest
+    rng = np.random.default_rng(3)
+    positions = sorted(set(range(0, 64)) | set(rng.integers(0, len(data), 150).tolist()))
+    for pos in positions:
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(VerificationError):  # MalformedProofError is a subclass
+            zkattn.verify_bytes(bytes(bad), mc)
+
+
+def test_truncated_trailing_and_reordered_rejected(honest):
+    pm, mc, xs, proof, data = honest
+    for cut in (0, 10, len(data) // 3, len(data) - 1):
+        with pytest.raises(MalformedProofError):
+            zkattn.AttentionProof.from_bytes(data[:cut], mc)
+    with pytest.raises(MalformedProofError):
+        zkattn.AttentionProof.from_bytes(data + b"\0", mc)
+    # swap the "sumchecks" and "openings" sections
+    i, j = data.index(b"sumchecks") - 5, data.index(b"openings") - 5
+    swapped = data[:i] + data[j:] + data[i:j]
+    with pytest.raises(MalformedProofError):
+        zkattn.AttentionProof.from_bytes(swapped, mc)
+
+
+def test_prover_refuses_bad_inputs(honest):
+    pm, mc, xs, proof, _ = honest
+    with pytest.raises(ProverError):
+        zkattn.prove(pm, xs[0][:, :3])
+    with pytest.raises(ProverError):
+        zkattn.prove(pm, np.full_like(xs[0], 100))  # outside the input domain
+
+
+def test_model_files_round_trip(honest):
+    pm, mc, xs, proof, _ = honest
+    mc2 = from_bytes(am.ModelCommitment, to_bytes(mc))
+    assert mc2.digest == mc.digest
+    pm2 = from_bytes(am.ProvingModel, to_bytes(pm))
+    zkattn.verify(zkattn.prove(pm2, xs[1]), mc2)
+    data = bytearray(to_bytes(pm))
+    data[-40] ^= 1  # a blind changed: the stored commitment no longer opens
+    with pytest.raises(MalformedProofError):
+        from_bytes(am.ProvingModel, bytes(data))
+    with pytest.raises(MalformedProofError):
+        from_bytes(am.ModelCommitment, to_bytes(pm))  # a file of another kind
+
