@@ -6,23 +6,27 @@ from pipeline.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 
 
 def test_demo_then_verify_then_tamper(tmp_path, capsys):
-    out = tmp_path / "demo.proof"
-    assert main(["demo", "--tokens", "3", "--d-model", "10", "--d-head", "4", "--out", str(out)]) == EXIT_OK
+    out = tmp_path / "run"
+    args = ["demo", "--tokens", "3", "--d-model", "8", "--d-head", "4", "--out", str(out)]
+    assert main(args) == EXIT_OK
     assert "ACCEPTED" in capsys.readouterr().out
-    assert main(["verify", str(out)]) == EXIT_OK
-    data = bytearray(out.read_bytes())
+    com, proof = out / "model.commitment", out / "inference.proof"
+    assert main(["verify", str(com), str(proof)]) == EXIT_OK
+    data = bytearray(proof.read_bytes())
     data[len(data) // 2] ^= 0x40
     bad = tmp_path / "bad.proof"
     bad.write_bytes(bytes(data))
-    assert main(["verify", str(bad)]) == EXIT_REJECTED
+    assert main(["verify", str(com), str(bad)]) == EXIT_REJECTED
     assert "REJECTED" in capsys.readouterr().out
     (tmp_path / "junk").write_bytes(b"hello")
-    assert main(["verify", str(tmp_path / "junk")]) == EXIT_REJECTED
+    assert main(["verify", str(com), str(tmp_path / "junk")]) == EXIT_REJECTED
+    assert main(["verify", str(proof), str(proof)]) == EXIT_REJECTED  # wrong kind of file
 
 
 def test_usage_errors(tmp_path, capsys):
-    assert main(["verify", str(tmp_path / "missing")]) == EXIT_USAGE
+    assert main(["verify", str(tmp_path / "a"), str(tmp_path / "b")]) == EXIT_USAGE
     assert main(["demo", "--tokens", "0"]) == EXIT_USAGE
+    assert main(["demo", "--bits", "12"]) == EXIT_USAGE
     try:
         main(["no-such-command"])
     except SystemExit as e:
