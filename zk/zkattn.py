@@ -326,12 +326,13 @@ def _witness(model: ProvingModel, x: np.ndarray, sh: Shape) -> dict[str, np.ndar
 # ---------------------------------------------------------------- prover
 
 
-def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = None
-          ) -> AttentionProof:
+def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = None,
+          context: bytes = b"") -> AttentionProof:
     """Run the head on the public integer input x (L x d_model) and prove the output.
 
-    Raises ProverError if the reference refuses the input. Blinds come from the OS CSPRNG
-    unless ``rng`` is given (tests and benchmarks only).
+    ``context`` is bound into the Fiat-Shamir transcript (an encrypted session's receipt): the
+    proof verifies only with the same context. Raises ProverError if the reference refuses the
+    input. Blinds come from the OS CSPRNG unless ``rng`` is given (tests and benchmarks only).
     """
     mc = model.commitment
     sh = Shape(mc)
@@ -343,7 +344,7 @@ def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = 
     w = _witness(model, x, sh)
     y = w["y"].reshape(d.L, d.H)[: sh.L, : sh.Hd].copy()
     t = Transcript(PROTOCOL)
-    _absorb_statement(t, mc, x, y)
+    _absorb_statement(t, mc, x, y, context)
 
     coms, wits = [], []
     for lay, cols in ((sh.lh, d.h + d.l), (sh.ll, 2 * d.l), (sh.lv, d.l)):
@@ -441,8 +442,10 @@ def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = 
 # ---------------------------------------------------------------- steps shared by both sides
 
 
-def _absorb_statement(t: Transcript, mc: ModelCommitment, x: np.ndarray, y: np.ndarray) -> None:
+def _absorb_statement(t: Transcript, mc: ModelCommitment, x: np.ndarray, y: np.ndarray,
+                      context: bytes) -> None:
     t.absorb_bytes(L_STATEMENT, mc.digest)
+    t.absorb_bytes(L_STATEMENT, context)
     t.absorb_vector(L_STATEMENT, Fr.from_signed(x))
     t.absorb_vector(L_STATEMENT, Fr.from_signed(y))
 
@@ -550,9 +553,9 @@ def _proj_claims(sh: Shape, book: stack.ClaimBook, om_c, rho11, b_vals, w_vals) 
 # ---------------------------------------------------------------- verifier
 
 
-def verify(proof: AttentionProof, commitment: ModelCommitment) -> None:
+def verify(proof: AttentionProof, commitment: ModelCommitment, context: bytes = b"") -> None:
     """Accept (return None) or raise VerificationError: proof.y = head(proof.x) for the head
-    committed in ``commitment``."""
+    committed in ``commitment`` (and the proof was made for ``context``)."""
     mc = commitment
     if proof.model_digest != mc.digest:
         raise VerificationError("zkattn: the proof was made for another model commitment")
@@ -568,7 +571,7 @@ def verify(proof: AttentionProof, commitment: ModelCommitment) -> None:
         if com.num_vars != lay.num_vars:
             raise VerificationError("zkattn: witness commitment of the wrong size")
     t = Transcript(PROTOCOL)
-    _absorb_statement(t, mc, x, y)
+    _absorb_statement(t, mc, x, y, context)
     for com in proof.commitments:
         com.absorb(t)
     book = stack.ClaimBook()
@@ -624,10 +627,11 @@ def verify(proof: AttentionProof, commitment: ModelCommitment) -> None:
         book.check(name, coms[name], opening, t)
 
 
-def verify_bytes(data: bytes, commitment: ModelCommitment) -> AttentionProof:
+def verify_bytes(data: bytes, commitment: ModelCommitment, context: bytes = b""
+                 ) -> AttentionProof:
     """Decode and verify a proof file; returns the proof (with x and y) if it is accepted."""
     proof = AttentionProof.from_bytes(data, commitment)
-    verify(proof, commitment)
+    verify(proof, commitment, context)
     return proof
 
 

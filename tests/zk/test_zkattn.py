@@ -170,3 +170,13 @@ def test_model_files_round_trip(honest):
     with pytest.raises(MalformedProofError):
         from_bytes(am.ModelCommitment, to_bytes(pm))  # a file of another kind
 
+
+
+def test_context_binding(honest):
+    pm, mc, xs, _, _ = honest
+    proof = zkattn.prove(pm, xs[1], context=b"receipt-1")
+    zkattn.verify(proof, mc, context=b"receipt-1")
+    with pytest.raises(VerificationError):
+        zkattn.verify(proof, mc, context=b"receipt-2")
+    with pytest.raises(VerificationError):
+        zkattn.verify(proof, mc)
