@@ -75,13 +75,18 @@ def test_causal_skipping_reduces_pbs():
     assert counts[True] < counts[False]
 
 
+@pytest.mark.slow
 def test_real_encrypt_run_decrypt_tiny():
-    """One real TFHE evaluation (fresh keys, no key cache): decrypt(run(encrypt(x))) == reference."""
+    """A real TFHE evaluation on the circuit object, MULTI parameters (the default suite's real
+    run is the serialized client/server one in test_session.py)."""
     cfg = HeadConfig(4, 2, 2, **TINY)
     head, _, calib = random_head(cfg, seed=1, n_calib=16)
     inputset = make_inputset(head, calib)
-    circuit = compile_head(head, inputset)
+    circuit = compile_head(head, inputset, parameter_selection_strategy="multi")
     circuit.keygen()
     x = inputset[0]
-    y = circuit.decrypt(circuit.run(circuit.encrypt(x)))
-    assert np.array_equal(y, run_reference(x, head)[0])
+    out = circuit.run(circuit.encrypt(x))
+    assert np.array_equal(circuit.decrypt(out), run_reference(x, head)[0])
+    st = fhe_stats(circuit, output=out)
+    assert 0 < st["evaluation_key_bytes"] < st["size_of_bootstrap_keys"] + st["size_of_keyswitch_keys"]
+    assert st["input_ciphertext_bytes"] > 0 and st["output_ciphertext_bytes"] >= st["size_of_outputs"]
