@@ -1,11 +1,13 @@
 """FHE cost of the quantized attention head, from tiny to GPT-2 size.
 
     .venv/bin/python bench/fhe.py            # all sizes (GPT-2 size compiles in ~30-40 s)
-    .venv/bin/python bench/fhe.py --quick    # skip the GPT-2-size rows
+    .venv/bin/python bench/fhe.py --quick    # only the four small rows (real runs, ~5 min)
 
-For each configuration: compile time, PBS count, complexity, maximum bit widths, key and
-ciphertext sizes, and either a real keygen/encrypt/run/decrypt (when the evaluation keys are
-small enough to finish in a few minutes here) or "simulate only" with the simulate time.
+For each configuration: parameter strategy (fhe.compile.default_strategy: MONO for small heads,
+smallest keys), compile time, PBS count, complexity, maximum bit widths, concrete's uncompressed
+key sizes, and either a real run through the serialized client/server path (fhe.client,
+fhe.server: keygen, compressed evaluation-key bytes, encrypt, run, decrypt, ciphertext bytes;
+when the uncompressed keys are under --real-limit) or "simulate only" with the simulate time.
 Reference point: Zama's 4-bit GPT-2 head at L = 6 takes 11,622 PBS.
 """
 
@@ -22,17 +24,20 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.filterwarnings("ignore")
 
-from fhe.compile import compile_head, fhe_stats, make_inputset  # noqa: E402
+from fhe.client import HeadClient  # noqa: E402
+from fhe.compile import compile_head, default_strategy, fhe_stats, make_inputset  # noqa: E402
+from fhe.server import HeadServer  # noqa: E402
 from zk.attention_ref import HeadConfig, random_head, run_reference  # noqa: E402
 
 ZAMA_GPT2_PBS = 11_622
 TINY = dict(n_bits=3, score_bits=5, tlu_bits=5, out_tlu_bits=5, exp_bits=3, prob_bits=3)
 SMALL = dict(score_bits=6, tlu_bits=6, out_tlu_bits=6, exp_bits=4, prob_bits=3)
-REAL_KEY_LIMIT = 2.5e9  # bytes of bootstrap + keyswitch keys for a real run here
+REAL_KEY_LIMIT = 2.5e9  # bytes of uncompressed bootstrap + keyswitch keys for a real run here
 
 ROWS = [
     ("tiny 4x2 L2 3b", HeadConfig(4, 2, 2, **TINY)),
     ("8x4 L3 4b", HeadConfig(8, 4, 3, **SMALL)),
+    ("16x8 L4 4b small tables", HeadConfig(16, 8, 4, **SMALL)),
     ("16x8 L4 4b", HeadConfig(16, 8, 4)),
     ("64x16 L6 4b", HeadConfig(64, 16, 6)),
     ("GPT-2 768x64 L6 4b causal", HeadConfig(768, 64, 6)),
@@ -44,7 +49,7 @@ def gb(n):
     return f"{n / 1e9:.2f}"
 
 
-def run_row(name, cfg, real_ok=True):
+def run_row(name, cfg, real_limit=REAL_KEY_LIMIT):
     head, _, calib = random_head(cfg, seed=1, n_calib=16)
     inputset = make_inputset(head, calib)
     t = time.perf_counter()
@@ -58,19 +63,29 @@ def run_row(name, cfg, real_ok=True):
     ys = circuit.simulate(x)
     t_sim = time.perf_counter() - t
     assert np.array_equal(ys, y_ref), "simulate differs from the reference"
-    row = dict(name=name, compile=t_compile, sim=t_sim, keys=keys, **st)
-    if real_ok and keys <= REAL_KEY_LIMIT:
+    row = dict(name=name, strategy=default_strategy(head), compile=t_compile, sim=t_sim,
+               keys=keys, **st)
+    if keys <= real_limit:
+        server = HeadServer.from_circuit(circuit)
+        client = HeadClient(server.client_specs(), head=head)
         t = time.perf_counter()
-        circuit.keygen()
+        client.keygen()
+        ek = client.evaluation_keys()
         row["keygen"] = time.perf_counter() - t
+        row["ek_bytes"] = len(ek)
         t = time.perf_counter()
-        enc = circuit.encrypt(x)
+        server.add_evaluation_keys(ek)
+        row["load_keys"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ct = client.encrypt(x)
         row["encrypt"] = time.perf_counter() - t
+        row["in_bytes"] = len(ct)
         t = time.perf_counter()
-        out = circuit.run(enc)
+        out = server.run(ct)
         row["run"] = time.perf_counter() - t
+        row["out_bytes"] = len(out)
         t = time.perf_counter()
-        y = circuit.decrypt(out)
+        y = client.decrypt(out)
         row["decrypt"] = time.perf_counter() - t
         row["real_ok"] = bool(np.array_equal(y, y_ref))
     return row
@@ -78,27 +93,30 @@ def run_row(name, cfg, real_ok=True):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="skip GPT-2-size rows")
+    ap.add_argument("--quick", action="store_true", help="skip the 64x16 and GPT-2-size rows")
+    ap.add_argument("--real-limit", type=float, default=REAL_KEY_LIMIT,
+                    help="largest uncompressed BSK+KSK bytes for a real run (0: simulate only)")
     args = ap.parse_args(argv)
     rows = ROWS[:4] if args.quick else ROWS
-    hdr = (f"{'config':28s} {'compile s':>9s} {'PBS':>7s} {'complexity':>11s} {'maxbw':>5s} "
-           f"{'maxTLU':>6s} {'BSK GB':>7s} {'KSK GB':>7s} {'in KB':>7s} {'out KB':>8s}  run")
+    hdr = (f"{'config':28s} {'strat':5s} {'compile s':>9s} {'PBS':>7s} {'complexity':>11s} "
+           f"{'maxbw':>5s} {'maxTLU':>6s} {'BSK GB':>7s} {'KSK GB':>7s}  real run (serialized)")
     print(hdr)
     print("-" * len(hdr))
     results = []
     for name, cfg in rows:
-        r = run_row(name, cfg)
+        r = run_row(name, cfg, args.real_limit)
         results.append(r)
         if "keygen" in r:
-            tail = (f"keygen {r['keygen']:.1f}s enc {r['encrypt']:.2f}s run {r['run']:.1f}s "
+            tail = (f"keygen {r['keygen']:.1f}s keys {r['ek_bytes'] / 1e6:.0f} MB "
+                    f"(load {r['load_keys']:.1f}s) enc {r['encrypt']:.2f}s in {r['in_bytes'] / 1e3:.1f} KB "
+                    f"run {r['run']:.1f}s out {r['out_bytes'] / 1e3:.0f} KB "
                     f"dec {r['decrypt']:.2f}s exact={r['real_ok']}")
         else:
             tail = f"simulate only ({r['sim']:.1f}s): keys too large for a real run here"
-        print(f"{name:28s} {r['compile']:9.1f} {r['pbs']:7d} {r['complexity']:11.3g} "
-              f"{r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
-              f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} {gb(r.get('size_of_keyswitch_keys', 0)):>7s} "
-              f"{r.get('size_of_inputs', 0) / 1e3:7.1f} {r.get('size_of_outputs', 0) / 1e3:8.1f}  {tail}",
-              flush=True)
+        print(f"{name:28s} {r['strategy']:5s} {r['compile']:9.1f} {r['pbs']:7d} "
+              f"{r['complexity']:11.3g} {r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
+              f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} "
+              f"{gb(r.get('size_of_keyswitch_keys', 0)):>7s}  {tail}", flush=True)
     for r in results:
         if r["name"].startswith("GPT-2"):
             print(f"{r['name']}: {r['pbs']} PBS vs Zama's {ZAMA_GPT2_PBS} "

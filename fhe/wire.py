@@ -28,12 +28,13 @@ from typing import Optional
 
 from .errors import FheInputError
 
-__all__ = ["Kind", "Envelope", "pack", "unpack", "ciphertext_digest", "sha3", "ZERO_ID"]
+__all__ = ["HEADER_SIZE", "Kind", "Envelope", "pack", "unpack", "ciphertext_digest", "sha3", "ZERO_ID"]
 
 MAGIC = b"ZKFHE\x00"
 VERSION = 1
 ZERO_ID = bytes(32)
 _HEADER = struct.Struct(">6sBB32s32sQ32s")
+HEADER_SIZE = _HEADER.size  # 112 bytes before the payload
 
 
 class Kind(IntEnum):

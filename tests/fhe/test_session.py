@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("concrete.fhe")
 
 from fhe.client import HeadClient  # noqa: E402
-from fhe.compile import compile_head, make_inputset  # noqa: E402
+from fhe.compile import compile_head, fhe_stats, make_inputset  # noqa: E402
 from fhe.errors import FheInputError  # noqa: E402
 from fhe.server import HeadServer  # noqa: E402
-from fhe.wire import Kind, ciphertext_digest, pack, unpack  # noqa: E402
+from fhe.wire import HEADER_SIZE, Kind, ciphertext_digest, pack, unpack  # noqa: E402
 from zk.attention_ref import HeadConfig, random_head, run_reference  # noqa: E402
 
 TINY = dict(n_bits=3, score_bits=5, tlu_bits=5, out_tlu_bits=5, exp_bits=3, prob_bits=3)
@@ -23,13 +23,13 @@ def compiled(tmp_path_factory):
     inputset = make_inputset(head, calib)
     circuit = compile_head(head, inputset)
     folder = HeadServer.from_circuit(circuit).save(tmp_path_factory.mktemp("srv"))
-    return head, inputset, folder
+    return head, inputset, folder, circuit
 
 
 @pytest.fixture(scope="module")
 def session(compiled):
     """A server loaded from disk and a client with fresh keys, joined only by bytes."""
-    head, inputset, folder = compiled
+    head, inputset, folder, _ = compiled
     server = HeadServer.load(folder)
     client = HeadClient(server.client_specs(), head=head)
     client.keygen()
@@ -39,7 +39,7 @@ def session(compiled):
 
 @pytest.fixture(scope="module")
 def keyless_client(compiled):
-    head, inputset, folder = compiled
+    head, inputset, folder, _ = compiled
     return head, inputset, HeadClient(HeadServer.load(folder).client_specs(), head=head)
 
 
@@ -113,7 +113,7 @@ def test_calibrated_bounds_checked_by_the_reference(keyless_client):
 
 
 def test_head_must_match_the_circuit(compiled):
-    head, _, folder = compiled
+    head, _, folder, _ = compiled
     other, _, _ = random_head(HeadConfig(5, 2, 2, **TINY), seed=1)
     with pytest.raises(ValueError, match="does not match"):
         HeadClient(HeadServer.load(folder).client_specs(), head=other)
@@ -183,8 +183,22 @@ def test_bad_output_ciphertexts_refused(session):
             client.decrypt(blob)
 
 
+def test_fhe_stats_report_serialized_sizes_once_keys_exist(compiled, session, run_two):
+    circuit = compiled[3]
+    assert "evaluation_key_bytes" not in fhe_stats(circuit)
+    circuit.keygen()
+    st = fhe_stats(circuit)
+    client = session[3]
+    raw = st["size_of_bootstrap_keys"] + st["size_of_keyswitch_keys"]
+    # compressed keys: the server's blob (payload + envelope header) is far below concrete's size
+    assert 0 < st["evaluation_key_bytes"] < raw / 2
+    assert len(client.evaluation_keys()) - st["evaluation_key_bytes"] == HEADER_SIZE
+    assert len(run_two[0][0]) - st["input_ciphertext_bytes"] == HEADER_SIZE
+    assert st["input_ciphertext_bytes"] < st["size_of_inputs"] * 4
+
+
 def test_bad_client_specs_refused(compiled):
-    head, _, folder = compiled
+    head, _, folder, _ = compiled
     specs = HeadServer.load(folder).client_specs()
     env = unpack(specs, Kind.SPECS)
     for blob in (specs[:-1], _flip(specs, len(specs) - 3), b"",
