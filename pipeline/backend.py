@@ -1,0 +1,129 @@
+"""FHE backends for a session: real TFHE through concrete, or a simulation for tests.
+
+:class:`RealFhe` compiles the integer head (``fhe.compile``), serves it with
+``fhe.server.HeadServer`` and makes a ``fhe.client.HeadClient`` per client. :class:`SimulatedFhe`
+has the same interface but does not encrypt: its "ciphertexts" are the plaintexts in the same
+envelopes, and evaluation is ``circuit.simulate`` (bit-exact with the circuit) or the numpy
+reference. It exists to run many sessions quickly in tests and benchmarks and says so in every
+blob's circuit id; it is never chosen silently.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from fhe.errors import FheInputError
+from fhe.wire import ZERO_ID, Kind, pack, sha3, unpack
+from zk.attention_ref import QuantizedHead, run_reference
+
+
+class RealFhe:
+    """A compiled circuit of the head: its server and fresh clients."""
+
+    simulated = False
+
+    def __init__(self, head: QuantizedHead, calib_x: np.ndarray) -> None:
+        from fhe.compile import compile_head, make_inputset
+        from fhe.server import HeadServer
+
+        self.head = head
+        self.circuit = compile_head(head, make_inputset(head, calib_x))
+        self.server = HeadServer.from_circuit(self.circuit, head)
+
+    def client(self):
+        from fhe.client import HeadClient
+
+        return HeadClient(self.server.client_specs(), self.head)
+
+
+class _SimClient:
+    def __init__(self, circuit_id: bytes, head: QuantizedHead) -> None:
+        self.circuit_id = circuit_id
+        self.head = head
+        self.key_id = ZERO_ID
+        self._keys: bytes | None = None
+
+    def keygen(self) -> bytes:
+        self._keys = b"simulated evaluation keys " + secrets.token_bytes(32)
+        self.key_id = sha3(self._keys)
+        return self.key_id
+
+    def evaluation_keys(self) -> bytes:
+        if self._keys is None:
+            raise RuntimeError("call keygen() first")
+        return pack(Kind.EVAL_KEYS, self._keys, self.circuit_id, ZERO_ID)
+
+    def encrypt_batch(self, xs: Sequence[np.ndarray]) -> list[bytes]:
+        arrays = []
+        for x in xs:
+            a = np.asarray(x)
+            if not np.issubdtype(a.dtype, np.integer):
+                raise ValueError("inputs must be integer arrays")
+            try:
+                run_reference(a.astype(np.int64), self.head)
+            except ValueError as e:
+                raise ValueError(f"input refused: {e}") from None
+            arrays.append(a.astype("<i8"))
+        return [pack(Kind.INPUT, a.tobytes(), self.circuit_id, self.key_id) for a in arrays]
+
+    def decrypt(self, blob: bytes) -> np.ndarray:
+        env = unpack(blob, Kind.OUTPUT, self.circuit_id, self.key_id)
+        cfg = self.head.config
+        if len(env.payload) != 8 * cfg.seq_len * cfg.d_head:
+            raise FheInputError("simulated output of the wrong size")
+        return np.frombuffer(env.payload, dtype="<i8").astype(np.int64).reshape(
+            cfg.seq_len, cfg.d_head)
+
+
+class _SimServer:
+    def __init__(self, circuit_id: bytes, head: QuantizedHead,
+                 evaluate: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.circuit_id = circuit_id
+        self.head = head
+        self.evaluate = evaluate
+        self._keys: set[bytes] = set()
+
+    def add_evaluation_keys(self, blob: bytes) -> bytes:
+        env = unpack(blob, Kind.EVAL_KEYS, self.circuit_id, ZERO_ID)
+        key_id = sha3(env.payload)
+        self._keys.add(key_id)
+        return key_id
+
+    def run_batch(self, blobs: Sequence[bytes]) -> list[bytes]:
+        cfg = self.head.config
+        outs = []
+        for b in blobs:
+            env = unpack(b, Kind.INPUT, self.circuit_id)
+            if env.key_id not in self._keys or len(env.payload) != 8 * cfg.seq_len * cfg.d_model:
+                raise FheInputError("simulated input refused")
+            x = np.frombuffer(env.payload, dtype="<i8").astype(np.int64).reshape(
+                cfg.seq_len, cfg.d_model)
+            y = np.asarray(self.evaluate(x), dtype="<i8")
+            outs.append(pack(Kind.OUTPUT, y.tobytes(), self.circuit_id, env.key_id))
+        return outs
+
+
+class SimulatedFhe:
+    """The session interface without encryption (tests and benchmarks only).
+
+    ``circuit`` (a compiled concrete circuit) makes evaluation ``circuit.simulate``; without
+    it the numpy reference evaluates, which the FHE tests show is bit-exact with simulate.
+    """
+
+    simulated = True
+
+    def __init__(self, head: QuantizedHead, circuit=None) -> None:
+        self.head = head
+        self.circuit_id = sha3(b"SIMULATED, NOT ENCRYPTED " + repr(head.config).encode())
+        if circuit is not None:
+            evaluate = circuit.simulate
+        else:
+            def evaluate(x):
+                return run_reference(x, head)[0]
+        self.server = _SimServer(self.circuit_id, head, evaluate)
+
+    def client(self) -> _SimClient:
+        return _SimClient(self.circuit_id, self.head)
