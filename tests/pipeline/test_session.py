@@ -17,7 +17,9 @@ from zk.errors import MalformedProofError, VerificationError
 
 @pytest.fixture(scope="module")
 def world():
-    cfg = HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3)
+    # small tables (as the FHE tests' tiny head): keys of ~100 MB, a few seconds per run
+    cfg = HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3, score_bits=5, tlu_bits=5,
+                     out_tlu_bits=5, exp_bits=3, prob_bits=3)
     head, _, calib = random_head(cfg, seed=3, n_calib=24)
     pm, mc = am.commit(head)
     return head, pm, mc, ActivationCanaries(head, calib)
@@ -170,6 +172,7 @@ def test_real_fhe_session(world):
 
     head, pm, mc, canaries = world
     be = RealFhe(head, np.stack(canaries.inputs[:8]).astype(np.float64) * head.scales["x"])
+    assert not be.simulated
     client = S.Client(mc, be.client(), canaries, k=1)
     server = S.Server(pm, be.server)
     x = canaries.sample(1)[0]
