@@ -135,6 +135,28 @@ class HeadClient:
         self.key_id = sha3(raw)
         return self.key_id
 
+    def export_secret(self) -> bytes:
+        """The whole key set, SECRET keys included, as a SECRET_KEYS blob. It never leaves the
+        client; it lets a later process decrypt this session's outputs."""
+        if self._eval_blob is None:
+            raise RuntimeError("call keygen() first")
+        return pack(Kind.SECRET_KEYS, self._client.keys.serialize(), self.circuit_id, self.key_id)
+
+    def load_secret(self, blob: bytes) -> bytes:
+        """Restore a key set exported by :meth:`export_secret`; returns its key id."""
+        env = unpack(blob, Kind.SECRET_KEYS, self.circuit_id)
+        try:
+            keys = fhe.Keys.deserialize(env.payload)
+            self._client.keys = keys
+            raw = self._client.evaluation_keys.serialize()
+        except Exception as e:  # noqa: BLE001 - concrete raises RuntimeError on bad bytes
+            raise FheInputError(f"secret keys refused: {e}") from None
+        if sha3(raw) != env.key_id:
+            raise FheInputError("secret keys do not match their key id")
+        self._eval_blob = pack(Kind.EVAL_KEYS, raw, self.circuit_id, ZERO_ID)
+        self.key_id = env.key_id
+        return self.key_id
+
     def evaluation_keys(self) -> bytes:
         """The EVAL_KEYS blob (compressed evaluation keys) to send to the server."""
         if self._eval_blob is None:

@@ -42,6 +42,7 @@ class Kind(IntEnum):
     EVAL_KEYS = 2
     INPUT = 3
     OUTPUT = 4
+    SECRET_KEYS = 5
 
 
 def sha3(data: bytes) -> bytes:

@@ -1,7 +1,18 @@
 """The `zkfhe` command line.
 
-Exit codes: 0 success (proof accepted), 1 proof rejected (a check failed or a file is
-malformed), 2 usage error (bad arguments, missing file).
+One subcommand per role and step of an encrypted session (DESIGN.md section 3)::
+
+    zkfhe commit   --out model            owner: model.commitment (public), model.private, circuit/
+    zkfhe encrypt  --model model          client: session.request (+ session.secret, private)
+    zkfhe evaluate --model model          server: session.response with the receipt
+    zkfhe open     --model model          client: session.opening (canary positions and inputs)
+    zkfhe prove    --model model          server: session.bundle (a proof per canary)
+    zkfhe verify   COMMITMENT BUNDLE      anyone, no keys
+    zkfhe decrypt  --model model          client: check canaries, print the real output
+    zkfhe demo                            all of it in one process, with timings
+
+Exit codes: 0 success (proof accepted), 1 rejected (a check failed, a file is malformed or
+belongs to another session), 2 usage error (bad arguments, missing file).
 """
 
 from __future__ import annotations
@@ -9,7 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -137,6 +150,213 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- one step per command
+
+
+def _load(cls, path: str | None, what: str):
+    """Read and decode a file of a given kind; UsageError or MalformedProofError otherwise."""
+    from zk.encoding import from_bytes
+
+    if path is None or not Path(path).is_file():
+        raise UsageError(f"no such file: {path} ({what})")
+    return from_bytes(cls, Path(path).read_bytes())
+
+
+class UsageError(Exception):
+    """Bad command-line arguments or missing files (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    """The client's private session state: secret keys, the real position, the canaries."""
+
+    KIND: ClassVar[str] = "zkfhe-client-secret"
+    VERSION: ClassVar[int] = 1
+
+    request_digest: bytes
+    secret_keys: bytes
+    real: int
+    inputs: tuple
+
+    def write(self, w) -> None:
+        from pipeline.session import _write_ints
+
+        w.raw_bytes(self.request_digest)
+        w.raw_bytes(self.secret_keys)
+        w.u32(self.real)
+        w.u32(len(self.inputs))
+        for x in self.inputs:
+            _write_ints(w, x)
+
+    @classmethod
+    def read(cls, r, version: int) -> "ClientSecret":
+        from pipeline.session import _read_ints
+
+        digest = r.raw_bytes(32)
+        keys = r.raw_bytes(1 << 36)
+        real, n = r.u32(), r.u32()
+        if not 2 <= n <= 64 or real >= n:
+            raise r.error("bad session state")
+        return cls(digest, keys, real, tuple(_read_ints(r, 1 << 26) for _ in range(n)))
+
+
+def _built_in_head(args):
+    from zk.attention_ref import HeadConfig, random_head
+
+    cfg = HeadConfig(d_model=args.d_model, d_head=args.d_head, seq_len=args.tokens,
+                     n_bits=args.bits, **DEMO_TABLES)
+    return random_head(cfg, seed=args.seed, n_calib=32)
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    """Owner: commit to the built-in head and compile its FHE circuit into a model folder."""
+    from fhe.server import HeadServer
+    from pipeline import api
+    from pipeline.backend import RealFhe
+    from zk.encoding import to_bytes
+
+    out = Path(args.out)
+    head, _, calib = _built_in_head(args)
+    st = Steps()
+    st.start("commit")
+    model, commitment = api.commit(head)
+    write_atomic(out / "model.commitment", to_bytes(commitment))
+    write_atomic(out / "model.private", to_bytes(model))
+    st.done("commit (model.commitment, model.private)", len(to_bytes(commitment)))
+    st.start("compile the FHE circuit")
+    be = RealFhe(head, calib)
+    be.server.save(out / "circuit")
+    assert isinstance(be.server, HeadServer)
+    st.done("compile (circuit/)")
+    print(f"publish {out / 'model.commitment'}; keep {out / 'model.private'} secret")
+    return EXIT_OK
+
+
+def _client(model_dir: Path, commitment):
+    from fhe.client import HeadClient
+    from fhe.server import SPECS_FILE
+
+    specs = model_dir / "circuit" / SPECS_FILE
+    if not specs.is_file():
+        raise UsageError(f"no circuit in {model_dir} (run zkfhe commit first)")
+    return HeadClient(specs.read_bytes())
+
+
+def cmd_encrypt(args: argparse.Namespace) -> int:
+    """Client: encrypt an input with k canaries under fresh keys."""
+    import numpy as np
+
+    from pipeline import session as S
+    from pipeline.canaries import ActivationCanaries, layer_norm_pool
+    from zk import attention_model as am
+    from zk.encoding import to_bytes
+
+    model_dir = Path(args.model)
+    commitment = _load(am.ModelCommitment, str(model_dir / "model.commitment"), "commitment")
+    canaries = ActivationCanaries(commitment, layer_norm_pool(commitment, 64))
+    if args.input:
+        try:
+            x = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {args.input} as a .npy integer array: {e}") from e
+    else:
+        x = canaries.sample(1)[0]
+    fhe_client = _client(model_dir, commitment)
+    client = S.Client(commitment, fhe_client, canaries, k=args.k)
+    try:
+        request = client.request(x)
+    except ValueError as e:
+        raise UsageError(f"input refused: {e}") from e
+    out = Path(args.out)
+    write_atomic(out / "session.request", to_bytes(request))
+    st = client._require()
+    secret = ClientSecret(request.digest, fhe_client.export_secret(), st["real"],
+                          tuple(st["inputs"]))
+    write_atomic(out / "session.secret", to_bytes(secret))
+    print(f"wrote {out / 'session.request'} ({len(to_bytes(request)):,} bytes) and "
+          f"{out / 'session.secret'} (keep it: secret keys and canary positions)")
+    return EXIT_OK
+
+
+def _restore_client(args, commitment, request):
+    from pipeline import session as S
+
+    secret = _load(ClientSecret, args.secret, "client secret")
+    if secret.request_digest != request.digest:
+        raise UsageError("the secret belongs to another request")
+    fhe_client = _client(Path(args.model), commitment)
+    fhe_client.load_secret(secret.secret_keys)
+    client = S.Client(commitment, fhe_client, canaries=None, k=len(secret.inputs) - 1)
+    client._state = {"request": request, "real": secret.real, "inputs": list(secret.inputs)}
+    return client
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Server: evaluate a request's ciphertexts and fix the receipt."""
+    from fhe.server import HeadServer
+    from pipeline import session as S
+    from zk import attention_model as am
+    from zk.encoding import to_bytes
+
+    model = _load(am.ProvingModel, str(Path(args.model) / "model.private"), "proving model")
+    request = _load(S.Request, args.request, "request")
+    server = S.Server(model, HeadServer.load(Path(args.model) / "circuit"))
+    response = server.evaluate(request)
+    write_atomic(Path(args.out), to_bytes(response))
+    print(f"wrote {args.out} ({len(to_bytes(response)):,} bytes); receipt "
+          f"{response.receipt.hex()[:16]}...")
+    return EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """Client: check the response, then reveal the canaries."""
+    from pipeline import session as S
+    from zk import attention_model as am
+    from zk.encoding import to_bytes
+
+    commitment = _load(am.ModelCommitment, str(Path(args.model) / "model.commitment"),
+                       "commitment")
+    request = _load(S.Request, args.request, "request")
+    response = _load(S.Response, args.response, "response")
+    opening = _restore_client(args, commitment, request).open(response)
+    write_atomic(Path(args.out), to_bytes(opening))
+    print(f"wrote {args.out}: canaries at positions {list(opening.positions)}")
+    return EXIT_OK
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    """Server: prove every opened canary, bound to the receipt."""
+    from pipeline import session as S
+    from zk import attention_model as am
+    from zk.encoding import to_bytes
+
+    model = _load(am.ProvingModel, str(Path(args.model) / "model.private"), "proving model")
+    request = _load(S.Request, args.request, "request")
+    response = _load(S.Response, args.response, "response")
+    opening = _load(S.CanaryOpening, args.opening, "opening")
+    bundle = S.Server(model, None).prove(request, response, opening,
+                                         progress=_progress("proving canary"))
+    write_atomic(Path(args.out), to_bytes(bundle))
+    print(f"\nwrote {args.out} ({len(to_bytes(bundle)):,} bytes)")
+    return EXIT_OK
+
+
+def cmd_decrypt(args: argparse.Namespace) -> int:
+    """Client: verify the bundle, check every canary, decrypt the real output."""
+    from pipeline import session as S
+    from zk import attention_model as am
+
+    commitment = _load(am.ModelCommitment, str(Path(args.model) / "model.commitment"),
+                       "commitment")
+    request = _load(S.Request, args.request, "request")
+    response = _load(S.Response, args.response, "response")
+    bundle = _load(S.ProofBundle, args.bundle, "proof bundle")
+    y = _restore_client(args, commitment, request).finish(response, bundle)
+    print(f"real output: {y.tolist()}")
+    print("verdict: ACCEPTED")
+    return EXIT_OK
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify an inference proof or a session's proof bundle against a model commitment."""
     from pipeline import api
@@ -182,7 +402,51 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulate FHE (no encryption; for a quick look only)")
     demo.add_argument("--out", default="out", help="folder for the files (default out/)")
     demo.set_defaults(func=cmd_demo)
-    ver = sub.add_parser("verify", help="verify a proof or a proof bundle (no keys needed)")
+    def head_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tokens", type=int, default=2, help="sequence length (default 2)")
+        p.add_argument("--d-model", type=int, default=4, help="model width (default 4)")
+        p.add_argument("--d-head", type=int, default=2, help="head width (default 2)")
+        p.add_argument("--bits", type=int, default=3, help="activation/weight bits (default 3)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the built-in weights")
+
+    p = sub.add_parser("commit", help="owner: commit to the built-in head, compile its circuit")
+    head_options(p)
+    p.add_argument("--out", default="model", help="model folder to write (default model/)")
+    p.set_defaults(func=cmd_commit)
+    p = sub.add_parser("encrypt", help="client: encrypt an input with k canaries (fresh keys)")
+    p.add_argument("--model", default="model", help="model folder (commitment and circuit)")
+    p.add_argument("--input", help=".npy integer array (L x d_model); default: a sample")
+    p.add_argument("--k", type=int, default=3, help="canaries (default 3)")
+    p.add_argument("--out", default="session", help="folder for session.request/.secret")
+    p.set_defaults(func=cmd_encrypt)
+    p = sub.add_parser("evaluate", help="server: evaluate a request, fix the receipt")
+    p.add_argument("--model", default="model")
+    p.add_argument("--request", default="session/session.request")
+    p.add_argument("--out", default="session/session.response")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("open", help="client: check the response and open the canaries")
+    p.add_argument("--model", default="model")
+    p.add_argument("--secret", default="session/session.secret")
+    p.add_argument("--request", default="session/session.request")
+    p.add_argument("--response", default="session/session.response")
+    p.add_argument("--out", default="session/session.opening")
+    p.set_defaults(func=cmd_open)
+    p = sub.add_parser("prove", help="server: prove the opened canaries")
+    p.add_argument("--model", default="model")
+    p.add_argument("--request", default="session/session.request")
+    p.add_argument("--response", default="session/session.response")
+    p.add_argument("--opening", default="session/session.opening")
+    p.add_argument("--out", default="session/session.bundle")
+    p.set_defaults(func=cmd_prove)
+    p = sub.add_parser("decrypt", help="client: check the canaries, decrypt the real output")
+    p.add_argument("--model", default="model")
+    p.add_argument("--secret", default="session/session.secret")
+    p.add_argument("--request", default="session/session.request")
+    p.add_argument("--response", default="session/session.response")
+    p.add_argument("--bundle", default="session/session.bundle")
+    p.set_defaults(func=cmd_decrypt)
+
+    ver = sub.add_parser("verify", help="anyone: verify a proof or a proof bundle (no keys)")
     ver.add_argument("commitment", help="model commitment file")
     ver.add_argument("proof", help="inference proof or session bundle file")
     ver.add_argument("--request", help="the session's request file (checks its ciphertexts)")
@@ -208,7 +472,19 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "bits", None) is not None and not 2 <= args.bits <= 8:
         print("error: --bits must be in 2..8", file=sys.stderr)
         return EXIT_USAGE
-    return args.func(args)
+    from zk.errors import VerificationError
+
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except VerificationError as e:  # malformed files, rejected proofs, cheating detected
+        print(f"verdict: REJECTED ({e})")
+        return EXIT_REJECTED
+    except ValueError as e:  # inputs or files that do not belong together
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_REJECTED
 
 
 if __name__ == "__main__":

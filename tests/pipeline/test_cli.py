@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 
 
@@ -41,3 +43,26 @@ def test_usage_errors(tmp_path, capsys):
         assert e.code == EXIT_USAGE
     else:
         raise AssertionError("argparse should exit")
+
+
+def test_step_commands_refuse_missing_and_foreign_files(tmp_path, capsys):
+    assert main(["encrypt", "--model", str(tmp_path / "nothing")]) == EXIT_USAGE
+    assert main(["evaluate", "--model", str(tmp_path), "--request", str(tmp_path / "x")]) == EXIT_USAGE
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"ZKFH" + bytes(40))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.commitment").write_bytes(b"not a commitment")
+    assert main(["open", "--model", str(tmp_path / "model"), "--secret", str(junk),
+                 "--request", str(junk), "--response", str(junk)]) == EXIT_REJECTED
+
+
+@pytest.mark.slow
+def test_step_commands_real_session(tmp_path, monkeypatch, capsys):
+    """Every role in its own command, as separate processes would run them (real TFHE)."""
+    monkeypatch.chdir(tmp_path)
+    for step in (["commit"], ["encrypt"], ["evaluate"], ["open"], ["prove"],
+                 ["verify", "model/model.commitment", "session/session.bundle",
+                  "--request", "session/session.request", "--response",
+                  "session/session.response"], ["decrypt"]):
+        assert main(step) == EXIT_OK, step
+    assert "ACCEPTED" in capsys.readouterr().out
