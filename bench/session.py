@@ -10,11 +10,15 @@ would exceed 10 minutes. Proofs, receipts and checks are real in both.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
+# the repository root before bench/, whose fhe.py would shadow the fhe package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 
