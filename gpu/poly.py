@@ -34,6 +34,18 @@ def _eq_build(d, point, lo, hi, out):
         size *= 2
 
 
+@_jit
+def _eq_halves(d, point):
+    """eq tables of the low half (a = k // 2 variables) and of the high half of a point."""
+    k = point.shape[0]
+    a = k // 2
+    lo = np.empty((1 << a, 4), dtype=np.uint64)
+    hi = np.empty((1 << (k - a), 4), dtype=np.uint64)
+    _eq_build(d, point, 0, a, lo)
+    _eq_build(d, point, a, k, hi)
+    return lo, hi, a
+
+
 @kernel(size=lambda d, point, out: out.shape[0])
 def eq_table(d, point, out):
     """out[i] = eq(point, bits(i)) = prod_k (b_k r_k + (1 - b_k)(1 - r_k)); len(out) = 2^k.
@@ -41,12 +53,7 @@ def eq_table(d, point, out):
     Built as the outer product of the tables of the low and the high half of the variables
     (2 sqrt(n) work serially, then one parallel pass of n multiplications).
     """
-    k = point.shape[0]
-    a = k // 2
-    lo = np.empty((1 << a, 4), dtype=np.uint64)
-    hi = np.empty((1 << (k - a), 4), dtype=np.uint64)
-    _eq_build(d, point, 0, a, lo)
-    _eq_build(d, point, a, k, hi)
+    lo, hi, a = _eq_halves(d, point)
     mask = (1 << a) - 1
     for i in prange(out.shape[0]):
         store(out, i, mul(load(lo, i & mask), load(hi, i >> a), d))
@@ -55,21 +62,16 @@ def eq_table(d, point, out):
 @kernel(size=lambda d, v, point: v.shape[0])
 def evaluate(d, v, point):
     """v~(point) = sum_i v[i] eq(point, bits(i)) = sum_h eq_hi[h] sum_l v[h 2^a + l] eq_lo[l]."""
-    k = point.shape[0]
-    a = k // 2
-    lo = np.empty((1 << a, 4), dtype=np.uint64)
-    hi = np.empty((1 << (k - a), 4), dtype=np.uint64)
-    _eq_build(d, point, 0, a, lo)
-    _eq_build(d, point, a, k, hi)
-    parts = np.empty((1 << (k - a), 4), dtype=np.uint64)
-    for h in prange(1 << (k - a)):
+    lo, hi, a = _eq_halves(d, point)
+    parts = np.empty((hi.shape[0], 4), dtype=np.uint64)
+    for h in prange(hi.shape[0]):
         acc = (ZERO, ZERO, ZERO, ZERO)
         base = h << a
         for l in range(1 << a):
             acc = add(acc, mul(load(v, base + l), load(lo, l), d), d)
         store(parts, h, mul(acc, load(hi, h), d))
     total = (ZERO, ZERO, ZERO, ZERO)
-    for h in range(1 << (k - a)):
+    for h in range(hi.shape[0]):
         total = add(total, load(parts, h), d)
     return total
 

@@ -269,9 +269,8 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
         raise UsageError(f"input refused: {e}") from e
     out = Path(args.out)
     write_atomic(out / "session.request", to_bytes(request))
-    st = client._require()
-    secret = ClientSecret(request.digest, fhe_client.export_secret(), st["real"],
-                          tuple(st["inputs"]))
+    real, inputs = client.session_state()
+    secret = ClientSecret(request.digest, fhe_client.export_secret(), real, tuple(inputs))
     write_atomic(out / "session.secret", to_bytes(secret))
     print(f"wrote {out / 'session.request'} ({len(to_bytes(request)):,} bytes) and "
           f"{out / 'session.secret'} (keep it: secret keys and canary positions)")
@@ -286,9 +285,7 @@ def _restore_client(args, commitment, request):
         raise UsageError("the secret belongs to another request")
     fhe_client = _client(Path(args.model), commitment)
     fhe_client.load_secret(secret.secret_keys)
-    client = S.Client(commitment, fhe_client, canaries=None, k=len(secret.inputs) - 1)
-    client._state = {"request": request, "real": secret.real, "inputs": list(secret.inputs)}
-    return client
+    return S.Client.resume(commitment, fhe_client, request, secret.real, secret.inputs)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -419,32 +416,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=3, help="canaries (default 3)")
     p.add_argument("--out", default="session", help="folder for session.request/.secret")
     p.set_defaults(func=cmd_encrypt)
-    p = sub.add_parser("evaluate", help="server: evaluate a request, fix the receipt")
-    p.add_argument("--model", default="model")
-    p.add_argument("--request", default="session/session.request")
-    p.add_argument("--out", default="session/session.response")
-    p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("open", help="client: check the response and open the canaries")
-    p.add_argument("--model", default="model")
-    p.add_argument("--secret", default="session/session.secret")
-    p.add_argument("--request", default="session/session.request")
-    p.add_argument("--response", default="session/session.response")
-    p.add_argument("--out", default="session/session.opening")
-    p.set_defaults(func=cmd_open)
-    p = sub.add_parser("prove", help="server: prove the opened canaries")
-    p.add_argument("--model", default="model")
-    p.add_argument("--request", default="session/session.request")
-    p.add_argument("--response", default="session/session.response")
-    p.add_argument("--opening", default="session/session.opening")
-    p.add_argument("--out", default="session/session.bundle")
-    p.set_defaults(func=cmd_prove)
-    p = sub.add_parser("decrypt", help="client: check the canaries, decrypt the real output")
-    p.add_argument("--model", default="model")
-    p.add_argument("--secret", default="session/session.secret")
-    p.add_argument("--request", default="session/session.request")
-    p.add_argument("--response", default="session/session.response")
-    p.add_argument("--bundle", default="session/session.bundle")
-    p.set_defaults(func=cmd_decrypt)
+    def step(name: str, helptext: str, func, inputs: tuple[str, ...], out: str) -> None:
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--model", default="model", help="model folder (default model/)")
+        for role in inputs:
+            p.add_argument(f"--{role}", default=f"session/session.{role}",
+                           help=f"the session's {role} file (default session/session.{role})")
+        if out:
+            p.add_argument("--out", default=f"session/session.{out}", help="file to write")
+        p.set_defaults(func=func)
+
+    step("evaluate", "server: evaluate a request, fix the receipt", cmd_evaluate,
+         ("request",), "response")
+    step("open", "client: check the response and open the canaries", cmd_open,
+         ("secret", "request", "response"), "opening")
+    step("prove", "server: prove the opened canaries", cmd_prove,
+         ("request", "response", "opening"), "bundle")
+    step("decrypt", "client: check the canaries, decrypt the real output", cmd_decrypt,
+         ("secret", "request", "response", "bundle"), "")
 
     ver = sub.add_parser("verify", help="anyone: verify a proof or a proof bundle (no keys)")
     ver.add_argument("commitment", help="model commitment file")

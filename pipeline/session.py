@@ -360,6 +360,20 @@ class Client:
         self._state = {"request": req, "real": real, "inputs": ordered}
         return req
 
+    @classmethod
+    def resume(cls, commitment: ModelCommitment, fhe_client, request: Request, real: int,
+               inputs: Sequence[np.ndarray]) -> "Client":
+        """A client for a session started earlier (its keys already loaded into fhe_client),
+        from the state :meth:`session_state` returned."""
+        client = cls(commitment, fhe_client, canaries=None, k=len(inputs) - 1)
+        client._state = {"request": request, "real": real, "inputs": list(inputs)}
+        return client
+
+    def session_state(self) -> tuple[int, list[np.ndarray]]:
+        """(real position, every input in order): what the client must keep secret."""
+        st = self._require()
+        return st["real"], list(st["inputs"])
+
     @property
     def real_position(self) -> int:
         if self._state is None:

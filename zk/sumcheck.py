@@ -134,6 +134,15 @@ def _full_evals(msg: Sequence[int], claim: int, c: int, u: int | None) -> list[i
     return [msg[0], h1, *msg[1:]]
 
 
+def _next_claim(evals: Sequence[int], r: int, c: int, u: int | None) -> tuple[int, int]:
+    """The next round's claim g_j(r) and eq coefficient c_{j+1}, shared by both sides."""
+    h = interpolate(evals, r)
+    if u is None:
+        return h, c
+    c = c * ((1 - u) * (1 - r) + u * r) % P
+    return c * h % P, c
+
+
 def degree_of(num_factors: int, with_eq: bool) -> int:
     """Message size D for the single product of num_factors factors (eq adds nothing)."""
     del with_eq  # eq is factored out of the round polynomial
@@ -216,12 +225,7 @@ def prove(
         r = _round(transcript, msg)
         rounds.append(msg)
         point.append(r)
-        h = interpolate(evals, r)
-        if u is None:
-            claim = h
-        else:
-            c = c * ((1 - u) * (1 - r) + u * r) % P
-            claim = c * h % P
+        claim, c = _next_claim(evals, r, c, u)
         if j < m - 1:
             f, sums = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), degree, kterms, kcoeffs,
                                             weights[j + 1])
@@ -261,10 +265,5 @@ def verify(
             raise VerificationError("sumcheck: degenerate eq point (zero coordinate)")
         r = _round(transcript, msg)
         point.append(r)
-        h = interpolate(evals, r)
-        if u is None:
-            claim = h
-        else:
-            c = c * ((1 - u) * (1 - r) + u * r) % P
-            claim = c * h % P
+        claim, c = _next_claim(evals, r, c, u)
     return Subclaim(tuple(point), claim, None if eq_point is None else tuple(eq_point))
