@@ -2,16 +2,14 @@
 
 A :class:`Claim` says "the multilinear extension of some vector takes ``value`` at ``point``".
 A verifier step that reduces one statement to smaller ones returns Claims; the caller must
-discharge each one, by an opening of the vector's commitment (:mod:`zk.hyrax`), by computing
-the extension itself (public tables and inputs), or by feeding it to the next reduction.
-A Claim that nobody discharges proves nothing.
+discharge each one, by an opening of the vector's commitment (:mod:`zk.hyrax`,
+:class:`zk.stack.ClaimBook`), by computing the extension itself (public tables and inputs), or
+by feeding it to the next reduction. A Claim that nobody discharges proves nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from zk.encoding import Reader, Writer
 
 
 @dataclass(frozen=True)
@@ -20,12 +18,3 @@ class Claim:
 
     point: tuple[int, ...]
     value: int
-
-    def write(self, w: Writer) -> None:
-        w.fields(self.point)
-        w.field(self.value)
-
-    @classmethod
-    def read(cls, r: Reader, num_vars: int) -> "Claim":
-        point = tuple(r.fields(max_len=num_vars, exact_len=num_vars))
-        return cls(point, r.field())

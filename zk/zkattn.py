@@ -88,14 +88,13 @@ class Shape:
         cfg = mc.config
         self.mc = mc
         self.L, self.D, self.Hd = cfg.seq_len, cfg.d_model, cfg.d_head
-        self.dims = Dims.of(cfg)
-        self.dims = Dims(max(2, self.dims.L), self.dims.D, self.dims.H)
-        d = self.dims
+        padded = Dims.of(cfg)
+        self.dims = d = Dims(max(2, padded.L), padded.D, padded.H)  # fraction trees need 2+
         self.lh = stack.StackLayout(LH, d.h + d.l)
         self.ll = stack.StackLayout(LL, 2 * d.l)
         self.lv = stack.StackLayout(LV, d.l)
-        self.w = weight_layout(Dims.of(cfg))
-        self.b = bias_layout(Dims.of(cfg))
+        self.w = weight_layout(padded)
+        self.b = bias_layout(padded)
         mask = np.zeros((d.L, d.L), dtype=np.int64)
         for i in range(self.L):
             mask[i, : (i + 1 if cfg.causal else self.L)] = 1
