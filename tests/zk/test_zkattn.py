@@ -180,3 +180,19 @@ def test_context_binding(honest):
         zkattn.verify(proof, mc, context=b"receipt-2")
     with pytest.raises(VerificationError):
         zkattn.verify(proof, mc)
+
+
+def test_flipped_commitment_bytes_rejected(honest):
+    """A damaged commitment file either fails to decode or names another model."""
+    pm, mc, xs, proof, _ = honest
+    data = to_bytes(mc)
+    rng = np.random.default_rng(11)
+    for pos in rng.integers(0, len(data), 60).tolist():
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            other = from_bytes(am.ModelCommitment, bytes(bad))
+        except MalformedProofError:
+            continue
+        with pytest.raises(VerificationError):
+            zkattn.verify(proof, other)
