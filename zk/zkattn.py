@@ -59,6 +59,7 @@ from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_cols, fold_rows
 from zk.transcript import Transcript
 
 PROTOCOL = b"zkfhe/zkattn/v1"
+MAX_LOG_COLS = 10
 L_STATEMENT = b"zkattn/statement"
 L_OMEGA = b"zkattn/omega"
 L_VALUES = b"zkattn/values"
@@ -346,7 +347,10 @@ def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = 
     _absorb_statement(t, mc, x, y, context)
 
     coms, wits = [], []
-    for lay, cols in ((sh.lh, d.h + d.l), (sh.ll, 2 * d.l), (sh.lv, d.l)):
+    for lay in (sh.lh, sh.ll, sh.lv):
+        # columns within one member (claims on members at one point share an argument), at
+        # most 2^MAX_LOG_COLS: the opening's prover work grows as log_cols * 2^log_cols
+        cols = min(lay.member_vars, MAX_LOG_COLS)
         com, wit = stack.commit(lay, w, log_cols=cols, rng=rng)
         com.absorb(t)
         coms.append(com)
