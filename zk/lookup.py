@@ -14,8 +14,9 @@ w = t + alpha x + alpha^2 f(x) and use the logarithmic-derivative identity (HabÃ
     sum_c sum_i sel_c[i] / (beta + w_c[i]) = sum_j m_j / (beta + w_T[j]),
 
 with m_j the number of selected entries equal to union row j. Each side is a tree of fractions
-proven by :mod:`zk.fractions` (all trees batched, so columns of one size share every challenge
-and end at one point). Its leaves are p = sel, q = beta + w for every column entry, and p = m,
+proven by :mod:`zk.fractions`: columns of one size side by side in one tree (the column index
+in the high variables; unused slots have p = 0, q = beta), all trees batched, so columns of one
+size end at one point rho. Its leaves are p = sel, q = beta + w for every column entry, and p = m,
 q = beta + w_T (padding rows included) for the table; so q~ is affine in X~, Y~ and the verifier
 turns the q claims into claims on X and Y (values the prover sends), checks p~ = sel~ itself,
 evaluates the union table's extension itself, and returns the claims on X, Y and m to the
@@ -35,7 +36,7 @@ from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.multilinear import P, evaluate, next_pow2, num_vars
+from zk.multilinear import P, eq_eval, evaluate, next_pow2, num_vars
 from zk.transcript import Transcript
 
 LABEL_TABLE = b"lookup/table"
@@ -255,8 +256,23 @@ def _width(tables: TableSet, c: Column) -> int:
     return 2 if tables.tables[c.table].is_function else 1
 
 
+def _groups(columns: Sequence[Column]) -> list[list[int]]:
+    """Column indices grouped by padded size, in order of first appearance: each group is one
+    fraction tree (its columns side by side, the column index in the high variables), so
+    columns of one size share a tree's end values instead of paying for their own."""
+    groups: dict[int, list[int]] = {}
+    for i, c in enumerate(columns):
+        groups.setdefault(c.selector.size, []).append(i)
+    return list(groups.values())
+
+
+def _group_vars(group: Sequence[int]) -> int:
+    return num_vars(next_pow2(len(group)))
+
+
 def _depths(tables: TableSet, columns: Sequence[Column]) -> list[int]:
-    return [num_vars(c.selector.size) for c in columns] + [num_vars(tables.padded)]
+    return ([num_vars(columns[g[0]].selector.size) + _group_vars(g) for g in _groups(columns)]
+            + [num_vars(tables.padded)])
 
 
 def _begin(t: Transcript, tables: TableSet, columns: Sequence[Column]) -> tuple[int, int]:
@@ -314,27 +330,43 @@ def prove(t: Transcript, tables: TableSet, columns: Sequence[Column], m: np.ndar
     if not columns:
         raise ProverError("no columns to look up")
     alpha, beta = _begin(t, tables, columns)
-    trees, operands = [], []
+    operands, leaves = [], []
     for c in columns:
         fx = Fr.from_signed(np.asarray(c.x, dtype=np.int64))
         fy = Fr.from_signed(np.asarray(c.y, dtype=np.int64)) if _width(tables, c) == 2 else None
         w = Fr.axpy(alpha, fx, Fr.from_signed(np.full(c.selector.size, c.table, np.int64)))
         if fy is not None:
             w = Fr.axpy(alpha * alpha % P, fy, w)
-        trees.append((Fr.from_signed(c.selector.values()), _shift(w, beta)))
+        leaves.append((Fr.from_signed(c.selector.values()), _shift(w, beta)))
         operands.append((fx, fy))
+    groups = _groups(columns)
+    trees = []
+    for g in groups:
+        if len(g) == 1:
+            trees.append(leaves[g[0]])
+            continue
+        size = columns[g[0]].selector.size
+        dummies = next_pow2(len(g)) - len(g)  # p = 0, q = beta: contribute nothing
+        p = np.concatenate([leaves[i][0] for i in g] + [np.zeros((dummies * size, 4), np.uint64)])
+        q = np.concatenate([leaves[i][1] for i in g]
+                           + [Fr.add_scalar(np.zeros((dummies * size, 4), np.uint64), beta)])
+        trees.append((p, q))
     trees.append((Fr.from_signed(m), _shift(tables.compressed(alpha), beta)))
     try:
         tree_proof, tree_claims = fractions.prove(t, trees)
     except ProverError as e:
         raise ProverError(f"lookup: {e} (beta hit a table entry; negligible)") from e
-    ops, in_claims, out_claims = [], [], []
-    for (fx, fy), cl in zip(operands, tree_claims):
-        rho = cl.q.point
-        vals = (evaluate(fx, rho),) if fy is None else (evaluate(fx, rho), evaluate(fy, rho))
-        ops.append(vals)
-        in_claims.append(Claim(rho, vals[0]))
-        out_claims.append(None if fy is None else Claim(rho, vals[1]))
+    ops: list = [None] * len(columns)
+    in_claims: list = [None] * len(columns)
+    out_claims: list = [None] * len(columns)
+    for g, cl in zip(groups, tree_claims):
+        rho = cl.q.point[: num_vars(columns[g[0]].selector.size)]
+        for i in g:
+            fx, fy = operands[i]
+            vals = (evaluate(fx, rho),) if fy is None else (evaluate(fx, rho), evaluate(fy, rho))
+            ops[i] = vals
+            in_claims[i] = Claim(rho, vals[0])
+            out_claims[i] = None if fy is None else Claim(rho, vals[1])
     t.absorb_scalars(LABEL_OPERANDS, [v for vals in ops for v in vals])
     proof = LookupProof(tree_proof, tuple(ops))
     return proof, LookupClaims(tuple(in_claims), tuple(out_claims), tree_claims[-1].p)
@@ -361,17 +393,25 @@ def verify(t: Transcript, tables: TableSet, columns: Sequence[Column], proof: Lo
         raise VerificationError(f"lookup: {e}") from e
     tree_claims = fractions.verify(t, proof.trees, _depths(tables, columns))
     lhs = 0
-    in_claims, out_claims = [], []
-    for vals, c, cl in zip(proof.operands, columns, tree_claims):
-        rho = cl.q.point
-        if cl.p.value != c.selector.mle(rho):
-            raise VerificationError("lookup: the numerators are not the column's selector")
-        w = (c.table + alpha * vals[0] + (alpha * alpha * vals[1] if len(vals) == 2 else 0)) % P
-        if cl.q.value != (w + beta) % P:
+    in_claims: list = [None] * len(columns)
+    out_claims: list = [None] * len(columns)
+    for g, cl in zip(_groups(columns), tree_claims):
+        n = num_vars(columns[g[0]].selector.size)
+        rho, kappa = cl.q.point[:n], cl.q.point[n:]
+        p_val = q_val = 0
+        for k, i in enumerate(g):
+            c, vals = columns[i], proof.operands[i]
+            weight = eq_eval(kappa, [(k >> b) & 1 for b in range(len(kappa))])
+            w = (c.table + alpha * vals[0] + (alpha * alpha * vals[1] if len(vals) == 2 else 0))
+            p_val += weight * c.selector.mle(rho)
+            q_val += weight * w
+            in_claims[i] = Claim(rho, vals[0])
+            out_claims[i] = Claim(rho, vals[1]) if len(vals) == 2 else None
+        if cl.p.value != p_val % P:
+            raise VerificationError("lookup: the numerators are not the columns' selectors")
+        if cl.q.value != (q_val + beta) % P:  # the eq weights sum to 1 over all slots
             raise VerificationError("lookup: denominators do not match the operand values")
         lhs = (lhs + cl.numerator * pow(cl.denominator, -1, P)) % P
-        in_claims.append(Claim(rho, vals[0]))
-        out_claims.append(Claim(rho, vals[1]) if len(vals) == 2 else None)
     t.absorb_scalars(LABEL_OPERANDS, [v for vals in proof.operands for v in vals])
 
     tcl = tree_claims[-1]
