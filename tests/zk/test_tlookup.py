@@ -315,3 +315,26 @@ def test_table_set_and_mask_selectors():
     with pytest.raises(VerificationError):
         tl.verify(Transcript(PROTO), tables, [shapes[0], shapes[1], lk.Column(0, shapes[2].selector)],
                   proof)
+
+
+def test_three_columns_of_one_size_share_a_tree():
+    """Three same-size columns: one tree with an unused fourth slot; each column's claim and
+    operand values are still checked individually."""
+    table = lk.LookupTable.function(0, np.arange(50) % 7)
+    xs = [RNG.integers(0, 50, size=40) for _ in range(3)]
+    cols = [tl.column(0, x, x % 7) for x in xs]
+    proof, _ = tl.prove(Transcript(PROTO), table, cols)
+    assert len(proof.lookup.trees.roots) == 2  # one group tree + the table tree
+    got = tl.verify(Transcript(PROTO), table, tl.shapes(0, [40, 40, 40]), proof)
+    for x, ci, co in zip(xs, got.inputs, got.outputs):
+        discharge(x, 40, ci)
+        discharge(x % 7, 40, co)
+    lp = proof.lookup
+    for i in range(3):
+        for j in range(2):
+            ops = [list(v) for v in lp.operands]
+            ops[i][j] = (ops[i][j] + 1) % P
+            bad = replace(lp, operands=tuple(tuple(v) for v in ops))
+            with pytest.raises(VerificationError):
+                tl.verify(Transcript(PROTO), table, tl.shapes(0, [40, 40, 40]),
+                          replace(proof, lookup=bad))
