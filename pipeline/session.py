@@ -396,6 +396,9 @@ class Client:
         input, and return the decrypted real output. Raises CheatingDetected on a mismatch."""
         st = self._require()
         req = st["request"]
+        canaries = {i for i in range(len(req.inputs)) if i != st["real"]}
+        if set(bundle.positions) != canaries:
+            raise CheatingDetected("the bundle does not prove exactly the opened canaries")
         for c in verify_bundle(bundle, self.commitment, req, response):
             pos = c.position
             if not np.array_equal(c.x, st["inputs"][pos]):

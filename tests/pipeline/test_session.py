@@ -182,3 +182,13 @@ def test_real_fhe_session(world):
     bundle = from_bytes(S.ProofBundle, to_bytes(server.prove(req, resp, opening)))
     assert api.verify(bundle, mc, request=req, response=resp)
     assert np.array_equal(client.finish(resp, bundle), run_reference(x, head)[0])
+
+
+def test_bundle_must_cover_exactly_the_opened_canaries(world):
+    from dataclasses import replace
+
+    client, req, resp, opening, bundle, x = run_session(world)
+    real = client.real_position
+    moved = tuple(real if p == bundle.positions[0] else p for p in bundle.positions)
+    with pytest.raises(S.CheatingDetected):
+        client.finish(resp, replace(bundle, positions=moved))
