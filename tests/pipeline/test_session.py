@@ -192,3 +192,26 @@ def test_bundle_must_cover_exactly_the_opened_canaries(world):
     moved = tuple(real if p == bundle.positions[0] else p for p in bundle.positions)
     with pytest.raises(S.CheatingDetected):
         client.finish(resp, replace(bundle, positions=moved))
+
+
+def test_fuzzed_session_files_raise_only_malformed(world):
+    """Random mutations of every session file decode or raise MalformedProofError, nothing else."""
+    client, req, resp, opening, bundle, x = run_session(world)
+    rng = np.random.default_rng(17)
+    for obj, cls in ((resp, S.Response), (opening, S.CanaryOpening), (bundle, S.ProofBundle)):
+        data = to_bytes(obj)
+        for _ in range(150):
+            buf = bytearray(data)
+            for _ in range(int(rng.integers(1, 4))):
+                pos = int(rng.integers(0, len(buf)))
+                op = int(rng.integers(0, 3))
+                if op == 0:
+                    buf[pos] ^= int(rng.integers(1, 256))
+                elif op == 1:
+                    buf.insert(pos, int(rng.integers(0, 256)))
+                else:
+                    del buf[pos]
+            try:
+                from_bytes(cls, bytes(buf))
+            except MalformedProofError:
+                pass
