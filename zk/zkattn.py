@@ -50,7 +50,6 @@ from zk.attention_model import (
     BIASES, WEIGHTS, Dims, ModelCommitment, ProvingModel, bias_layout, weight_layout,
 )
 from zk.attention_ref import BoundsViolation, run_reference
-from zk.claims import Claim
 from zk.encoding import Reader, Writer, decode_envelope, encode_envelope
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr

@@ -1,11 +1,10 @@
 """The integer reference head (numpy only): conventions, shapes, bounds, accuracy."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from zk.attention_ref import (
