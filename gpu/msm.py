@@ -341,43 +341,35 @@ def _check_points(points: np.ndarray) -> np.ndarray:
     return points
 
 
+def _msm_field(points: np.ndarray, scalars: np.ndarray, c: int | None, prep) -> np.ndarray:
+    """m MSMs of full-width Fr scalars; ``prep`` turns (k, 4) scalars into signed digits."""
+    points = _check_points(points)
+    n = points.shape[0]
+    if n == 0:
+        return _identities(1)
+    s = np.ascontiguousarray(scalars, dtype=np.uint64).reshape(-1, n, 4)
+    m = s.shape[0]
+    if m == 0:
+        return _identities(0)
+    c = c or window_bits(n, 253)
+    windows = -(-255 // c)
+    t = np.empty((m * n, 5), dtype=np.uint64)
+    negs = np.empty(m * n, dtype=np.uint8)
+    prep(s.reshape(-1, 4), t, negs, _offset_limbs(c, windows))
+    return _run(points, t, negs, m, c, windows)
+
+
 def msm_mont(points: np.ndarray, scalars: np.ndarray, c: int | None = None) -> np.ndarray:
     """Jacobian (m, 12) results of m MSMs with Fr scalars in Montgomery form.
 
     ``scalars`` is (n, 4) (one MSM) or (m, n, 4) (m MSMs over the same n points).
     """
-    points = _check_points(points)
-    n = points.shape[0]
-    if n == 0:
-        return _identities(1)
-    s = np.ascontiguousarray(scalars, dtype=np.uint64).reshape(-1, n, 4)
-    m = s.shape[0]
-    if m == 0:
-        return _identities(0)
-    c = c or window_bits(n, 253)
-    windows = -(-255 // c)
-    t = np.empty((m * n, 5), dtype=np.uint64)
-    negs = np.empty(m * n, dtype=np.uint8)
-    _prep_mont(s.reshape(-1, 4), t, negs, _offset_limbs(c, windows))
-    return _run(points, t, negs, m, c, windows)
+    return _msm_field(points, scalars, c, _prep_mont)
 
 
 def msm_canonical(points: np.ndarray, scalars: np.ndarray, c: int | None = None) -> np.ndarray:
     """Like :func:`msm_mont` for canonical little-endian limbs (each < r)."""
-    points = _check_points(points)
-    n = points.shape[0]
-    if n == 0:
-        return _identities(1)
-    s = np.ascontiguousarray(scalars, dtype=np.uint64).reshape(-1, n, 4)
-    m = s.shape[0]
-    if m == 0:
-        return _identities(0)
-    c = c or window_bits(n, 253)
-    windows = -(-255 // c)
-    t = np.empty((m * n, 5), dtype=np.uint64)
-    negs = np.empty(m * n, dtype=np.uint8)
-    _prep_canonical(s.reshape(-1, 4), t, negs, _offset_limbs(c, windows))
-    return _run(points, t, negs, m, c, windows)
+    return _msm_field(points, scalars, c, _prep_canonical)
 
 
 def msm_signed(points: np.ndarray, scalars: np.ndarray, c: int | None = None) -> np.ndarray:

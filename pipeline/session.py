@@ -29,6 +29,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -73,8 +74,9 @@ class Request:
     evaluation_keys: bytes = field(repr=False)
     inputs: tuple[bytes, ...] = field(repr=False)
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
+        """SHA3-256 of the request file (computed once: the keys make it large)."""
         return _sha3(to_bytes(self))
 
     def write(self, w: Writer) -> None:

@@ -136,7 +136,11 @@ class Selector:
 
     def mle(self, point: Sequence[int]) -> int:
         if self.mask is not None:
-            return evaluate(Fr.from_signed(self.mask), point)
+            fr = self.__dict__.get("_mask_fr")
+            if fr is None:  # a verifier evaluates one mask at several points
+                fr = Fr.from_signed(self.mask)
+                object.__setattr__(self, "_mask_fr", fr)
+            return evaluate(fr, point)
         return indicator_mle(self.prefix, point)
 
     def describe(self) -> list[int]:

@@ -363,7 +363,7 @@ def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = 
         t.absorb_scalars(L_VALUES, vals)
         return vals
 
-    fr = {name: Fr.from_signed(v) for name, v in w.items() if name != "x"}
+    fr = {name: Fr.from_signed(w[name]) for name in LH + LL + LV}  # the committed tensors
 
     # 1. the lookup
     lk_proof, lk = tlookup.prove(t, sh.tables, sh.columns(w), rng)
