@@ -22,7 +22,7 @@ def one_row(d_model: int, d_head: int, L: int, bits: int) -> dict:
     import numpy as np
 
     from zk import attention_model as am
-    from zk import zkattn
+    from zk.head import zkattn
     from zk.attention_ref import HeadConfig, quantize_input, random_head
 
     cfg = HeadConfig(d_model=d_model, d_head=d_head, seq_len=L, n_bits=bits)

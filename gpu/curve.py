@@ -402,5 +402,15 @@ def von_curve(aff, out):
         out[i] = on_curve_affine(x, y, DQ, B_MONT)
 
 
-vdecompress_serial = nb.njit(cache=True, nogil=True)(vdecompress.py_func)
-"""Single-threaded :func:`vdecompress` (for a few points: no parallel-region overhead)."""
+def _serial_twin(fn):
+    import types
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                              fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    return twin
+
+
+vdecompress_serial = nb.njit(cache=True, nogil=True)(_serial_twin(vdecompress.py_func))
+"""Single-threaded :func:`vdecompress` (for a few points: no parallel-region overhead). Its own
+name: numba's disk cache keys entries by qualified name and signature, so a twin under the
+parallel kernel's name would load the parallel code from the cache."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline import session as S
 from zk import attention_model as am
-from zk import zkattn
+from zk.head import zkattn
 from zk.attention_ref import QuantizedHead
 from zk.encoding import from_bytes
 from zk.errors import MalformedProofError, VerificationError

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from zk import zkattn
+from zk.head import zkattn
 from zk.attention_model import ModelCommitment, ProvingModel
 from zk.encoding import Reader, Writer, to_bytes
 from zk.errors import ProverError, VerificationError

@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from zk import hyrax, stack
+from zk.commit import hyrax
+from zk.head import stack
 from zk.attention_ref import HeadConfig, QuantizedHead, Table
 from zk.encoding import Reader, Writer, to_bytes
 from zk.field import Fr

@@ -23,7 +23,7 @@ SIM_SCRIPT = textwrap.dedent("""
     from gpu import cuda_kernels as CK, cuda_msm as CM, msm as M
     from zk import curve as ZC
     from zk.field import Fr
-    from zk.generators import generators
+    from zk.commit.generators import generators
     assert cuda.is_available() and CM.gpu_available()
     rng = np.random.default_rng(0)
     a, b = Fr.random(6, rng), Fr.random(6, rng)
@@ -81,7 +81,7 @@ def test_real_gpu_matches_cpu():
     from gpu import msm as M
     from zk import curve as ZC
     from zk.field import Fr
-    from zk.generators import generators
+    from zk.commit.generators import generators
 
     rng = np.random.default_rng(1)
     P = np.ascontiguousarray(generators(b"test/cuda", 1024))

@@ -1,67 +1,73 @@
-"""Layered fraction sums: several trees of different depths, honest and tampered."""
+"""Zero-knowledge fraction sums (GKR layers): trees summing to zero verify at every depth, the
+leaf claims hold, nonzero sums and zero denominators are refused, tampering is rejected."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
+import zkutil as U
 
-from zk import fractions as fr
 from zk import multilinear as ml
-from zk.encoding import Reader, Writer
-from zk.errors import VerificationError
+from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.transcript import Transcript
+from zk.lookup import fractions as fr
 
 P = Fr.modulus
 
 
-def trees_of(depths, seed=0):
+def zero_sum_tree(n, seed=0):
+    """Leaves p, q with sum p/q = 0 (the last numerator balances the others)."""
     rng = np.random.default_rng(seed)
-    return [(Fr.random(1 << n, rng), Fr.random(1 << n, rng)) for n in depths]
+    p, q = Fr.random(1 << n, rng), Fr.random(1 << n, rng)
+    ps, qs = Fr.to_ints(p), Fr.to_ints(q)
+    s = sum(a * pow(b, -1, P) for a, b in zip(ps[:-1], qs[:-1])) % P
+    ps[-1] = (-s * qs[-1]) % P
+    return Fr.from_ints(ps), q
 
 
-@pytest.mark.parametrize("depths", [[1], [3], [4, 2, 4, 1], [6, 3]])
-def test_honest(depths):
-    trees = trees_of(depths)
-    proof, claims = fr.prove(Transcript(b"f"), trees)
-    w = Writer()
-    proof.write(w)
-    r = Reader(w.getvalue())
-    back = fr.FractionProof.read(r, depths)
-    r.finish()
-    got = fr.verify(Transcript(b"f"), back, depths)
-    assert got == claims
-    for (p, q), c in zip(trees, got):
-        ps, qs = Fr.to_ints(p), Fr.to_ints(q)
-        assert c.numerator * pow(c.denominator, -1, P) % P == sum(
-            a * pow(b, -1, P) for a, b in zip(ps, qs)) % P
-        assert ml.evaluate(p, c.p.point) == c.p.value
-        assert ml.evaluate(q, c.q.point) == c.q.value
+def proto_for(p, q, n, out=None):
+    def proto(ctx):
+        leaves = fr.run(ctx, n, (lambda: (p, q)) if ctx.proving else None)
+        ctx.equal(leaves.p, leaves.p, "claims are the caller's")  # consume nothing
+        if out is not None:
+            out.append(leaves)
+    return proto
 
 
-def test_tampering_rejected_or_changes_claims():
-    depths = [4, 2]
-    trees = trees_of(depths, 1)
-    proof, claims = fr.prove(Transcript(b"f"), trees)
-    # a changed root changes the stated sum: either rejected or the leaf claims become false
-    roots = [list(x) for x in proof.roots]
-    roots[0][0] = (roots[0][0] + 1) % P
-    try:
-        got = fr.verify(Transcript(b"f"), replace(proof, roots=tuple(map(tuple, roots))), depths)
-    except VerificationError:
-        got = None
-    if got is not None:
-        p, q = trees[0]
-        assert (ml.evaluate(p, got[0].p.point) != got[0].p.value
-                or ml.evaluate(q, got[0].q.point) != got[0].q.value)
-    sc, ends = proof.layers[1]
-    ends = [list(e) for e in ends]
-    ends[0][2] = (ends[0][2] + 1) % P
-    bad = list(proof.layers)
-    bad[1] = (sc, tuple(map(tuple, ends)))
-    with pytest.raises(VerificationError):
-        fr.verify(Transcript(b"f"), replace(proof, layers=tuple(bad)), depths)
-    with pytest.raises(VerificationError):
-        fr.verify(Transcript(b"f"), proof, [4, 3])
+@pytest.mark.parametrize("n", [1, 2, 3, 6])
+def test_honest_and_leaf_claims(n):
+    p, q = zero_sum_tree(n, seed=n)
+    out = []
+    U.roundtrip(proto_for(p, q, n, out))
+    leaves = out[0]
+    assert len(leaves.point) == n
+    assert ml.evaluate(p, list(leaves.point)) == leaves.p.v
+    assert ml.evaluate(q, list(leaves.point)) == leaves.q.v
+
+
+def test_nonzero_sum_and_zero_denominator_refused():
+    p, q = zero_sum_tree(3)
+    bad = Fr.to_ints(p)
+    bad[0] = (bad[0] + 1) % P
+    with pytest.raises(ProverError, match="do not sum to zero"):
+        U.prove(proto_for(Fr.from_ints(bad), q, 3))
+    qs = Fr.to_ints(q)
+    qs[3] = 0
+    with pytest.raises(ProverError):
+        U.prove(proto_for(p, Fr.from_ints(qs), 3))
+
+
+def test_tampered_rejected():
+    p, q = zero_sum_tree(3, seed=4)
+    proto = proto_for(p, q, 3)
+    s = U.roundtrip(proto)
+    for what, bad in U.tampered(s, max_points=40):
+        with pytest.raises(VerificationError):
+            U.verify(proto, bad)
+
+
+def test_layers_are_the_fraction_tree():
+    p, q = zero_sum_tree(3, seed=5)
+    lay = fr.layers(p, q)
+    ps, qs = Fr.to_ints(lay[1][0]), Fr.to_ints(lay[1][1])
+    assert (ps[0] * qs[1] + ps[1] * qs[0]) % P == 0

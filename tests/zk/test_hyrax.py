@@ -1,62 +1,76 @@
-"""Hyrax commitments and openings: completeness, batching, serialisation, tampering."""
+"""Hyrax commitments and zero-knowledge openings: commitments against py_ecc, openings at one or
+several points (shared column point: one argument; several: one batching sumcheck), wrong values
+refused, other tensors and tampering rejected, claimed values never in the clear."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
+import zkutil as U
+from py_ecc import optimized_bn128 as bn
 
 from zk import curve as ZC
-from zk import hyrax as H
-from zk.claims import Claim
+from zk import multilinear as ml
+from zk.commit import hyrax as H
+from zk.commit.pedersen import PedersenKey
 from zk.encoding import from_bytes, to_bytes
-from zk.errors import MalformedProofError, VerificationError
+from zk.errors import MalformedProofError, ProverError, VerificationError
 from zk.field import Fr
-from zk.transcript import Transcript
+from zk.protocol.context import ComClaim
 
 P = Fr.modulus
-PROTO = b"test/hyrax"
 
 
 def _pt(rng, n):
     return tuple(int(v) for v in rng.integers(0, 2**62, n))
 
 
-def _check(com, claims, op):
-    H.verify(com, claims, op, Transcript(PROTO))
-
-
 @pytest.fixture(scope="module")
-def setup():
+def tensor():
     rng = np.random.default_rng(42)
     T = rng.integers(-128, 128, size=(6, 9))  # 54 entries -> 2^6, 2^3 x 2^3
     com, wit = H.commit(T, rng=rng)
-    p0 = _pt(rng, 6)
-    pts = [p0, _pt(rng, 6), p0[:3] + _pt(rng, 3)]  # claims 0 and 2 share the column point
-    claims = [Claim(p, wit.evaluate(p)) for p in pts]
-    op = H.open_claims(wit, com, claims, Transcript(PROTO), rng=rng)
-    return T, com, wit, claims, op
+    return T, com, wit
 
 
-def test_evaluation_matches_definition(setup):
-    T, com, wit, claims, _ = setup
-    flat = [int(v) for v in T.reshape(-1)] + [0] * (64 - T.size)
-    from zk.multilinear import evaluate_ints
+def opening(com, wit, points, values=None, external=True):
+    def proto(ctx):
+        t = H.bind(ctx, com, wit if ctx.proving else None)
+        vals = values or [wit.evaluate(p) for p in points]
+        coms = ctx.commit(b"v", len(points), lambda: vals)
+        H.open(ctx, t, [ComClaim(p, c) for p, c in zip(points, coms)])
+    return proto
 
-    assert wit.evaluate(claims[1].point) == evaluate_ints(flat, claims[1].point)
+
+def test_commitment_shape_and_rows_match_py_ecc(tensor):
+    T, com, wit = tensor
     assert (com.num_vars, com.log_cols, len(com.rows)) == (6, 3, 8)
+    key = PedersenKey.derive(H.DEFAULT_LABEL, 8)
+    G, Hh = ZC.to_py_ecc(key.G), ZC.to_py_ecc(key.H)[0]
+    flat = list(T.reshape(-1)) + [0] * 10
+    blinds = Fr.to_ints(wit.blinds)
+    for i in range(8):
+        want = bn.multiply(Hh, blinds[i])
+        for g, v in zip(G, flat[8 * i:8 * i + 8]):
+            want = bn.add(want, bn.multiply(g, int(v) % P))
+        assert bn.eq(ZC.to_py_ecc(com.row_points[i:i + 1])[0], want)
+    assert from_bytes(H.HyraxCommitment, to_bytes(com)) == com
 
 
-def test_complete_and_roundtrip(setup):
-    _, com, _, claims, op = setup
-    assert len(op.arguments) == 2  # two distinct column points
-    com2 = from_bytes(H.HyraxCommitment, to_bytes(com))
-    op2 = from_bytes(H.HyraxOpening, to_bytes(op))
-    assert com2 == com and op2 == op
-    _check(com2, claims, op2)
-    _check(com, claims[:1] + claims[2:], H.open_claims(
-        setup[2], com, claims[:1] + claims[2:], Transcript(PROTO)))
+def test_evaluation_matches_definition(tensor):
+    T, com, wit = tensor
+    p = _pt(np.random.default_rng(1), 6)
+    flat = [int(v) for v in T.reshape(-1)] + [0] * (64 - T.size)
+    assert wit.evaluate(p) == ml.evaluate_ints(flat, p)
+
+
+def test_openings_one_and_several_points(tensor):
+    _, com, wit = tensor
+    rng = np.random.default_rng(7)
+    p0 = _pt(rng, 6)
+    for points in ([p0], [p0, p0[:3] + _pt(rng, 3)], [p0, _pt(rng, 6), _pt(rng, 6)]):
+        s = U.roundtrip(opening(com, wit, points))
+        assert not {wit.evaluate(p) for p in points} & set(s.scalars)  # values never sent
 
 
 @pytest.mark.parametrize("shape,log_cols", [((1,), None), ((8,), 0), ((8,), 3), ((3, 50), None)])
@@ -65,88 +79,64 @@ def test_shapes_and_field_tensors(shape, log_cols):
     vec = Fr.random(int(np.prod(shape)), rng)
     com, wit = H.commit_field(vec, log_cols=log_cols, rng=rng)
     p = _pt(rng, wit.num_vars)
-    claims = [Claim(p, wit.evaluate(p))]
-    op = H.open_claims(wit, com, claims, Transcript(PROTO), rng=rng)
-    _check(com, claims, op)
-    with pytest.raises(VerificationError):
-        _check(com, [Claim(p, (claims[0].value + 1) % P)], op)
+    U.roundtrip(opening(com, wit, [p]))
 
 
-def test_wrong_value_rejected(setup):
-    _, com, _, claims, op = setup
-    for i in range(len(claims)):
-        bad = list(claims)
-        bad[i] = Claim(claims[i].point, (claims[i].value + 1) % P)
-        with pytest.raises(VerificationError):
-            _check(com, bad, op)
-    with pytest.raises(VerificationError):  # a different point, same value
-        _check(com, [Claim(claims[1].point, claims[0].value)] + claims[1:], op)
+def test_wrong_value_refused_and_rejected(tensor):
+    _, com, wit = tensor
+    rng = np.random.default_rng(3)
+    pts = [_pt(rng, 6), _pt(rng, 6)]
+    good = [wit.evaluate(p) for p in pts]
+    with pytest.raises(ProverError):
+        U.prove(opening(com, wit, pts, [good[0], good[1] + 1]))
+    s = U.prove(opening(com, wit, pts))
+    with pytest.raises(VerificationError):  # the verifier expects other points
+        U.verify(opening(com, wit, pts[::-1]), s)
 
 
-def test_other_tensor_rejected(setup):
-    T, com, _, claims, op = setup
+def test_other_tensor_rejected(tensor):
+    T, com, wit = tensor
+    pts = [_pt(np.random.default_rng(5), 6)]
+    s = U.prove(opening(com, wit, pts))
     T2 = T.copy()
     T2[0, 0] += 1
     com2, _ = H.commit(T2, rng=np.random.default_rng(0))
     with pytest.raises(VerificationError):
-        _check(com2, claims, op)
-    # the same tensor under fresh blinds is a different commitment too
-    com3, _ = H.commit(T, rng=np.random.default_rng(1))
+        U.verify(opening(com2, None, pts, [0]), s)
+    com3, _ = H.commit(T, rng=np.random.default_rng(1))  # fresh blinds: another commitment
     with pytest.raises(VerificationError):
-        _check(com3, claims, op)
+        U.verify(opening(com3, None, pts, [0]), s)
 
 
-def test_altered_messages_rejected(setup):
-    _, com, _, claims, op = setup
-    other = ZC.compress_list(ZC.generator())[0]
-    arg = op.arguments[0]
-    variants = []
-    for j in range(len(arg.L)):
-        variants.append(dataclasses.replace(arg, L=arg.L[:j] + (other,) + arg.L[j + 1:]))
-        variants.append(dataclasses.replace(arg, R=arg.R[:j] + (other,) + arg.R[j + 1:]))
-    variants.append(dataclasses.replace(arg, L=arg.R, R=arg.L))
-    variants.append(dataclasses.replace(arg, A=other))
-    variants.append(dataclasses.replace(arg, z1=(arg.z1 + 1) % P))
-    variants.append(dataclasses.replace(arg, z2=(arg.z2 + 1) % P))
-    variants.append(dataclasses.replace(arg, L=arg.L[:-1], R=arg.R[:-1]))
-    for v in variants:
-        with pytest.raises(VerificationError):
-            _check(com, claims, H.HyraxOpening((v,) + op.arguments[1:]))
-    with pytest.raises(VerificationError):  # arguments swapped
-        _check(com, claims, H.HyraxOpening(op.arguments[::-1]))
-    with pytest.raises(VerificationError):  # one argument missing
-        _check(com, claims, H.HyraxOpening(op.arguments[:1]))
-    with pytest.raises(VerificationError):  # a different transcript
-        H.verify(com, claims, op, Transcript(b"another protocol"))
-
-
-def test_every_byte_flip_rejected(setup):
-    _, com, _, claims, op = setup
-    data = bytearray(to_bytes(op))
+def test_every_element_tampered_rejected(tensor):
+    _, com, wit = tensor
     rng = np.random.default_rng(9)
-    for pos in rng.choice(len(data), size=60, replace=False).tolist() + [len(data) - 1]:
-        bad = bytearray(data)
-        bad[pos] ^= 1 << int(rng.integers(8))
-        with pytest.raises(VerificationError):  # MalformedProofError is a VerificationError
-            _check(com, claims, from_bytes(H.HyraxOpening, bytes(bad)))
+    pts = [_pt(rng, 6), _pt(rng, 6)]
+    s = U.roundtrip(opening(com, wit, pts))
+    for what, bad in U.tampered(s):
+        with pytest.raises(VerificationError):
+            U.verify(opening(com, wit, pts, [0, 0]), bad)
 
 
-def test_point_off_curve_in_bytes(setup):
-    _, com, _, claims, op = setup
-    data = to_bytes(op)
-    a = op.arguments[0].A
-    at = data.index(a)
+def test_commit_in_proof_and_malformed_rows(tensor):
+    T, _, _ = tensor
+    rng = np.random.default_rng(11)
+    pts = [_pt(rng, 6)]
+    flat = np.zeros(64, dtype=np.int64)
+    flat[:54] = T.reshape(-1)
+
+    def proto(ctx):
+        t = H.commit_in(ctx, 6, 3, (lambda: H.commit(flat, log_cols=3)) if ctx.proving else None)
+        (c,) = ctx.commit(b"v", 1, lambda: [t.witness.evaluate(pts[0])])
+        H.open(ctx, t, [ComClaim(pts[0], c)])
+    s = U.roundtrip(proto)
     q = ZC.C._Q
     x_off = next(x for x in range(1, 100) if pow(x**3 + 3, (q - 1) // 2, q) != 1)
-    bad = data[:at] + x_off.to_bytes(32, "little") + data[at + 32:]
+    bad = list(s.points)
+    bad[2] = x_off.to_bytes(32, "little")
     with pytest.raises(MalformedProofError, match="not on the curve"):
-        from_bytes(H.HyraxOpening, bad)
-    cdata = to_bytes(com)
-    at = cdata.index(com.rows[1])
-    bad = cdata[:at] + (q + 1).to_bytes(32, "little") + cdata[at + 32:]
+        U.verify(proto, type(s)(tuple(bad), s.scalars))
+    cdata = to_bytes(tensor[1])
+    at = cdata.index(tensor[1].rows[1])
     with pytest.raises(MalformedProofError):
-        from_bytes(H.HyraxCommitment, bad)
-    with pytest.raises(MalformedProofError):
-        from_bytes(H.HyraxOpening, data + b"\x00")
-    with pytest.raises(MalformedProofError):
-        from_bytes(H.HyraxOpening, data[:-5])
+        from_bytes(H.HyraxCommitment, cdata[:at] + (q + 1).to_bytes(32, "little") + cdata[at + 32:])

@@ -6,9 +6,9 @@ import numpy as np
 from py_ecc import optimized_bn128 as bn
 
 from zk import curve as ZC
-from zk import generators as GEN
+from zk.commit import generators as GEN
 from zk.field import Fr
-from zk.pedersen import PedersenKey, commit_rows, commit_rows_ints
+from zk.commit.pedersen import PedersenKey, commit_rows, commit_rows_ints
 
 
 def test_generators_reproducible_and_valid():

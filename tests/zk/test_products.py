@@ -1,106 +1,82 @@
-"""Inner-product, Hadamard and matrix-product reductions: honest and tampered."""
+"""Inner-product, Hadamard and matrix-product reductions in zero knowledge: honest proofs give
+operand claims that hold, false claims are refused, tampered proofs are rejected."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 import numpy as np
 import pytest
+import zkutil as U
 
 from zk import multilinear as ml
-from zk import products as pr
-from zk import sumcheck as sc
-from zk.claims import Claim
-from zk.errors import VerificationError
+from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.transcript import Transcript
+from zk.protocol import products as pr
+from zk.protocol.context import ComClaim
 
 P = Fr.modulus
-PROTO = b"test/products"
 
 
-def discharge(vec, claim):
-    assert ml.evaluate(vec, claim.point) == claim.value
+def _holds(vec, claim: ComClaim):
+    assert ml.evaluate(vec, list(claim.point)) == claim.com.v
 
 
 def test_inner_product():
     rng = np.random.default_rng(1)
     a, b = Fr.random(64, rng), Fr.random(64, rng)
     v = Fr.inner(a, b)
-    proof, ca, cb = pr.prove_inner(Transcript(PROTO), a, b, v)
-    va, vb = pr.verify_inner(Transcript(PROTO), proof, v, 6)
-    assert (va, vb) == (ca, cb)
-    discharge(a, va)
-    discharge(b, vb)
-    with pytest.raises(VerificationError):
-        pr.verify_inner(Transcript(PROTO), proof, v + 1, 6)
-    with pytest.raises(VerificationError):
-        pr.verify_inner(Transcript(PROTO), replace(proof, a_value=(proof.a_value + 1) % P), v, 6)
+    out = []
+
+    def proto(ctx, value=v):
+        (c,) = ctx.commit(b"v", 1, lambda: [value])
+        out.append(pr.inner(ctx, c, 6, a, b))
+    s = U.roundtrip(proto)
+    _holds(a, out[0][0])
+    _holds(b, out[0][1])
+    with pytest.raises(ProverError):
+        U.prove(lambda ctx: proto(ctx, v + 1))
+    for _, bad in U.tampered(s):
+        with pytest.raises(VerificationError):
+            U.verify(proto, bad)
 
 
 def test_hadamard():
     rng = np.random.default_rng(2)
     a, b = Fr.random(32, rng), Fr.random(32, rng)
-    c = Fr.mul(a, b)
-    rnd = random.Random(2)
-    u = tuple(rnd.randrange(P) for _ in range(5))
-    claim = Claim(u, ml.evaluate(c, u))
-    proof, _, _ = pr.prove_hadamard(Transcript(PROTO), a, b, claim)
-    va, vb = pr.verify_hadamard(Transcript(PROTO), proof, claim)
-    discharge(a, va)
-    discharge(b, vb)
-    with pytest.raises(VerificationError):
-        pr.verify_hadamard(Transcript(PROTO), proof, Claim(u, (claim.value + 1) % P))
-    with pytest.raises(VerificationError):
-        pr.verify_hadamard(Transcript(PROTO), replace(proof, b_value=(proof.b_value + 1) % P), claim)
+    u = tuple(random.Random(2).randrange(P) for _ in range(5))
+    v = ml.evaluate(Fr.mul(a, b), list(u))
+    out = []
+
+    def proto(ctx):
+        (c,) = ctx.commit(b"v", 1, lambda: [v])
+        out.append(pr.hadamard(ctx, ComClaim(u, c), a, b))
+    U.roundtrip(proto)
+    _holds(a, out[0][0])
+    _holds(b, out[0][1])
+    assert out[0][0].point == out[0][1].point
 
 
-@pytest.mark.parametrize("rows,inner,cols", [(1, 1, 1), (2, 4, 8), (8, 2, 1), (16, 32, 4)])
+@pytest.mark.parametrize("rows,inner,cols", [(4, 8, 2), (1, 16, 4), (8, 1, 8)])
 def test_matmul(rows, inner, cols):
     rng = np.random.default_rng(rows * inner * cols)
     A = rng.integers(-8, 8, size=(rows, inner))
     B = rng.integers(-8, 8, size=(inner, cols))
-    C = A @ B
-    fa, fb, fc = Fr.from_signed(A), Fr.from_signed(B), Fr.from_signed(C)
     shape = pr.MatmulShape(rows, inner, cols)
-    rnd = random.Random(rows)
+    fa, fb, fc = ml.from_matrix(A, rows, inner), ml.from_matrix(B, inner, cols), \
+        ml.from_matrix(A @ B, rows, cols)
     a_vars, _, b_vars = shape.vars
-    u = tuple(rnd.randrange(P) for _ in range(a_vars + b_vars))
-    claim = Claim(u, ml.evaluate(fc, u))
-    proof, pa, pb = pr.prove_matmul(Transcript(PROTO), fa, fb, shape, claim)
-    ca, cb = pr.verify_matmul(Transcript(PROTO), proof, shape, claim)
-    assert (ca, cb) == (pa, pb)
-    discharge(fa, ca)
-    discharge(fb, cb)
-    # a wrong product: the claim on C comes from C + E; either the sumcheck or a discharge fails
-    C2 = C.copy()
-    C2[0, 0] += 1
-    bad_claim = Claim(u, ml.evaluate(Fr.from_signed(C2), u))
+    u = tuple(random.Random(1).randrange(P) for _ in range(a_vars + b_vars))
+    out = []
+
+    def proto(ctx, value=None):
+        (c,) = ctx.commit(b"v", 1, lambda: [ml.evaluate(fc, list(u)) if value is None else value])
+        out.append(pr.matmul(ctx, shape, ComClaim(u, c), fa, fb))
+    s = U.roundtrip(proto)
+    _holds(fa, out[0][0])
+    _holds(fb, out[0][1])
+    with pytest.raises(ProverError):
+        U.prove(lambda ctx: proto(ctx, 12345))
+    bad = next(b for w, b in U.tampered(s) if w.startswith("point"))
     with pytest.raises(VerificationError):
-        pr.verify_matmul(Transcript(PROTO), proof, shape, bad_claim)
-
-
-def test_matmul_with_other_weights_fails_discharge():
-    rng = np.random.default_rng(5)
-    A = rng.integers(-8, 8, size=(4, 8))
-    B = rng.integers(-8, 8, size=(8, 4))
-    B_other = B.copy()
-    B_other[3, 2] += 1
-    C_other = A @ B_other  # the prover computed with other weights
-    shape = pr.MatmulShape(4, 8, 4)
-    u = tuple(random.Random(1).randrange(P) for _ in range(4))
-    claim = Claim(u, ml.evaluate(Fr.from_signed(C_other), u))
-    proof, _, _ = pr.prove_matmul(Transcript(PROTO), Fr.from_signed(A), Fr.from_signed(B_other),
-                                  shape, claim)
-    _, cb = pr.verify_matmul(Transcript(PROTO), proof, shape, claim)
-    assert ml.evaluate(Fr.from_signed(B), cb.point) != cb.value  # the opening would catch it
-
-
-def test_sumcheck_degree_is_enforced():
-    rng = np.random.default_rng(3)
-    a, b = Fr.random(8, rng), Fr.random(8, rng)
-    proof, _, _ = pr.prove_inner(Transcript(PROTO), a, b, Fr.inner(a, b))
-    longer = sc.SumcheckProof(tuple(r + (0,) for r in proof.sumcheck.rounds))
-    with pytest.raises(VerificationError):
-        pr.verify_inner(Transcript(PROTO), replace(proof, sumcheck=longer), Fr.inner(a, b), 3)
+        U.verify(proto, bad)

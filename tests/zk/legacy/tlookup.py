@@ -1,24 +1,6 @@
-"""Committed lookups and the statements built on them: membership, range, rounding, clipping.
-
-:func:`prove` / :func:`verify` wrap :mod:`zk.lookup` with the multiplicities m committed (Hyrax)
-before any challenge and opened at the end, so the only claims left to the caller are on the
-looked-up vectors themselves (which belong to the caller's committed tensors).
-
-On top of it, each returning claims on its public-facing operands:
-
-* :func:`prove_range`: every x_i in [lo, hi), for any bounds. Spans up to 2^limb_bits use one
-  range table; wider spans split a_i = x_i - lo and b_i = hi - 1 - x_i into limb_bits-bit limbs
-  (committed), all looked up in [0, 2^limb_bits), and check
-  X~ - lo ind~ = sum_k 2^(B k) A_k~ and (hi - 1) ind~ - X~ = sum_k 2^(B k) B_k~ at the lookup's
-  point. a, b >= 0 and below 2^(B l) << r/2 imply lo <= x < hi.
-* :func:`prove_rounding`: Y = round(X / 2^k) with ties towards +infinity, i.e.
-  Y = floor((X + 2^(k-1)) / 2^k), the convention of the integer reference. The remainder
-  R = X + 2^(k-1) - 2^k Y is committed and looked up in [0, 2^k); Y is range-checked in its
-  declared output range (so that no field wrap-around can fake a quotient); the relation
-  X~ + 2^(k-1) ind~ = 2^k Y~ + R~ is checked at the remainder lookup's point.
-* :func:`prove_clip`: Y = clip(X, lo, hi) as a function-table lookup over X's domain.
-
-ind is the indicator of the n real entries: vectors are zero-padded to a power of two.
+"""The retired, NON-zero-knowledge protocol (plain tlookup), kept only as a baseline for the leak,
+extraction and benchmark comparisons (issue 10). Never used by the product: it sends sumcheck
+messages and opened values in the clear, which give away the weights.
 """
 
 from __future__ import annotations
@@ -28,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zk import hyrax, lookup
+from legacy import hyrax, lookup
+from zk.commit import hyrax as zh
 from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
-from zk.lookup import Column, LookupClaims, LookupTable, Selector, TableSet, indicator_mle
+from legacy.lookup import LookupClaims
+from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
 from zk.field import Fr
 from zk.multilinear import P, evaluate, num_vars
 from zk.transcript import Transcript
@@ -74,7 +58,7 @@ def _as_set(tables: TableSet | LookupTable) -> TableSet:
 class TLookupProof:
     """m's commitment, the lookup argument, and the opening of m at its claim."""
 
-    m_commitment: hyrax.HyraxCommitment
+    m_commitment: zh.HyraxCommitment
     lookup: lookup.LookupProof
     m_opening: hyrax.HyraxOpening
 
@@ -89,7 +73,7 @@ class TLookupProof:
              ) -> "TLookupProof":
         tables = _as_set(tables)
         with r.section("tlookup"):
-            com = hyrax.HyraxCommitment.read(r, 1)
+            com = zh.HyraxCommitment.read(r, 1)
             if com.num_vars != num_vars(tables.padded):
                 raise r.error("multiplicity commitment of the wrong size")
             proof = lookup.LookupProof.read(r, tables, columns)
@@ -105,7 +89,7 @@ def prove(t: Transcript, tables: TableSet | LookupTable, columns: Sequence[Colum
     m = lookup.multiplicities(tables, columns)
     n = num_vars(tables.padded)
     # few rows: the row commitments are part of every proof, the opening grows only with log
-    com, wit = hyrax.commit(m, log_cols=max(n // 2, n - 5), rng=rng)
+    com, wit = zh.commit(m, log_cols=max(n // 2, n - 5), rng=rng)
     com.absorb(t)
     t.absorb_bytes(LABEL_M, b"")
     proof, claims = lookup.prove(t, tables, columns, m)
@@ -137,7 +121,7 @@ def _limb_count(span: int, bits: int) -> int:
 class RangeProof:
     """Direct (no limbs) or limbed: limb commitments, the lookup, one opening per limb."""
 
-    limb_commitments: tuple[hyrax.HyraxCommitment, ...]
+    limb_commitments: tuple[zh.HyraxCommitment, ...]
     lookup: TLookupProof
     limb_openings: tuple[hyrax.HyraxOpening, ...]
 
@@ -157,7 +141,7 @@ class RangeProof:
             expect = 0 if hi - lo <= 1 << limb_bits else 2 * _limb_count(hi - lo, limb_bits)
             if k != expect:
                 raise r.error(f"expected {expect} limb commitments, found {k}")
-            coms = tuple(hyrax.HyraxCommitment.read(r, 1) for _ in range(k))
+            coms = tuple(zh.HyraxCommitment.read(r, 1) for _ in range(k))
             table, sizes = _range_table(n, lo, hi, limb_bits)
             tl = TLookupProof.read(r, table, shapes(0, sizes))
             openings = tuple(hyrax.HyraxOpening.read(r, 1) for _ in range(k))
@@ -187,7 +171,7 @@ def prove_range(t: Transcript, x: np.ndarray, lo: int, hi: int, limb_bits: int =
         proof, claims = prove(t, table, [column(0, x)], rng)
         return RangeProof((), proof, ()), claims.inputs[0]
     limbs = _limbs(x - lo, hi - lo, limb_bits) + _limbs(hi - 1 - x, hi - lo, limb_bits)
-    commits = [hyrax.commit(_padded(v, n), rng=rng) for v in limbs]
+    commits = [zh.commit(_padded(v, n), rng=rng) for v in limbs]
     for com, _ in commits:
         com.absorb(t)
     proof, claims = prove(t, table, [column(0, v) for v in limbs], rng)
@@ -255,7 +239,7 @@ class RoundingProof:
     """R's commitment, the lookups of R in [0, 2^k) and of Y in its range, R's opening and the
     values X~(rho), Y~(rho) at the remainder lookup's point."""
 
-    r_commitment: hyrax.HyraxCommitment
+    r_commitment: zh.HyraxCommitment
     remainder: TLookupProof
     output_range: TLookupProof
     r_opening: hyrax.HyraxOpening
@@ -273,7 +257,7 @@ class RoundingProof:
     @classmethod
     def read(cls, r: Reader, n: int, k: int, y_lo: int, y_hi: int) -> "RoundingProof":
         with r.section("rounding"):
-            com = hyrax.HyraxCommitment.read(r, 1)
+            com = zh.HyraxCommitment.read(r, 1)
             rem = TLookupProof.read(r, LookupTable.range(0, 1 << k), shapes(0, [n]))
             out = TLookupProof.read(r, LookupTable.range(y_lo, y_hi), shapes(0, [n]))
             opening = hyrax.HyraxOpening.read(r, 1)
@@ -306,7 +290,7 @@ def prove_rounding(t: Transcript, x: np.ndarray, k: int, y_lo: int, y_hi: int,
         raise ProverError(f"rounded values leave the declared range [{y_lo}, {y_hi})")
     rem = x + (1 << (k - 1)) - (y << k)
     t.absorb_scalars(LABEL_REMAINDER, [n, k, y_lo % P, y_hi % P])
-    com, wit = hyrax.commit(_padded(rem, n), rng=rng)
+    com, wit = zh.commit(_padded(rem, n), rng=rng)
     com.absorb(t)
     rem_proof, rc = prove(t, LookupTable.range(0, 1 << k), [column(0, rem)], rng)
     out_proof, oc = prove(t, LookupTable.range(y_lo, y_hi), [column(0, y)], rng)

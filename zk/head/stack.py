@@ -8,8 +8,8 @@ member_i~(z) = v is the stack claim stack~(z, bits(i)) = v. Claims on different 
 point share the opening's column point when the columns cover a member (log_cols <= n), so
 one inner-product argument proves all of them.
 
-:class:`ClaimBook` collects the claims a protocol produces, per stack, in order; prover and
-verifier build the same book and each stack is opened once at the end.
+:class:`ClaimBook` collects the committed claims a protocol produces, per stack, in order; the
+protocol (run by both roles) opens each stack once at the end, in zero knowledge.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from zk import hyrax
-from zk.claims import Claim
-from zk.errors import ProverError, VerificationError
-from zk.transcript import Transcript
+from zk.commit import hyrax
+from zk.errors import ProverError
+from zk.protocol.context import Com, ComClaim, Context
 
 
 def _bits(i: int, s: int) -> tuple[int, ...]:
@@ -44,11 +43,11 @@ class StackLayout:
     def num_vars(self) -> int:
         return self.member_vars + self.index_vars
 
-    def claim(self, name: str, point: Sequence[int], value: int) -> Claim:
-        """The stack claim equivalent to member ``name``'s extension at ``point`` = value."""
+    def point(self, name: str, point: Sequence[int]) -> tuple[int, ...]:
+        """The stack point equivalent to member ``name``'s extension at ``point``."""
         if len(point) != self.member_vars:
             raise ValueError(f"a claim on {name} needs {self.member_vars} coordinates")
-        return Claim(tuple(point) + _bits(self.names.index(name), self.index_vars), value)
+        return tuple(point) + _bits(self.names.index(name), self.index_vars)
 
     def stacked(self, members: Mapping[str, np.ndarray]) -> np.ndarray:
         """The stack's int64 vector from the members' (padded, flattened) int arrays."""
@@ -71,25 +70,23 @@ def commit(layout: StackLayout, members: Mapping[str, np.ndarray], log_cols: int
 
 @dataclass
 class ClaimBook:
-    """Claims per stack, in the order the protocol makes them."""
+    """Committed claims per stack, in the order the protocol makes them; each stack is opened
+    once, at the end, in zero knowledge."""
 
-    claims: dict[str, list[Claim]] = field(default_factory=dict)
+    claims: dict[str, list[ComClaim]] = field(default_factory=dict)
 
-    def add(self, stack: str, claim: Claim) -> None:
-        self.claims.setdefault(stack, []).append(claim)
+    def add(self, stack: str, layout: StackLayout, member: str, point: Sequence[int],
+            com: Com) -> None:
+        """Record member~(point) = (value committed in com) on ``stack``."""
+        self.claims.setdefault(stack, []).append(ComClaim(layout.point(member, point), com))
 
-    def open(self, stack: str, witness: hyrax.HyraxWitness, commitment: hyrax.HyraxCommitment,
-             t: Transcript, rng: np.random.Generator | None = None) -> hyrax.HyraxOpening:
-        """Prove every claim recorded on ``stack``."""
+    def add_raw(self, stack: str, point: Sequence[int], com: Com) -> None:
+        """Record a claim on a tensor that is not a stack (one member, no index bits)."""
+        self.claims.setdefault(stack, []).append(ComClaim(tuple(point), com))
+
+    def open(self, ctx: Context, stack: str, tensor: hyrax.Tensor) -> None:
+        """Open every claim recorded on ``stack`` (both roles)."""
         claims = self.claims.get(stack, [])
         if not claims:
-            raise ProverError(f"no claims on stack {stack}")
-        return hyrax.open_claims(witness, commitment, claims, t, rng=rng)
-
-    def check(self, stack: str, commitment: hyrax.HyraxCommitment, opening: hyrax.HyraxOpening,
-              t: Transcript) -> None:
-        """Verify the opening of every claim recorded on ``stack``."""
-        claims = self.claims.get(stack, [])
-        if not claims:
-            raise VerificationError(f"no claims on stack {stack}")
-        hyrax.verify(commitment, claims, opening, t)
+            raise ValueError(f"no claims on stack {stack}")
+        hyrax.open(ctx, tensor, claims)

@@ -1,18 +1,6 @@
-"""Reductions of product statements to claims on the operands, by sumcheck.
-
-* Inner product:  sum_x A(x) B(x) = v            ->  claims A~(r) = a, B~(r) = b.
-* Hadamard:       C = A o B, claim C~(u) = v     ->  claims A~(r) = a, B~(r) = b,
-  via sum_x eq(u, x) A(x) B(x) = v.
-* Matrix product (Thaler, "Time-optimal interactive proofs for circuit evaluation", 2013):
-  C = A B with A of 2^a x 2^k, B of 2^k x 2^b, claim C~(u_col, u_row) = v  ->
-  claims A~(r, u_row) = a and B~(u_col, r) = b, via
-  sum_{x in {0,1}^k} A~(x, u_row) B~(u_col, x) = v.
-
-Matrices are row-major with low variables indexing columns (see :mod:`zk.multilinear`).
-Each reduction's proof carries the sumcheck and the two final operand values; the verifier
-checks that a * b (times eq where it applies) equals the sumcheck's last claim and returns the
-two operand claims, which the caller must discharge. Operand values are absorbed before any
-later challenge is drawn.
+"""The retired, NON-zero-knowledge protocol (plain product reductions), kept only as a baseline for the leak,
+extraction and benchmark comparisons (issue 10). Never used by the product: it sends sumcheck
+messages and opened values in the clear, which give away the weights.
 """
 
 from __future__ import annotations
@@ -22,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zk import sumcheck
+from legacy import sumcheck
 from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError

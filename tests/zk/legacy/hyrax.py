@@ -1,35 +1,6 @@
-"""Hyrax polynomial commitments with a hiding, logarithmic inner-product opening.
-
-Wahby, Tzialla, shelat, Thaler, Walfish, "Doubly-efficient zkSNARKs without trusted setup"
-(S&P 2018), section 6 and appendix A; the inner-product argument is the Bulletproofs
-reduction (Bunz et al., S&P 2018) with blinding, finished by a Schnorr-style proof of knowledge.
-
-Statement. A vector v of 2^n Fr entries (a tensor flattened in C order and zero-padded) is the
-2^a x 2^b row-major matrix M (b = ``log_cols``, a = n - b): entry i = row * 2^b + col, so the
-low b variables index the column and the high a variables the row (little-endian, as in
-:mod:`zk.multilinear`). The commitment is one hiding Pedersen commitment per row,
-C_i = <M_i, G> + rho_i H. For a point z = (z_col, z_row)::
-
-    v~(z) = sum_i eq(z_row, i) <M_i, eq(z_col)> = <w, R>,  w = L^T M,  L = eq(z_row), R = eq(z_col)
-
-The verifier computes C' = sum_i L_i C_i = <w, G> + rho' H itself, and the prover shows
-<w, R> = y for the committed w with b rounds of halving: in round j it sends
-L_j = <w_lo, G_hi> + x <w_lo, R_hi> U + l_j H and R_j = <w_hi, G_lo> + x <w_hi, R_lo> U + r_j H,
-gets u_j, and folds w <- u w_lo + u^-1 w_hi, G <- u^-1 G_lo + u G_hi, R <- u^-1 R_lo + u R_hi.
-At the end P = C' + y x U + sum_j (u_j^2 L_j + u_j^-2 R_j) must equal a (g + x r U) + rho H for
-the folded w = a, G = g, R = r; the prover shows knowledge of (a, rho) with A = d (g + x r U)
-+ s H, challenge e, z1 = d + e a, z2 = s + e rho. The verifier checks it as one MSM over
-G, U, H, the row commitments, the L_j, R_j and A (g is sum_t coef(t) G_t with
-coef(t) = prod_j u_j^(+-1), r = prod_j (u_j^-1 (1 - z_col[b-1-j]) + u_j z_col[b-1-j])).
-
-Hiding: the row commitments, every L_j, R_j and A are blinded by fresh H-multiples, and z1, z2
-are masked by d and s (honest-verifier zero knowledge, made non-interactive by Fiat-Shamir);
-an opening reveals only the claimed values.
-
-Batching: several claims on one commitment. Claims with the same column point share one
-argument (their row weights are combined with powers of a challenge gamma); each distinct
-column point gets its own argument, and all arguments are checked by one MSM with random
-verifier weights. Proof size: (2b + 1) points and 2 field elements per distinct column point.
+"""The retired, NON-zero-knowledge protocol (Hyrax openings with the value in the clear), kept only as a baseline for the leak,
+extraction and benchmark comparisons (issue 10). Never used by the product: it sends sumcheck
+messages and opened values in the clear, which give away the weights.
 """
 
 from __future__ import annotations
@@ -37,8 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numba as nb
@@ -48,22 +18,14 @@ from gpu import msm as M
 from zk import curve as ZC
 from zk import multilinear as ML
 from zk.claims import Claim
+from zk.commit.hyrax import DEFAULT_PARAMS, HyraxCommitment, HyraxParams, HyraxWitness
 from zk.encoding import Reader, Writer
 from zk.errors import MalformedProofError, ProverError, VerificationError
 from zk.field import Fr
-from zk.pedersen import PedersenKey, commit_rows, commit_rows_ints
 from zk.transcript import Transcript
 
-__all__ = [
-    "DEFAULT_LABEL", "HyraxParams", "HyraxCommitment", "HyraxWitness", "HyraxOpening",
-    "IpaProof", "layout", "commit", "commit_field", "open_claims", "verify",
-]
-
 P = Fr.modulus
-DEFAULT_LABEL = b"zkfhe-attention/hyrax/bn254/v1"
 MAX_VARS = 40
-
-# transcript labels
 L_COMMITMENT = b"hyrax/commitment"
 L_SHAPE = b"hyrax/shape"
 L_CLAIMS = b"hyrax/claims"
@@ -73,135 +35,6 @@ L_LR = b"hyrax/ipa/LR"
 L_U = b"hyrax/ipa/u"
 L_A = b"hyrax/ipa/A"
 L_E = b"hyrax/ipa/e"
-
-
-def layout(num_entries: int, log_cols: int | None = None) -> tuple[int, int]:
-    """(n, b): 2^n >= num_entries entries as 2^(n-b) rows of 2^b columns (default b = n // 2)."""
-    n = max(0, (max(1, num_entries) - 1).bit_length())
-    b = n // 2 if log_cols is None else log_cols
-    if not 0 <= b <= n:
-        raise ValueError(f"log_cols must be in [0, {n}], got {b}")
-    if n > MAX_VARS:
-        raise ValueError(f"tensors of more than 2^{MAX_VARS} entries are not supported")
-    return n, b
-
-
-@dataclass(frozen=True)
-class HyraxParams:
-    """The generator set: public, derived from ``label`` by hash-to-curve (no setup)."""
-
-    label: bytes = DEFAULT_LABEL
-
-    def key(self, log_cols: int) -> PedersenKey:
-        return PedersenKey.derive(self.label, 1 << log_cols)
-
-
-DEFAULT_PARAMS = HyraxParams()
-
-
-# ---------------------------------------------------------------- commitment
-
-
-@dataclass(frozen=True)
-class HyraxCommitment:
-    """Row commitments of a 2^(num_vars - log_cols) x 2^log_cols matrix (compressed points)."""
-
-    KIND: ClassVar[str] = "hyrax-commitment"
-    VERSION: ClassVar[int] = 1
-
-    num_vars: int
-    log_cols: int
-    rows: tuple[bytes, ...] = field(repr=False)
-
-    @property
-    def log_rows(self) -> int:
-        return self.num_vars - self.log_cols
-
-    @cached_property
-    def row_points(self) -> np.ndarray:
-        """The row commitments as affine points (decoded and validated once)."""
-        return ZC.decompress(list(self.rows))
-
-    def absorb(self, t: Transcript) -> None:
-        t.absorb_scalars(L_SHAPE, [self.num_vars, self.log_cols])
-        t.absorb_points(L_COMMITMENT, self.rows)
-
-    def write(self, w: Writer) -> None:
-        w.u8(self.num_vars)
-        w.u8(self.log_cols)
-        w.points(self.rows)
-
-    @classmethod
-    def read(cls, r: Reader, version: int) -> "HyraxCommitment":
-        n = r.u8()
-        b = r.u8()
-        if n > MAX_VARS or b > n:
-            raise r.error(f"bad Hyrax shape: {n} variables, {b} column variables")
-        rows = tuple(r.points(max_len=1 << (n - b), exact_len=1 << (n - b)))
-        return cls(n, b, rows)
-
-
-@dataclass
-class HyraxWitness:
-    """The prover's side of a commitment: the padded matrix (Fr Montgomery) and the blinds."""
-
-    num_vars: int
-    log_cols: int
-    matrix: np.ndarray = field(repr=False)  # (2^num_vars, 4)
-    blinds: np.ndarray = field(repr=False)  # (rows, 4)
-
-    @property
-    def log_rows(self) -> int:
-        return self.num_vars - self.log_cols
-
-    def evaluate(self, point: Sequence[int]) -> int:
-        """v~(point) (the value an honest claim states)."""
-        return ML.evaluate(self.matrix, list(point))
-
-
-def _finish(witness: HyraxWitness, rows_aff: np.ndarray) -> tuple[HyraxCommitment, HyraxWitness]:
-    com = HyraxCommitment(witness.num_vars, witness.log_cols, tuple(ZC.compress_list(rows_aff)))
-    com.__dict__["row_points"] = rows_aff
-    return com, witness
-
-
-def commit(tensor: np.ndarray, *, log_cols: int | None = None,
-           params: HyraxParams = DEFAULT_PARAMS,
-           rng: np.random.Generator | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
-    """Commit to a signed integer tensor (any shape; flattened in C order, zero-padded).
-
-    Blinds come from the OS CSPRNG unless a numpy ``rng`` is given (tests and benchmarks only).
-    """
-    flat = np.ascontiguousarray(np.asarray(tensor).reshape(-1))
-    if not np.issubdtype(flat.dtype, np.integer):
-        raise ProverError(f"commit takes an integer tensor, got {flat.dtype}")
-    n, b = layout(flat.size, log_cols)
-    padded = np.zeros(1 << n, dtype=np.int64)
-    padded[: flat.size] = flat
-    rows = 1 << (n - b)
-    blinds = Fr.random(rows, rng)
-    rows_aff = commit_rows_ints(params.key(b), padded.reshape(rows, 1 << b), blinds)
-    return _finish(HyraxWitness(n, b, Fr.from_signed(padded), blinds), rows_aff)
-
-
-def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
-                 params: HyraxParams = DEFAULT_PARAMS,
-                 rng: np.random.Generator | None = None,
-                 blinds: np.ndarray | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
-    """Commit to an Fr vector ((k, 4) Montgomery array), zero-padded to a power of two.
-
-    ``blinds`` (one Fr element per row) recomputes a known commitment; by default they are
-    fresh (OS CSPRNG, or ``rng`` in tests)."""
-    vec = np.ascontiguousarray(vec, dtype=np.uint64).reshape(-1, 4)
-    n, b = layout(vec.shape[0], log_cols)
-    padded = ML.pad(vec, 1 << n)
-    rows = 1 << (n - b)
-    if blinds is None:
-        blinds = Fr.random(rows, rng)
-    elif blinds.shape != (rows, 4):
-        raise ValueError(f"need {rows} blinds")
-    rows_aff = commit_rows(params.key(b), padded.reshape(rows, 1 << b, 4), blinds)
-    return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
 
 
 # ---------------------------------------------------------------- opening proof

@@ -1,26 +1,6 @@
-"""Layered (GKR) sumcheck for sums of fractions (Papini and Haböck, "Improving logarithmic
-derivative lookups using GKR", 2023, section 3), batched over several trees.
-
-Statement: for each tree t, leaf vectors p_t, q_t of length 2^{n_t} (n_t >= 1, q nonzero), the
-fraction sum sum_i p_t[i] / q_t[i] equals P_t / Q_t, the root of the binary tree whose layer k
-has
-
-    p_k(x) = p_{k+1}(0, x) q_{k+1}(1, x) + p_{k+1}(1, x) q_{k+1}(0, x),
-    q_k(x) = q_{k+1}(0, x) q_{k+1}(1, x),
-
-the child bit being the lowest variable (entries 2i and 2i+1 are siblings). Nothing of the
-leaves' size is committed. The prover sends each root's two children; a challenge mu makes claims
-on layer 1 of every tree at one point. Then, for k = 1, 2, ..., the claims on layer k of every
-tree still deeper than k are folded with powers of a challenge lambda into one sumcheck
-
-    sum_x eq(r, x) sum_t [lambda^{2a} (p0 q1 + p1 q0)_t + lambda^{2a+1} (q0 q1)_t](x)
-        = sum_t lambda^{2a} p_{t,k}~(r) + lambda^{2a+1} q_{t,k}~(r)
-
-(a numbering the active trees), whose end values p0, p1, q0, q1 per tree the prover sends; a
-challenge mu moves every claim to layer k+1 at (mu, rho). Trees are aligned at the root, so
-all trees share every challenge and a shallow tree (a lookup table) costs no sumcheck rounds of
-its own. A tree's final claims are on its leaves at a point of n_t coordinates; the caller
-discharges them. Soundness error: about 3 N^2 / r for depth N.
+"""The retired, NON-zero-knowledge protocol (plain fraction sums), kept only as a baseline for the leak,
+extraction and benchmark comparisons (issue 10). Never used by the product: it sends sumcheck
+messages and opened values in the clear, which give away the weights.
 """
 
 from __future__ import annotations
@@ -31,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpu import poly as K
-from zk import sumcheck
+from legacy import sumcheck
 from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError

@@ -1,40 +1,6 @@
-"""zkAttn: a proof that y = head(x) for the head inside a public model commitment.
-
-The statement is the integer reference of :mod:`zk.attention_ref` (its docstring lists every
-step). Notation: L' x H' and L' x L' grids are the padded (L x d_head) and (L x L) tensors,
-row-major with the column index in the low variables; M is the public L' x L' mask (causal and
-real positions), I the real L x d_head block, ind_L the first L rows; h(k) = 2^(k-1) for k > 0
-and h(0) = 0.
-
-The prover commits to three stacks of witness tensors (:mod:`zk.stack`)
-
-* L' x H': remainders R_q, R_k, R_v, R_o, rounded r_q, r_k, r_v, r_o, and q, k, v;
-* L' x L': remainder R_s, rounded scores r_s, c, e, p, and a 0/1 selector s of each row's
-  maximum;
-* L': row maxima m, row sums S, logarithms l;
-
-and proves, with every claim discharged by an opening or computed by the verifier:
-
-1. one batched lookup (:mod:`zk.tlookup`) over masked columns: (r_t, t) in the requantization
-   table T_t, R_t in [0, 2^k_t), (r_o, y) in OUT with y public, R_o in [0, 2^k_o); R_s in
-   [0, 2^k_s), r_s in its range, (d, c) in CLIPD, (c, e) in EXP, (u, p) in EXP2, s in {0, 1}
-   on M; (S, l) in LOG on the first L entries. The lookup domains bound every rounded value, so
-   no relation below can wrap around the field;
-2. linear relations, checked at the lookup point and at fresh random points omega:
-   d = r_s - m 1^T, u = 2^f c - l 1^T (d, u are never committed), and the roundings
-   acc_t + h(k_t) I = 2^k_t r_t + R_t, o2 + h(k_o) I = 2^k_o r_o + R_o,
-   z + h(k_s) M = 2^k_s r_s + R_s, which turn claims on r, R into claims on acc_t, o2, z;
-3. row relations (one sumcheck): sum_j M_ij s_ij = 1 and sum_j M_ij s_ij d_ij = 0 for real
-   rows (with d <= 0 from CLIPD's domain, m is the row maximum of r_s), and
-   S_i = sum_j M_ij e_ij;
-4. z = M o (2 Q I K^T + rowsq(Q I) 1^T), I the real columns (two sumchecks: the masked
-   product, then the inner dimension), o2 = 2 (M o p) V (one sumcheck), and acc_t = x W_t + ind_L b_t for the committed
-   weights and biases (one sumcheck batched over q, k, v).
-
-zkLLM's release leaves the softmax's row-sum check and several openings unchecked; here the
-row sums, the maxima and every final evaluation are checked. What is hidden: the commitments
-and openings are hiding, but sumcheck messages and opened values are revealed (not zero
-knowledge of W; see DESIGN.md section 6).
+"""The retired, NON-zero-knowledge protocol (plain zkAttn, proof format version 1), kept only as a baseline for the leak,
+extraction and benchmark comparisons (issue 10). Never used by the product: it sends sumcheck
+messages and opened values in the clear, which give away the weights.
 """
 
 from __future__ import annotations
@@ -45,7 +11,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from zk import hyrax, stack, sumcheck, tlookup
+from legacy import hyrax, stack, sumcheck, tlookup
+from zk.head.zkattn import Shape, _pack_ints, _unpack_ints, _witness  # noqa: F401
+from zk.commit import hyrax as zh
 from zk.attention_model import (
     BIASES, WEIGHTS, Dims, ModelCommitment, ProvingModel, bias_layout, weight_layout,
 )
@@ -53,11 +21,11 @@ from zk.attention_ref import BoundsViolation, run_reference
 from zk.encoding import Reader, Writer, decode_envelope, encode_envelope
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.lookup import Column, LookupTable, Selector, TableSet, indicator_mle
+from zk.lookup.tables import indicator_mle
 from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_cols, fold_rows
 from zk.transcript import Transcript
 
-PROTOCOL = b"zkfhe/zkattn/v1"
+PROTOCOL = b"zkfhe/zkattn/v1"  # the retired protocol
 MAX_LOG_COLS = 10
 L_STATEMENT = b"zkattn/statement"
 L_OMEGA = b"zkattn/omega"
@@ -78,101 +46,6 @@ def _half(k: int) -> int:
     return 1 << (k - 1) if k > 0 else 0
 
 
-# ---------------------------------------------------------------- the public statement shape
-
-
-class Shape:
-    """Everything the verifier derives from the model commitment alone."""
-
-    def __init__(self, mc: ModelCommitment) -> None:
-        cfg = mc.config
-        self.mc = mc
-        self.L, self.D, self.Hd = cfg.seq_len, cfg.d_model, cfg.d_head
-        padded = Dims.of(cfg)
-        self.dims = d = Dims(max(2, padded.L), padded.D, padded.H)  # fraction trees need 2+
-        self.lh = stack.StackLayout(LH, d.h + d.l)
-        self.ll = stack.StackLayout(LL, 2 * d.l)
-        self.lv = stack.StackLayout(LV, d.l)
-        self.w = weight_layout(padded)
-        self.b = bias_layout(padded)
-        mask = np.zeros((d.L, d.L), dtype=np.int64)
-        for i in range(self.L):
-            mask[i, : (i + 1 if cfg.causal else self.L)] = 1
-        self.mask = mask.reshape(-1)
-        real = np.zeros((d.L, d.H), dtype=np.int64)
-        real[: self.L, : self.Hd] = 1
-        self.real = real.reshape(-1)
-        k = mc.shifts
-        T = mc.tables
-        r_lo, r_hi = mc.bounds["r_s"]
-
-        def fn(name: str) -> LookupTable:
-            return LookupTable.function(T[name].offset, T[name].values, name)
-
-        self.tables = TableSet([
-            fn("q"), fn("k"), fn("v"),
-            LookupTable.range(0, 1 << k["q"], "R_q"), LookupTable.range(0, 1 << k["k"], "R_k"),
-            LookupTable.range(0, 1 << k["v"], "R_v"), LookupTable.range(0, 1 << k["score"], "R_s"),
-            LookupTable.range(r_lo, r_hi + 1, "r_s"), fn("clipd"), fn("exp"), fn("log"),
-            fn("exp2"), LookupTable.range(0, 1 << k["out"], "R_o"), fn("out"),
-            LookupTable.range(0, 2, "bit"),
-        ])
-        self.sel_lh = Selector(d.L * d.H, mask=self.real)
-        self.sel_ll = Selector(d.L * d.L, mask=self.mask)
-        self.sel_l = Selector.first(self.L, d.L)
-        self.col_tables = [T_Q, T_K, T_V, T_RQ, T_RK, T_RV, T_RO, T_OUT,
-                           T_RS, T_SCORE, T_CLIPD, T_EXP, T_EXP2, T_BIT, T_LOG]
-
-    def columns(self, w: dict | None = None) -> list[Column]:
-        """The lookup's columns (with the prover's values when ``w`` is given)."""
-        def col(table: int, sel: Selector, x: str, y: str | None = None) -> Column:
-            if w is None:
-                return Column(table, sel)
-            return Column(table, sel, w[x], None if y is None else w[y])
-
-        lh, ll = self.sel_lh, self.sel_ll
-        return [
-            col(T_Q, lh, "r_q", "q"), col(T_K, lh, "r_k", "k"), col(T_V, lh, "r_v", "v"),
-            col(T_RQ, lh, "R_q"), col(T_RK, lh, "R_k"), col(T_RV, lh, "R_v"),
-            col(T_RO, lh, "R_o"), col(T_OUT, lh, "r_o", "y"),
-            col(T_RS, ll, "R_s"), col(T_SCORE, ll, "r_s"), col(T_CLIPD, ll, "d", "c"),
-            col(T_EXP, ll, "c", "e"), col(T_EXP2, ll, "u", "p"), col(T_BIT, ll, "s"),
-            col(T_LOG, self.sel_l, "S", "l"),
-        ]
-
-    def mask_mle(self, point: Sequence[int]) -> int:
-        return self.sel_ll.mle(point)
-
-    def real_mle(self, point: Sequence[int]) -> int:
-        d = self.dims
-        return indicator_mle(self.Hd, point[: d.h]) * indicator_mle(self.L, point[d.h:]) % P
-
-
-# ---------------------------------------------------------------- the proof object
-
-
-def _pack_ints(a: np.ndarray) -> tuple[int, bytes]:
-    a = np.asarray(a, dtype=np.int64)
-    for width, dt in ((1, "<i1"), (2, "<i2"), (4, "<i4"), (8, "<i8")):
-        info = np.iinfo(dt)
-        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
-            return width, a.astype(dt).tobytes()
-    raise AssertionError("unreachable")
-
-
-def _unpack_ints(r: Reader, shape: tuple[int, int]) -> np.ndarray:
-    width = r.u8()
-    if width not in (1, 2, 4, 8):
-        raise r.error(f"integer width {width} is not 1, 2, 4 or 8")
-    raw = r.raw_bytes(width * shape[0] * shape[1])
-    if len(raw) != width * shape[0] * shape[1]:
-        raise r.error("public tensor of the wrong size")
-    a = np.frombuffer(raw, dtype=f"<i{width}").astype(np.int64).reshape(shape)
-    if width > 1 and _pack_ints(a)[0] != width:
-        raise r.error("public tensor not in its narrowest encoding")
-    return a
-
-
 @dataclass(frozen=True)
 class AttentionProof:
     """A zkAttn proof with its public input x and output y."""
@@ -183,7 +56,7 @@ class AttentionProof:
     model_digest: bytes
     x: np.ndarray
     y: np.ndarray
-    commitments: tuple[hyrax.HyraxCommitment, ...]  # L'xH', L'xL', L' stacks
+    commitments: tuple[zh.HyraxCommitment, ...]  # L'xH', L'xL', L' stacks
     lookup: tlookup.TLookupProof
     values: tuple[int, ...]  # every value the prover sends outside sumchecks, in order
     sumchecks: tuple[sumcheck.SumcheckProof, ...]
@@ -220,7 +93,7 @@ class AttentionProof:
         x = _unpack_ints(r, (sh.L, sh.D))
         y = _unpack_ints(r, (sh.L, sh.Hd))
         with r.section("commitments"):
-            coms = tuple(hyrax.HyraxCommitment.read(r, 1) for _ in range(3))
+            coms = tuple(zh.HyraxCommitment.read(r, 1) for _ in range(3))
         for com, lay in zip(coms, (sh.lh, sh.ll, sh.lv)):
             if com.num_vars != lay.num_vars:
                 raise r.error("witness commitment of the wrong size")
@@ -257,69 +130,6 @@ class _Values:
         self.at += n
         self.t.absorb_scalars(L_VALUES, out)
         return out
-
-
-# ---------------------------------------------------------------- witness
-
-
-def _witness(model: ProvingModel, x: np.ndarray, sh: Shape) -> dict[str, np.ndarray]:
-    """The reference's witness laid out on the padded grids, plus the proof's own tensors."""
-    head = model.head
-    try:
-        y, wit = run_reference(x, head)
-    except (BoundsViolation, ValueError, TypeError) as e:
-        raise ProverError(f"the reference refuses this input: {e}") from e
-    d = sh.dims
-    L, H = sh.L, sh.Hd
-    k = model.commitment.shifts
-    f = head.config.log_frac_bits
-
-    def lh(a: np.ndarray) -> np.ndarray:
-        out = np.zeros((d.L, d.H), dtype=np.int64)
-        out[:L, :H] = a
-        return out
-
-    def ll(a: np.ndarray) -> np.ndarray:
-        out = np.zeros((d.L, d.L), dtype=np.int64)
-        out[:L, :L] = a
-        return out
-
-    def lv(a: np.ndarray) -> np.ndarray:
-        out = np.zeros(d.L, dtype=np.int64)
-        out[:L] = a
-        return out
-
-    mask = sh.mask.reshape(d.L, d.L).astype(bool)
-    w: dict[str, np.ndarray] = {"x": x, "y": lh(y)}
-    for t in PROJ:
-        acc = lh(wit["acc_" + t])
-        r = lh(wit["r_" + t])
-        w["acc_" + t] = acc
-        w["r_" + t] = r
-        w["R_" + t] = acc + _half(k[t]) * sh.real.reshape(d.L, d.H) - (r << k[t])
-        w[t] = lh(wit[t])
-    o2 = lh(wit["o2"])
-    r_o = lh(wit["r_o"])
-    w.update(o2=o2, r_o=r_o, R_o=o2 + _half(k["out"]) * sh.real.reshape(d.L, d.H) - (r_o << k["out"]))
-    z = ll(wit["z"]) * mask
-    r_s = ll(wit["r_s"]) * mask
-    w.update(z=z, r_s=r_s, R_s=z + _half(k["score"]) * mask - (r_s << k["score"]))
-    m = lv(wit["m"])
-    lg = lv(wit["l"])
-    w.update(m=m, S=lv(wit["S"]), l=lg)
-    d_ = r_s - m[:, None]
-    # masked positions: any value works for the lookups (not selected); use the table values
-    # where they are defined so the grids stay consistent
-    c = np.where(mask, ll(wit["c"]), 0)
-    e = np.where(mask, ll(wit["e"]), 0)
-    u = (c << f) - lg[:, None]
-    p = np.where(mask, ll(wit["p"]), 0)
-    s = np.zeros_like(r_s)
-    for i in range(L):
-        row = np.flatnonzero(mask[i])
-        s[i, row[np.argmax(r_s[i, row])]] = 1
-    w.update(d=d_, c=c, e=e, u=u, p=p, s=s)
-    return {name: (v.reshape(-1) if name != "x" else v) for name, v in w.items()}
 
 
 # ---------------------------------------------------------------- prover
@@ -418,7 +228,7 @@ def prove(model: ProvingModel, x: np.ndarray, rng: np.random.Generator | None = 
     # 4c. projections: acc_t = x W_t + ind_L b_t, batched over t
     gammas = t.challenges(L_GAMMA, 3)
     bw = model.biases
-    b_vals = send([bw.evaluate(sh.b.claim(n, om_c, 0).point) for n in BIASES])
+    b_vals = send([bw.evaluate(stack.claim(sh.b, n, om_c, 0).point) for n in BIASES])
     xs = np.zeros((d.L, d.D), dtype=np.int64)
     xs[: sh.L, : sh.D] = x
     xf = fold_rows(Fr.from_signed(xs), d.L, d.D, om_i)
@@ -458,11 +268,11 @@ def _lookup_claims(sh: Shape, book: stack.ClaimBook, lk, aux: Sequence[int],
     d = sh.dims
     ins, outs = lk.inputs, lk.outputs
     for i, name in enumerate(("r_q", "r_k", "r_v")):
-        book.add("lh", sh.lh.claim(name, ins[i].point, ins[i].value))
-        book.add("lh", sh.lh.claim(PROJ[i], outs[i].point, outs[i].value))
+        book.add("lh", stack.claim(sh.lh, name, ins[i].point, ins[i].value))
+        book.add("lh", stack.claim(sh.lh, PROJ[i], outs[i].point, outs[i].value))
     for i, name in zip(range(3, 7), ("R_q", "R_k", "R_v", "R_o")):
-        book.add("lh", sh.lh.claim(name, ins[i].point, ins[i].value))
-    book.add("lh", sh.lh.claim("r_o", ins[7].point, ins[7].value))
+        book.add("lh", stack.claim(sh.lh, name, ins[i].point, ins[i].value))
+    book.add("lh", stack.claim(sh.lh, "r_o", ins[7].point, ins[7].value))
     rho_lh = ins[7].point
     y_pad = np.zeros((d.L, d.H), dtype=np.int64)
     y_pad[: sh.L, : sh.Hd] = y
@@ -471,32 +281,32 @@ def _lookup_claims(sh: Shape, book: stack.ClaimBook, lk, aux: Sequence[int],
     rho = ins[8].point
     rho_i = rho[d.l:]
     m_val, l_val = aux
-    book.add("ll", sh.ll.claim("R_s", rho, ins[8].value))
-    book.add("ll", sh.ll.claim("r_s", rho, ins[9].value))
+    book.add("ll", stack.claim(sh.ll, "R_s", rho, ins[8].value))
+    book.add("ll", stack.claim(sh.ll, "r_s", rho, ins[9].value))
     if ins[10].value != (ins[9].value - m_val) % P:
         raise VerificationError("zkattn: d != r_s - m at the lookup point")
     if outs[10].value != ins[11].value:
         raise VerificationError("zkattn: CLIPD's output and EXP's input differ")
-    book.add("ll", sh.ll.claim("c", rho, outs[10].value))
-    book.add("ll", sh.ll.claim("e", rho, outs[11].value))
+    book.add("ll", stack.claim(sh.ll, "c", rho, outs[10].value))
+    book.add("ll", stack.claim(sh.ll, "e", rho, outs[11].value))
     f = sh.mc.config.log_frac_bits
     if ins[12].value != ((outs[10].value << f) - l_val) % P:
         raise VerificationError("zkattn: u != 2^f c - l at the lookup point")
-    book.add("ll", sh.ll.claim("p", rho, outs[12].value))
-    book.add("ll", sh.ll.claim("s", rho, ins[13].value))
-    book.add("lv", sh.lv.claim("m", rho_i, m_val))
-    book.add("lv", sh.lv.claim("l", rho_i, l_val))
-    book.add("lv", sh.lv.claim("S", ins[14].point, ins[14].value))
-    book.add("lv", sh.lv.claim("l", outs[14].point, outs[14].value))
+    book.add("ll", stack.claim(sh.ll, "p", rho, outs[12].value))
+    book.add("ll", stack.claim(sh.ll, "s", rho, ins[13].value))
+    book.add("lv", stack.claim(sh.lv, "m", rho_i, m_val))
+    book.add("lv", stack.claim(sh.lv, "l", rho_i, l_val))
+    book.add("lv", stack.claim(sh.lv, "S", ins[14].point, ins[14].value))
+    book.add("lv", stack.claim(sh.lv, "l", outs[14].point, outs[14].value))
 
 
 def _linear_claims(sh: Shape, book: stack.ClaimBook, om_lh, om_ll, v_lh, v_ll
                    ) -> tuple[list[int], int, int]:
     """Record the values at omega; return acc_t~, o2~ (at omega_LH) and z~ (at omega_LL)."""
     for name, v in zip(("r_q", "r_k", "r_v", "r_o", "R_q", "R_k", "R_v", "R_o"), v_lh):
-        book.add("lh", sh.lh.claim(name, om_lh, v))
+        book.add("lh", stack.claim(sh.lh, name, om_lh, v))
     for name, v in zip(("r_s", "R_s"), v_ll):
-        book.add("ll", sh.ll.claim(name, om_ll, v))
+        book.add("ll", stack.claim(sh.ll, name, om_ll, v))
     k = sh.mc.shifts
     real = sh.real_mle(om_lh)
     derived = [((v_lh[i] << k[t]) + v_lh[4 + i] - _half(k[t]) * real) % P
@@ -521,23 +331,23 @@ def _proj_terms(gammas: Sequence[int]) -> list[tuple[int, tuple[int, ...]]]:
 
 def _row_claims(sh: Shape, book: stack.ClaimBook, om_l, s_val, pt, fin) -> None:
     d = sh.dims
-    book.add("lv", sh.lv.claim("S", om_l, s_val))
-    book.add("ll", sh.ll.claim("s", pt, fin[0]))
-    book.add("ll", sh.ll.claim("r_s", pt, fin[1]))
-    book.add("lv", sh.lv.claim("m", pt[d.l:], fin[2]))
-    book.add("ll", sh.ll.claim("e", pt, fin[3]))
+    book.add("lv", stack.claim(sh.lv, "S", om_l, s_val))
+    book.add("ll", stack.claim(sh.ll, "s", pt, fin[0]))
+    book.add("ll", stack.claim(sh.ll, "r_s", pt, fin[1]))
+    book.add("lv", stack.claim(sh.lv, "m", pt[d.l:], fin[2]))
+    book.add("ll", stack.claim(sh.ll, "e", pt, fin[3]))
 
 
 def _score_claims(sh: Shape, book: stack.ClaimBook, rho8, rho9, fin) -> None:
     d = sh.dims
-    book.add("lh", sh.lh.claim("q", rho9, fin[0]))
-    book.add("lh", sh.lh.claim("k", tuple(rho9[: d.h]) + tuple(rho8[: d.l]), fin[1]))
+    book.add("lh", stack.claim(sh.lh, "q", rho9, fin[0]))
+    book.add("lh", stack.claim(sh.lh, "k", tuple(rho9[: d.h]) + tuple(rho8[: d.l]), fin[1]))
 
 
 def _pv_claims(sh: Shape, book: stack.ClaimBook, om_lh, rho10, fin) -> None:
     d = sh.dims
-    book.add("ll", sh.ll.claim("p", rho10, fin[0]))
-    book.add("lh", sh.lh.claim("v", tuple(om_lh[: d.h]) + tuple(rho10[: d.l]), fin[1]))
+    book.add("ll", stack.claim(sh.ll, "p", rho10, fin[0]))
+    book.add("lh", stack.claim(sh.lh, "v", tuple(om_lh[: d.h]) + tuple(rho10[: d.l]), fin[1]))
 
 
 def _proj_sum(sh: Shape, gammas, acc, b_vals, om_i) -> int:
@@ -547,9 +357,9 @@ def _proj_sum(sh: Shape, gammas, acc, b_vals, om_i) -> int:
 
 def _proj_claims(sh: Shape, book: stack.ClaimBook, om_c, rho11, b_vals, w_vals) -> None:
     for name, v in zip(BIASES, b_vals):
-        book.add("b", sh.b.claim(name, om_c, v))
+        book.add("b", stack.claim(sh.b, name, om_c, v))
     for name, v in zip(WEIGHTS, w_vals):
-        book.add("w", sh.w.claim(name, tuple(om_c) + tuple(rho11), v))
+        book.add("w", stack.claim(sh.w, name, tuple(om_c) + tuple(rho11), v))
 
 
 # ---------------------------------------------------------------- verifier

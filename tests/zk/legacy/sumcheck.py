@@ -1,25 +1,6 @@
-"""The sumcheck protocol for sums of products of multilinear polynomials (Lund, Fortnow,
-Karloff, Nisan; Thaler, "Proofs, Arguments, and Zero-Knowledge", ch. 4), with Gruen's
-factoring of the eq polynomial ("Some improvements for the PIOP for ZeroCheck", 2024).
-
-Statement: for multilinear f_1..f_k in m variables (tables of 2^m values), an optional point
-u, and a sum of products ("terms": coefficients c_s and factor index sets T_s; by default the
-single product of all factors),
-
-    sum_{x in {0,1}^m} eq(u, x) * h(x) = S,     h = sum_s c_s prod_{i in T_s} f_i.
-
-Round j binds x_j (lowest variable first). Let D = max |T_s|. Without eq the prover sends the
-round polynomial g_j (degree D) as g_j(0), g_j(2), ..., g_j(D); the verifier derives g_j(1) =
-claim - g_j(0). With eq, g_j(t) = c_j eq(u_j, t) H_j(t) where c_j = eq(u_<j, r_<j) is known to
-the verifier and H_j(t) = sum over the rest of eq(u_>j, .) h(r_<j, t, .) has degree D; the prover
-sends H_j(0), H_j(2), ..., H_j(D) and the verifier derives H_j(1) from
-claim = c_j ((1 - u_j) H_j(0) + u_j H_j(1)). Either way a round costs D field elements, and the
-verifier absorbs it, draws r_j and continues with the claim g_j(r_j).
-
-At the end the verifier holds a :class:`Subclaim`: eq(u, point) * h(point) must equal
-``value`` at ``point`` = (r_0, ..., r_{m-1}). It does NOT check that itself: the caller obtains
-f_i(point) (openings, its own evaluation, or prover values that are checked later) and calls
-:meth:`Subclaim.check`. Soundness error per round: (D + 1) / r.
+"""The retired, NON-zero-knowledge protocol (plain sumcheck), kept only as a baseline for the leak,
+extraction and benchmark comparisons (issue 10). Never used by the product: it sends sumcheck
+messages and opened values in the clear, which give away the weights.
 """
 
 from __future__ import annotations
@@ -33,7 +14,8 @@ from gpu import poly as K
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.multilinear import P, eq_eval, eq_table, interpolate, num_vars
+from zk.multilinear import P, eq_eval, interpolate, num_vars
+from zk.protocol.sumcheck import combine, degree_of_terms, eq_weights as _gruen_weights, kernel_terms as _kernel_terms
 from zk.transcript import Transcript
 
 LABEL_PARAMS = b"sumcheck/params"
@@ -49,22 +31,8 @@ Terms = Sequence[tuple[int, Sequence[int]]]
 _NO_WEIGHTS = np.zeros((0, 4), dtype=np.uint64)
 
 
-def combine(terms: Terms | None, values: Sequence[int]) -> int:
-    """sum_s c_s prod_{i in T_s} values[i] (the product of all values when terms is None)."""
-    if terms is None:
-        terms = [(1, range(len(values)))]
-    total = 0
-    for coeff, idx in terms:
-        prod = coeff
-        for i in idx:
-            prod = prod * values[i] % P
-        total += prod
-    return total % P
 
 
-def degree_of_terms(terms: Terms) -> int:
-    """D = the largest number of factors in one term."""
-    return max(len(idx) for _, idx in terms)
 
 
 @dataclass(frozen=True)
@@ -149,25 +117,8 @@ def degree_of(num_factors: int, with_eq: bool) -> int:
     return num_factors
 
 
-def _gruen_weights(eq_point: Sequence[int] | None, m: int) -> list[np.ndarray]:
-    """weights[j] = eq(u_{>j}, .) over the variables still free after round j; each is the
-    previous one with its lowest variable summed out (eq sums to 1 over a variable)."""
-    if eq_point is None:
-        return [_NO_WEIGHTS] * m
-    weights = [eq_table(eq_point[1:])]
-    for _ in range(1, m):
-        prev = weights[-1]
-        nxt = np.empty((prev.shape[0] // 2, 4), dtype=np.uint64)
-        K.pair_sums(Fr.desc, prev, nxt)
-        weights.append(nxt)
-    return weights
 
 
-def _kernel_terms(terms: Terms) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.full((len(terms), degree_of_terms(terms)), -1, dtype=np.int64)
-    for s, (_, t) in enumerate(terms):
-        idx[s, : len(t)] = list(t)
-    return idx, Fr.from_ints([c for c, _ in terms])
 
 
 def prove(

@@ -8,15 +8,22 @@ length are committed by one batched MSM call (one commitment per row).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gpu import curve as C
 from gpu import msm as M
-from zk.generators import generator, generators
+from gpu import small_msm as S
+from zk.commit.generators import generator, generators
 
-__all__ = ["PedersenKey", "commit_rows", "commit_rows_ints"]
+__all__ = ["DEFAULT_LABEL", "PedersenKey", "commit_rows", "commit_rows_ints", "commit_scalars",
+           "commit_slices"]
+
+DEFAULT_LABEL = b"zkfhe-attention/hyrax/bn254/v1"
+"""The project's generator set: Hyrax rows use its G vector; every committed scalar is v U + r H
+with its U and H, so all commitments of a proof share one blinding generator."""
 
 
 @dataclass(frozen=True)
@@ -69,3 +76,34 @@ def commit_rows_ints(key: PedersenKey, values: np.ndarray, blinds: np.ndarray) -
     the integer MSM needs only as many windows as the largest |value| has bits)."""
     m = values.shape[0]
     return _add(M.msm_signed(key.G, values.reshape(m, key.n)), _blind(key, blinds))
+
+
+_COMBS: dict[bytes, np.ndarray] = {}
+
+
+def _combs(key: PedersenKey) -> np.ndarray:
+    """Comb tables of U and H (built once per generator set; see :mod:`gpu.small_msm`)."""
+    tab = _COMBS.get(key.label)
+    if tab is None:
+        tab = np.concatenate([S.fixed_table(key.U), S.fixed_table(key.H)])
+        tab.setflags(write=False)
+        _COMBS[key.label] = tab
+    return tab
+
+
+def commit_scalars(key: PedersenKey, values: Sequence[int], blinds: Sequence[int]) -> np.ndarray:
+    """Affine (m, 8) commitments v_i U + r_i H of ints in [0, r) (fixed-base combs, serial:
+    the many small batches of a proof)."""
+    m = len(values)
+    scal = np.empty((m, 2, 4), dtype=np.uint64)
+    scal[:, 0] = S.limbs(values)
+    scal[:, 1] = S.limbs(blinds)
+    return S.fixed_msm(_combs(key), scal)
+
+
+def commit_slices(gens: np.ndarray, H: np.ndarray, values: Sequence[int], blind: int
+                  ) -> np.ndarray:
+    """One affine commitment <values, gens[:k]> + blind H for ints in [0, r) (serial Straus)."""
+    k = len(values)
+    scal = S.limbs(list(values) + [blind]).reshape(1, k + 1, 4)
+    return S.straus(np.concatenate([gens[:k], H]), scal)

@@ -1,0 +1,1 @@
+"""The retired non-zero-knowledge protocol (tests and benchmark baselines only)."""

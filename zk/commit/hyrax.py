@@ -1,0 +1,313 @@
+"""Hyrax polynomial commitments with zero-knowledge openings.
+
+Wahby, Tzialla, shelat, Thaler, Walfish, "Doubly-efficient zkSNARKs without trusted setup"
+(S&P 2018), section 6 and appendix A.
+
+Statement. A vector v of 2^n Fr entries (a tensor flattened in C order and zero-padded) is the
+2^a x 2^b row-major matrix M (b = ``log_cols``, a = n - b): entry i = row * 2^b + col, so the
+low b variables index the column and the high a variables the row (little-endian, as in
+:mod:`zk.multilinear`). The commitment is one hiding Pedersen commitment per row,
+C_i = <M_i, G> + rho_i H. For a point z = (z_col, z_row)::
+
+    v~(z) = sum_i eq(z_row, i) <M_i, eq(z_col)> = <w, R>,  w = L^T M,  L = eq(z_row), R = eq(z_col)
+
+Opening (:func:`open`), zero knowledge: the claimed value is itself committed (a
+:class:`~zk.protocol.context.ComClaim`), never sent. The verifier forms C' = sum_i L_i C_i =
+<w, G> + rho' H homomorphically and the prover shows that the claim's commitment holds <w, R>
+with the logarithmic dot-product proof (:func:`zk.protocol.sigma.dot_product_log`; Spartan's
+``PolyEvalProof``): neither w nor the folded scalars appear in the clear. Several claims with
+one column point share one argument (row weights combined with powers of a challenge gamma);
+claims at several column points are first reduced to one point by a zero-knowledge sumcheck of
+sum_x (sum_k gamma^k eq(z_k, x)) v(x) = sum_k gamma^k v_k, so a tensor costs one argument
+((2b + 1) points and 2 field elements) however many claims it discharges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from zk import curve as ZC
+from zk import multilinear as ML
+from zk.encoding import Reader, Writer
+from zk.errors import ProverError, VerificationError
+from zk.field import Fr
+from zk.commit.pedersen import DEFAULT_LABEL, PedersenKey, commit_rows, commit_rows_ints
+from zk.protocol import sigma
+from zk.protocol import sumcheck as zs
+from zk.protocol.context import ComClaim, Context, Sym, VecCom, com_sum
+from zk.transcript import Transcript
+
+__all__ = [
+    "DEFAULT_LABEL", "HyraxParams", "HyraxCommitment", "HyraxWitness", "Tensor", "layout",
+    "commit", "commit_field", "bind", "commit_in", "open",
+]
+
+P = Fr.modulus
+MAX_VARS = 40
+
+# transcript labels
+L_COMMITMENT = b"hyrax/commitment"
+L_SHAPE = b"hyrax/shape"
+L_CLAIMS = b"hyrax/claims"
+L_GAMMA = b"hyrax/gamma"
+
+
+def layout(num_entries: int, log_cols: int | None = None) -> tuple[int, int]:
+    """(n, b): 2^n >= num_entries entries as 2^(n-b) rows of 2^b columns (default b = n // 2)."""
+    n = max(0, (max(1, num_entries) - 1).bit_length())
+    b = n // 2 if log_cols is None else log_cols
+    if not 0 <= b <= n:
+        raise ValueError(f"log_cols must be in [0, {n}], got {b}")
+    if n > MAX_VARS:
+        raise ValueError(f"tensors of more than 2^{MAX_VARS} entries are not supported")
+    return n, b
+
+
+@dataclass(frozen=True)
+class HyraxParams:
+    """The generator set: public, derived from ``label`` by hash-to-curve (no setup)."""
+
+    label: bytes = DEFAULT_LABEL
+
+    def key(self, log_cols: int) -> PedersenKey:
+        return PedersenKey.derive(self.label, 1 << log_cols)
+
+
+DEFAULT_PARAMS = HyraxParams()
+
+
+# ---------------------------------------------------------------- commitment
+
+
+@dataclass(frozen=True)
+class HyraxCommitment:
+    """Row commitments of a 2^(num_vars - log_cols) x 2^log_cols matrix (compressed points)."""
+
+    KIND: ClassVar[str] = "hyrax-commitment"
+    VERSION: ClassVar[int] = 1
+
+    num_vars: int
+    log_cols: int
+    rows: tuple[bytes, ...] = field(repr=False)
+
+    @property
+    def log_rows(self) -> int:
+        return self.num_vars - self.log_cols
+
+    @cached_property
+    def row_points(self) -> np.ndarray:
+        """The row commitments as affine points (decoded and validated once)."""
+        return ZC.decompress(list(self.rows))
+
+    def absorb(self, t: Transcript) -> None:
+        t.absorb_scalars(L_SHAPE, [self.num_vars, self.log_cols])
+        t.absorb_points(L_COMMITMENT, self.rows)
+
+    def write(self, w: Writer) -> None:
+        w.u8(self.num_vars)
+        w.u8(self.log_cols)
+        w.points(self.rows)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "HyraxCommitment":
+        n = r.u8()
+        b = r.u8()
+        if n > MAX_VARS or b > n:
+            raise r.error(f"bad Hyrax shape: {n} variables, {b} column variables")
+        rows = tuple(r.points(max_len=1 << (n - b), exact_len=1 << (n - b)))
+        return cls(n, b, rows)
+
+
+@dataclass
+class HyraxWitness:
+    """The prover's side of a commitment: the padded matrix (Fr Montgomery) and the blinds."""
+
+    num_vars: int
+    log_cols: int
+    matrix: np.ndarray = field(repr=False)  # (2^num_vars, 4)
+    blinds: np.ndarray = field(repr=False)  # (rows, 4)
+
+    @property
+    def log_rows(self) -> int:
+        return self.num_vars - self.log_cols
+
+    def evaluate(self, point: Sequence[int]) -> int:
+        """v~(point) (the value an honest claim states)."""
+        return ML.evaluate(self.matrix, list(point))
+
+
+def _finish(witness: HyraxWitness, rows_aff: np.ndarray) -> tuple[HyraxCommitment, HyraxWitness]:
+    com = HyraxCommitment(witness.num_vars, witness.log_cols, tuple(ZC.compress_list(rows_aff)))
+    com.__dict__["row_points"] = rows_aff
+    return com, witness
+
+
+def commit(tensor: np.ndarray, *, log_cols: int | None = None,
+           params: HyraxParams = DEFAULT_PARAMS,
+           rng: np.random.Generator | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
+    """Commit to a signed integer tensor (any shape; flattened in C order, zero-padded).
+
+    Blinds come from the OS CSPRNG unless a numpy ``rng`` is given (tests and benchmarks only).
+    """
+    flat = np.ascontiguousarray(np.asarray(tensor).reshape(-1))
+    if not np.issubdtype(flat.dtype, np.integer):
+        raise ProverError(f"commit takes an integer tensor, got {flat.dtype}")
+    n, b = layout(flat.size, log_cols)
+    padded = np.zeros(1 << n, dtype=np.int64)
+    padded[: flat.size] = flat
+    rows = 1 << (n - b)
+    blinds = Fr.random(rows, rng)
+    rows_aff = commit_rows_ints(params.key(b), padded.reshape(rows, 1 << b), blinds)
+    return _finish(HyraxWitness(n, b, Fr.from_signed(padded), blinds), rows_aff)
+
+
+def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
+                 params: HyraxParams = DEFAULT_PARAMS,
+                 rng: np.random.Generator | None = None,
+                 blinds: np.ndarray | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
+    """Commit to an Fr vector ((k, 4) Montgomery array), zero-padded to a power of two.
+
+    ``blinds`` (one Fr element per row) recomputes a known commitment; by default they are
+    fresh (OS CSPRNG, or ``rng`` in tests)."""
+    vec = np.ascontiguousarray(vec, dtype=np.uint64).reshape(-1, 4)
+    n, b = layout(vec.shape[0], log_cols)
+    padded = ML.pad(vec, 1 << n)
+    rows = 1 << (n - b)
+    if blinds is None:
+        blinds = Fr.random(rows, rng)
+    elif blinds.shape != (rows, 4):
+        raise ValueError(f"need {rows} blinds")
+    rows_aff = commit_rows(params.key(b), padded.reshape(rows, 1 << b, 4), blinds)
+    return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
+
+
+# ---------------------------------------------------------------- zero-knowledge openings
+
+
+@dataclass
+class Tensor:
+    """A committed vector as a protocol sees it: its shape, the verifier's ids of its row
+    commitments, the prover's witness."""
+
+    num_vars: int
+    log_cols: int
+    rows: list[int] | None = field(default=None, repr=False)
+    witness: HyraxWitness | None = field(default=None, repr=False)
+    params: HyraxParams = DEFAULT_PARAMS
+
+    @property
+    def log_rows(self) -> int:
+        return self.num_vars - self.log_cols
+
+
+def _check_params(ctx: Context, params: HyraxParams) -> None:
+    if params.label != ctx.label:
+        raise ValueError("the commitment and the proof must use one generator set (one H)")
+
+
+def bind(ctx: Context, commitment: HyraxCommitment, witness: HyraxWitness | None = None, *,
+         params: HyraxParams = DEFAULT_PARAMS) -> Tensor:
+    """A commitment made outside the proof (a model's weights): absorbed into the transcript;
+    the verifier registers its rows, the prover supplies the witness."""
+    _check_params(ctx, params)
+    commitment.absorb(ctx.t)
+    if ctx.proving:
+        if witness is None or witness.num_vars != commitment.num_vars \
+                or witness.log_cols != commitment.log_cols:
+            raise ProverError("the witness does not match the commitment")
+        return Tensor(commitment.num_vars, commitment.log_cols, None, witness, params)
+    if len(commitment.rows) != 1 << commitment.log_rows:
+        raise VerificationError("commitment has the wrong number of rows")
+    return Tensor(commitment.num_vars, commitment.log_cols, ctx.register(commitment.row_points),
+                  None, params)
+
+
+def commit_in(ctx: Context, num_vars: int, log_cols: int,
+              make: Callable[[], tuple[HyraxCommitment, HyraxWitness]] | None, *,
+              params: HyraxParams = DEFAULT_PARAMS) -> Tensor:
+    """A commitment made inside the proof: the prover's ``make()`` commits (hiding, fresh
+    blinds), its rows go into the stream; the verifier reads them. Shapes come from the
+    statement."""
+    _check_params(ctx, params)
+    ctx.t.absorb_scalars(L_SHAPE, [num_vars, log_cols])
+    rows = 1 << (num_vars - log_cols)
+    if ctx.proving:
+        com, wit = make()
+        if (com.num_vars, com.log_cols) != (num_vars, log_cols):
+            raise AssertionError("tensor shape drifted from the statement")
+        ctx.put_points(L_COMMITMENT, com.row_points)
+        return Tensor(num_vars, log_cols, None, wit, params)
+    return Tensor(num_vars, log_cols, ctx.take_points(L_COMMITMENT, rows), None, params)
+
+
+def open(ctx: Context, tensor: Tensor, claims: Sequence[ComClaim]) -> None:  # noqa: A001
+    """Prove (prover) or check (verifier) every claim v~(point) = (value committed in com) on
+    the tensor, in zero knowledge (see the module docstring)."""
+    if not claims:
+        raise ValueError("an opening needs at least one claim")
+    n, b = tensor.num_vars, tensor.log_cols
+    for c in claims:
+        if len(c.point) != n:
+            raise ValueError(f"claim point has {len(c.point)} coordinates, the tensor {n} "
+                             f"variables")
+    ctx.t.absorb_scalars(L_CLAIMS, [n, b, len(claims)]
+                         + [int(x) % P for c in claims for x in c.point])
+    gamma = ctx.challenge(L_GAMMA) if len(claims) > 1 else 1
+    gk = [pow(gamma, k, P) for k in range(len(claims))]
+    target = com_sum([c.com for c in claims], gk)
+    if len({tuple(c.point[:b]) for c in claims}) == 1:
+        _argument(ctx, tensor, [c.point[b:] for c in claims], gk, claims[0].point[:b], target)
+        return
+    points = [c.point for c in claims]
+
+    def tables() -> list[np.ndarray]:
+        a = None
+        for g, z in zip(gk, points):
+            e = ML.eq_table(list(z))
+            a = Fr.scale(e, g) if a is None else Fr.axpy(g, e, a)
+        return [a, tensor.witness.matrix]
+
+    end = zs.run(ctx, target, n, 2, hidden=[1], tables=tables if ctx.proving else None,
+                 num_factors=2)
+    a_val = sum(g * ML.eq_eval(z, end.point) for g, z in zip(gk, points)) % P
+    value = end.values[1]
+    end.close(value * a_val)
+    _argument(ctx, tensor, [end.point[b:]], [1], end.point[:b], value)
+
+
+def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
+              weights: Sequence[int], col_point: Sequence[int], target) -> None:
+    """One dot-product argument: target commits <sum_k weights_k eq(row_k)^T M, eq(col)>."""
+    b = tensor.log_cols
+    rows, cols = 1 << tensor.log_rows, 1 << b
+    label = tensor.params.label + b"/G"
+    if ctx.proving:
+        wit = tensor.witness
+        w, rho = None, 0
+        for g, rp in zip(weights, row_points):
+            f = ML.fold_rows(wit.matrix, rows, cols, list(rp))
+            w = Fr.scale(f, g) if w is None else Fr.axpy(g, f, w)
+            rho = (rho + g * Fr.inner(ML.eq_table(list(rp)), wit.blinds)) % P
+        a = ML.eq_table(list(col_point))
+        sigma.dot_product_log(ctx, label, cols, VecCom(w=w, r=rho), a, target)
+        return
+    lw = [0] * rows
+    for g, rp in zip(weights, row_points):
+        for i, e in enumerate(Fr.to_ints(ML.eq_table(list(rp)))):
+            lw[i] = (lw[i] + g * e) % P
+    zc = [int(x) % P for x in col_point]
+
+    def a_final(us: Sequence[int], uis: Sequence[int]) -> int:
+        r = 1
+        for j in range(b):  # R folds like G: prod_j (u_j^-1 (1 - z) + u_j z), z = zc[b-1-j]
+            z = zc[b - 1 - j]
+            r = r * ((uis[j] * (1 - z) + us[j] * z) % P) % P
+        return r
+
+    sigma.dot_product_log(ctx, label, cols, VecCom(s=Sym.combo(tensor.rows, lw)), [], target,
+                          a_final=a_final)

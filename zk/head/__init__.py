@@ -1,0 +1,1 @@
+"""The attention head's proof (zkAttn) and the stacks of committed witness tensors it uses."""

@@ -1,0 +1,227 @@
+"""Public lookup tables, selectors of looked-up entries, and the union of several tables.
+
+A :class:`LookupTable` is a range [lo, hi) or a function x -> f(x) on [offset, offset + size).
+Several tables are laid end to end into one union table (:class:`TableSet`) whose row j is
+(t, x_j, f(x_j)) (f = 0 for ranges), zero-padded to a power of two; with a challenge alpha a row
+compresses to w = t + alpha x + alpha^2 f(x). A :class:`Column` is what a lookup checks: a table
+index, a :class:`Selector` (which entries of the zero-padded column are looked up: a prefix or
+a public 0/1 mask) and, on the prover's side, the values X (and Y for a function table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from zk.errors import ProverError
+from zk.field import Fr
+from zk.multilinear import P, evaluate, next_pow2, num_vars
+from zk.transcript import Transcript
+
+__all__ = ["LookupTable", "Selector", "Column", "TableSet", "indicator_mle", "multiplicities",
+           "MAX_TABLE"]
+
+LABEL_TABLE = b"lookup/table"
+MAX_TABLE = 1 << 22
+
+
+@dataclass(frozen=True, eq=False)
+class LookupTable:
+    """A public table: inputs offset, ..., offset + size - 1 and, for a function table, one
+    output per input. ``outputs is None`` makes it the range [offset, offset + size)."""
+
+    offset: int
+    size: int
+    outputs: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.size <= MAX_TABLE:
+            raise ValueError(f"table size {self.size} outside 1..{MAX_TABLE}")
+        if self.outputs is not None:
+            out = np.ascontiguousarray(self.outputs, dtype=np.int64)
+            if out.shape != (self.size,):
+                raise ValueError("a function table needs one output per input")
+            object.__setattr__(self, "outputs", out)
+
+    @classmethod
+    def range(cls, lo: int, hi: int, name: str = "") -> "LookupTable":
+        """The range [lo, hi)."""
+        return cls(lo, hi - lo, None, name or f"range[{lo},{hi})")
+
+    @classmethod
+    def function(cls, offset: int, outputs: Sequence[int] | np.ndarray,
+                 name: str = "") -> "LookupTable":
+        """f(offset + j) = outputs[j]."""
+        outputs = np.asarray(outputs, dtype=np.int64)
+        return cls(offset, int(outputs.shape[0]), outputs, name)
+
+    @property
+    def is_function(self) -> bool:
+        return self.outputs is not None
+
+    @property
+    def padded(self) -> int:
+        return max(2, next_pow2(self.size))
+
+    def inputs(self) -> np.ndarray:
+        return np.arange(self.size, dtype=np.int64) + self.offset
+
+    def describe(self) -> list[int]:
+        """Integers that pin the table down (absorbed into transcripts)."""
+        out = [self.offset % P, self.size, int(self.is_function)]
+        if self.outputs is not None:
+            out += [int(v) % P for v in self.outputs]
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Selector:
+    """Which entries of a padded column are looked up: the first ``prefix`` entries, or the
+    entries where a public 0/1 ``mask`` is 1. ``size`` is the padded length (a power of two)."""
+
+    size: int
+    prefix: int | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        num_vars(self.size)
+        if (self.prefix is None) == (self.mask is None):
+            raise ValueError("a selector is a prefix or a mask")
+        if self.mask is not None:
+            mask = np.ascontiguousarray(self.mask, dtype=np.int64).reshape(-1)
+            if mask.shape != (self.size,) or ((mask != 0) & (mask != 1)).any():
+                raise ValueError("a selector mask is a 0/1 vector of the padded size")
+            object.__setattr__(self, "mask", mask)
+        elif not 0 <= self.prefix <= self.size:
+            raise ValueError("prefix longer than the column")
+
+    @classmethod
+    def first(cls, n: int, size: int | None = None) -> "Selector":
+        """The first n entries of a column padded to ``size`` (default: max(2, next_pow2(n)))."""
+        return cls(size or max(2, next_pow2(n)), prefix=n)
+
+    def values(self) -> np.ndarray:
+        if self.mask is not None:
+            return self.mask
+        v = np.zeros(self.size, dtype=np.int64)
+        v[: self.prefix] = 1
+        return v
+
+    def mle(self, point: Sequence[int]) -> int:
+        if self.mask is not None:
+            fr = self.__dict__.get("_mask_fr")
+            if fr is None:  # a verifier evaluates one mask at several points
+                fr = Fr.from_signed(self.mask)
+                object.__setattr__(self, "_mask_fr", fr)
+            return evaluate(fr, point)
+        return indicator_mle(self.prefix, point)
+
+    def describe(self) -> list[int]:
+        if self.mask is not None:
+            return [self.size, 1, *self.mask.tolist()]
+        return [self.size, 0, self.prefix]
+
+
+def indicator_mle(n: int, point: Sequence[int]) -> int:
+    """ind~(point) for ind(i) = [i < n] over {0,1}^len(point), little-endian, in O(len)."""
+    if n >> len(point):
+        return 1
+    acc, eq_prefix = 0, 1  # scanning bits from the top: i < n iff at the first differing
+    for k in range(len(point) - 1, -1, -1):  # bit, i has 0 and n has 1
+        r = point[k]
+        if (n >> k) & 1:
+            acc = (acc + eq_prefix * (1 - r)) % P
+            eq_prefix = eq_prefix * r % P
+        else:
+            eq_prefix = eq_prefix * (1 - r) % P
+    return acc % P
+
+
+@dataclass(frozen=True, eq=False)
+class Column:
+    """One looked-up column: the prover's view (values) or the verifier's (values None)."""
+
+    table: int
+    selector: Selector
+    x: np.ndarray | None = None  # int64, length selector.size
+    y: np.ndarray | None = None
+
+
+class TableSet:
+    """Tables laid end to end into one union table (see the module docstring)."""
+
+    def __init__(self, tables: Sequence[LookupTable]) -> None:
+        if not tables:
+            raise ValueError("a table set needs a table")
+        self.tables = list(tables)
+        self.offsets = np.cumsum([0] + [t.size for t in tables])[:-1].tolist()
+        self.total = sum(t.size for t in tables)
+        if self.total > MAX_TABLE:
+            raise ValueError(f"tables of {self.total} rows in all exceed {MAX_TABLE}")
+        self.padded = max(2, next_pow2(self.total))
+
+    def absorb(self, t: Transcript) -> None:
+        for table in self.tables:
+            t.absorb_bytes(LABEL_TABLE, table.name.encode())
+            t.absorb_scalars(LABEL_TABLE, table.describe())
+
+    def union(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tag, x, f(x)) of every union row, zero-padded."""
+        tag = np.zeros(self.padded, dtype=np.int64)
+        xs = np.zeros(self.padded, dtype=np.int64)
+        ys = np.zeros(self.padded, dtype=np.int64)
+        for k, (table, off) in enumerate(zip(self.tables, self.offsets)):
+            sl = slice(off, off + table.size)
+            tag[sl] = k
+            xs[sl] = table.inputs()
+            if table.outputs is not None:
+                ys[sl] = table.outputs
+        return tag, xs, ys
+
+    def compressed(self, alpha: int) -> np.ndarray:
+        """w_T = tag + alpha x + alpha^2 f(x) for every union row, as an Fr vector."""
+        tag, xs, ys = self.union()
+        return _compress(tag, xs, ys, alpha)
+
+
+def _compress(tag, xs, ys, alpha: int) -> np.ndarray:
+    w = Fr.axpy(alpha, Fr.from_signed(xs), Fr.from_signed(tag))
+    if ys is not None:
+        w = Fr.axpy(alpha * alpha % P, Fr.from_signed(ys), w)
+    return w
+
+
+def multiplicities(tables: TableSet, columns: Sequence[Column]) -> np.ndarray:
+    """m (int64, length tables.padded): how often each union row is looked up.
+
+    Raises ProverError naming the first selected entry that is not in its table.
+    """
+    m = np.zeros(tables.padded, dtype=np.int64)
+    for s, c in enumerate(columns):
+        table = tables.tables[c.table]
+        sel = c.selector.values().astype(bool)
+        x = np.asarray(c.x, dtype=np.int64).reshape(-1)
+        if x.shape != (c.selector.size,):
+            raise ProverError(f"column {s} has {x.size} entries, its selector {c.selector.size}")
+        xs = x[sel]
+        idx = xs - table.offset
+        bad = (idx < 0) | (idx >= table.size)
+        if bad.any():
+            i = int(np.flatnonzero(sel)[np.argmax(bad)])
+            raise ProverError(f"column {s}: entry {i} = {int(x[i])} is not in table "
+                              f"{table.name!r}")
+        if table.is_function:
+            if c.y is None:
+                raise ProverError(f"column {s}: a function table needs (X, Y) pairs")
+            ys = np.asarray(c.y, dtype=np.int64).reshape(-1)[sel]
+            wrong = table.outputs[idx] != ys
+            if wrong.any():
+                i = int(np.flatnonzero(sel)[np.argmax(wrong)])
+                raise ProverError(f"column {s}: entry {i}: {table.name}({int(x[i])}) is "
+                                  f"{int(table.outputs[idx[np.argmax(wrong)]])}, "
+                                  f"not {int(np.asarray(c.y).reshape(-1)[i])}")
+        m += np.bincount(idx + tables.offsets[c.table], minlength=tables.padded)
+    return m
