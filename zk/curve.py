@@ -144,15 +144,15 @@ def decompress(encoded: Sequence[bytes] | np.ndarray) -> np.ndarray:
             raise MalformedProofError("a compressed point is 32 bytes")
         enc = np.frombuffer(b"".join(items), dtype=np.uint8).reshape(-1, 32)
     out = np.empty((enc.shape[0], 8), dtype=np.uint64)
-    status = np.empty(enc.shape[0], dtype=np.uint8)
+    status = np.zeros(enc.shape[0], dtype=np.uint8)
     if enc.shape[0] > 64:
         C.vdecompress(enc, out, status)
     elif enc.shape[0]:
         C.vdecompress_serial(enc, out, status)
-        bad = np.flatnonzero(status)
-        if bad.size:
-            i = int(bad[0])
-            raise MalformedProofError(f"invalid point {i}: {_ERRORS[int(status[i])]}")
+    bad = np.flatnonzero(status)
+    if bad.size:
+        i = int(bad[0])
+        raise MalformedProofError(f"invalid point {i}: {_ERRORS[int(status[i])]}")
     return out
 
 

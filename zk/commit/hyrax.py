@@ -223,8 +223,10 @@ def bind(ctx: Context, commitment: HyraxCommitment, witness: HyraxWitness | None
         return Tensor(commitment.num_vars, commitment.log_cols, None, witness, params)
     if len(commitment.rows) != 1 << commitment.log_rows:
         raise VerificationError("commitment has the wrong number of rows")
-    return Tensor(commitment.num_vars, commitment.log_cols, ctx.register(commitment.row_points),
-                  None, params)
+    ids = ctx.register(commitment.row_points)
+    if ctx.trace is not None:
+        ctx.trace.append(("bind", {"commitment": commitment, "rows": ids}))
+    return Tensor(commitment.num_vars, commitment.log_cols, ids, None, params)
 
 
 def commit_in(ctx: Context, num_vars: int, log_cols: int,

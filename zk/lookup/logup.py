@@ -148,7 +148,8 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
     for c in columns:
         if not 0 <= c.table < len(tables.tables):
             raise ValueError(f"column names table {c.table} of {len(tables.tables)}")
-        ctx.t.absorb_scalars(L_COLUMNS, [c.table, *c.selector.describe()])
+        ctx.t.absorb_vector(L_COLUMNS, Fr.from_signed(np.concatenate(
+            [np.array([c.table], dtype=np.int64), c.selector.describe_array()])))
     lay = Layout.of(tables, columns)
     t = lay.table_vars
     # few rows: the row commitments are in every proof, the opening grows only with log

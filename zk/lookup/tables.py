@@ -71,10 +71,12 @@ class LookupTable:
 
     def describe(self) -> list[int]:
         """Integers that pin the table down (absorbed into transcripts)."""
-        out = [self.offset % P, self.size, int(self.is_function)]
-        if self.outputs is not None:
-            out += [int(v) % P for v in self.outputs]
-        return out
+        return [int(v) % P for v in self.describe_array()]
+
+    def describe_array(self) -> np.ndarray:
+        """:meth:`describe` as signed int64 (the same field elements, without Python ints)."""
+        head = np.array([self.offset, self.size, int(self.is_function)], dtype=np.int64)
+        return head if self.outputs is None else np.concatenate([head, self.outputs])
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,9 +122,13 @@ class Selector:
         return indicator_mle(self.prefix, point)
 
     def describe(self) -> list[int]:
+        return self.describe_array().tolist()
+
+    def describe_array(self) -> np.ndarray:
+        """The selector as int64: size, kind, then the mask or the prefix length."""
         if self.mask is not None:
-            return [self.size, 1, *self.mask.tolist()]
-        return [self.size, 0, self.prefix]
+            return np.concatenate([np.array([self.size, 1], dtype=np.int64), self.mask])
+        return np.array([self.size, 0, self.prefix], dtype=np.int64)
 
 
 def indicator_mle(n: int, point: Sequence[int]) -> int:
@@ -166,7 +172,7 @@ class TableSet:
     def absorb(self, t: Transcript) -> None:
         for table in self.tables:
             t.absorb_bytes(LABEL_TABLE, table.name.encode())
-            t.absorb_scalars(LABEL_TABLE, table.describe())
+            t.absorb_vector(LABEL_TABLE, Fr.from_signed(table.describe_array()))
 
     def union(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tag, x, f(x)) of every union row, zero-padded."""

@@ -279,6 +279,7 @@ class Context:
         self._open: dict[int, str] = {}
         self._next_obligation = 0
         self._finished = False
+        self.trace: list | None = None  # verifier: a list records what the checks saw
         if proving:
             self._pts: list[bytes] = []
             self._sc: list[int] = []

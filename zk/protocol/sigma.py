@@ -335,6 +335,10 @@ def dot_product_log(ctx: Context, label: bytes, n: int, w: VecCom, a: Sequence[i
     else:
         av = a if not isinstance(a, np.ndarray) else Fr.to_ints(a)
         a_fin = sum(c * int(ai) for c, ai in zip(coef, av)) % P
+    if ctx.trace is not None:
+        ctx.trace.append(("dot_product_log", {"label": label, "n": n, "vector": w.s, "x": x,
+                                              "coef": coef, "a_final": a_fin, "e": e,
+                                              "z1": z1, "z2": z2}))
     gens = ctx.generator_ids(label, n)
     eq = Sym.combo(gens, [z1 * c % P for c in coef]) + _U * (z1 * x % P * a_fin) + _H * z2
     eq = eq - Sym.point(A) - (w.s + target.s * x) * e
