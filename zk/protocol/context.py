@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
+import numba as nb
 import numpy as np
 
 from gpu import msm as M
@@ -556,10 +557,7 @@ class Context:
             return
         ids = sorted(acc)
         pts = np.concatenate(self._blocks)[ids]
-        raw = b"".join(acc[i].to_bytes(32, "little") for i in ids)
-        scal = np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(1, len(ids), 4)
-        total = M.msm_canonical(pts, scal)
-        if ZC.to_affine(total).any():
+        if _msm_affine(pts, [acc[i] for i in ids]).any():
             raise VerificationError("the proof's group equations do not hold (a commitment, "
                                     "opening, product or sumcheck relation is false)")
 
@@ -570,8 +568,22 @@ class Context:
         ids = sorted(sym.t)
         if not ids:
             return ZC.identity(1)
-        pts = np.concatenate(self._blocks)[ids]
-        raw = b"".join(sym.t[i].to_bytes(32, "little") for i in ids)
-        scal = np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(1, len(ids), 4)
-        return ZC.to_affine(M.msm_canonical(pts, scal))
+        return _msm_affine(np.concatenate(self._blocks)[ids], [sym.t[i] for i in ids])
+
+
+def _msm_affine(points: np.ndarray, coefs: Sequence[int]) -> np.ndarray:
+    """sum_i coefs[i] points[i] as one affine row. Small MSMs run on the calling thread (a
+    parallel region's start-up costs milliseconds on a loaded machine)."""
+    n = points.shape[0]
+    scal = S.limbs(coefs).reshape(1, n, 4)
+    if n <= 64:
+        return S.straus(points, scal)
+    if n >= 2048:
+        return ZC.to_affine(M.msm_canonical(points, scal))
+    old = nb.get_num_threads()
+    nb.set_num_threads(1)
+    try:
+        return ZC.to_affine(M.msm_canonical(points, scal))
+    finally:
+        nb.set_num_threads(old)
 
