@@ -26,9 +26,8 @@ import numpy as np  # noqa: E402
 
 from gpu import cuda_msm as CM  # noqa: E402
 from zk.commit import hyrax as H  # noqa: E402
-from zk.claims import Claim  # noqa: E402
-from zk.encoding import to_bytes  # noqa: E402
 from zk.field import Fr  # noqa: E402
+from zk.protocol.context import ComClaim, Context  # noqa: E402
 from zk.commit.generators import generators  # noqa: E402
 from zk.transcript import Transcript  # noqa: E402
 
@@ -75,16 +74,33 @@ def hyrax_table(open_sizes: list[int]) -> None:
     V = Fr.random(1 << 20, rng)
     t = best(lambda: H.commit_field(V), 1)
     print(f"commit 2^20-entry Fr tensor (uniform field elements):  {t:8.3f} s")
-    print(f"\n{'entries':>8} {'proof B':>8} {'prove s':>8} {'verify ms':>10}")
+    print(f"\nzero-knowledge opening (value committed)\n{'entries':>8} {'proof B':>8} "
+          f"{'prove s':>8} {'verify ms':>10}")
     for lg in open_sizes:
         T = rng.integers(-128, 128, size=1 << lg)
         com, wit = H.commit(T)
         pt = tuple(int(v) for v in rng.integers(0, 2**62, lg))
-        claims = [Claim(pt, wit.evaluate(pt))]
-        proof = H.open_claims(wit, com, claims, Transcript(b"bench"))
-        tp = best(lambda: H.open_claims(wit, com, claims, Transcript(b"bench")), 2)
-        tv = best(lambda: H.verify(com, claims, proof, Transcript(b"bench")), 5)
-        print(f"{'2^' + str(lg):>8} {len(to_bytes(proof)):8d} {tp:8.3f} {tv * 1e3:10.1f}")
+
+        def body(ctx):
+            t = H.bind(ctx, com, wit if ctx.proving else None)
+            (c,) = ctx.commit(b"v", 1, lambda: [wit.evaluate(pt)])
+            H.open(ctx, t, [ComClaim(pt, c)])
+
+        def prove():
+            ctx = Context.prover(Transcript(b"bench"))
+            body(ctx)
+            ctx.finish()
+            return ctx.stream()
+
+        stream = prove()
+        tp = best(prove, 2)
+
+        def check():
+            ctx = Context.verifier(Transcript(b"bench"), stream)
+            body(ctx)
+            ctx.finish()
+        tv = best(check, 5)
+        print(f"{'2^' + str(lg):>8} {stream.size:8d} {tp:8.3f} {tv * 1e3:10.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:

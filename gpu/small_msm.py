@@ -24,7 +24,7 @@ import numpy as np
 
 from gpu import curve as C
 from gpu import field as F
-from gpu.curve import DQ, E0, aff_load, aff_store, jac_add, jac_add_affine, jac_double
+from gpu.curve import DQ, E0, aff_load, aff_store, jac_add, jac_add_affine, jac_double, jac_store
 from gpu.field import U64, is_zero, load, mul, store
 from gpu.jit import _twin
 
@@ -70,14 +70,6 @@ def _to_affine_rows(jac, out):
 
 
 @_jit
-def _jstore(a, i, P):
-    for k in range(4):
-        a[i, k] = P[0][k]
-        a[i, 4 + k] = P[1][k]
-        a[i, 8 + k] = P[2][k]
-
-
-@_jit
 def _fixed_table(base, out):
     d = DQ
     jac = np.zeros((32 * 256, 12), dtype=np.uint64)
@@ -88,7 +80,7 @@ def _fixed_table(base, out):
     for w in range(32):
         acc = (F.one(d), F.one(d), E0)
         for j in range(256):
-            _jstore(jac, w * 256 + j, acc)
+            jac_store(jac, w * 256 + j, acc)
             acc = jac_add(acc, step, d)
         step = acc  # 256 * step = 2^(8(w+1)) B
     _to_affine_rows(jac, out)
@@ -116,7 +108,7 @@ def _fixed_msm(tables, scalars, out):
                     if j:
                         x, y = aff_load(tables, k * 8192 + (8 * limb + byte) * 256 + j)
                         acc = jac_add_affine(acc, x, y, d)
-        _jstore(jac, row, acc)
+        jac_store(jac, row, acc)
     _to_affine_rows(jac, out)
 
 
@@ -140,7 +132,7 @@ def _straus(points, scalars, out):
         acc = (F.one(d), F.one(d), E0)
         for j in range(15):
             acc = jac_add_affine(acc, x, y, d)
-            _jstore(tj, k * 15 + j, acc)
+            jac_store(tj, k * 15 + j, acc)
     table = np.empty((n * 15, 8), dtype=np.uint64)
     _to_affine_rows(tj, table)
     jac = np.empty((m, 12), dtype=np.uint64)
@@ -156,7 +148,7 @@ def _straus(points, scalars, out):
                 if j:
                     x, y = aff_load(table, k * 15 + j - 1)
                     acc = jac_add_affine(acc, x, y, d)
-        _jstore(jac, row, acc)
+        jac_store(jac, row, acc)
     _to_affine_rows(jac, out)
 
 

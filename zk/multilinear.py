@@ -112,13 +112,11 @@ def evaluate_ints(values: Sequence[int], point: Sequence[int]) -> int:
     return v[0]
 
 
-def interpolate(evals: Sequence[int], x: int) -> int:
-    """p(x) for the polynomial of degree len(evals)-1 with p(t) = evals[t], t = 0, 1, ..."""
-    n = len(evals)
+def lagrange_basis(n: int, x: int) -> list[int]:
+    """L_t(x) for t = 0..n-1, the Lagrange basis on the nodes 0..n-1 (p(x) = sum p(t) L_t(x))."""
     x %= P
     if x < n:
-        return evals[x] % P
-    # Lagrange on 0..n-1: p(x) = sum_t evals[t] prod_{s != t} (x - s) / (t - s)
+        return [int(t == x) for t in range(n)]
     prefix = [1] * (n + 1)
     for s in range(n):
         prefix[s + 1] = prefix[s] * (x - s) % P
@@ -128,10 +126,15 @@ def interpolate(evals: Sequence[int], x: int) -> int:
     fact = [1] * n
     for i in range(1, n):
         fact[i] = fact[i - 1] * i % P
-    total = 0
+    out = []
     for t in range(n):
         num = prefix[t] * suffix[t + 1] % P
         den = fact[t] * fact[n - 1 - t] % P
-        term = evals[t] * num % P * pow(den, -1, P) % P
-        total = (total - term) if (n - 1 - t) % 2 else (total + term)
-    return total % P
+        v = num * pow(den, -1, P) % P
+        out.append(-v % P if (n - 1 - t) % 2 else v)
+    return out
+
+
+def interpolate(evals: Sequence[int], x: int) -> int:
+    """p(x) for the polynomial of degree len(evals)-1 with p(t) = evals[t], t = 0, 1, ..."""
+    return sum(e * b for e, b in zip(evals, lagrange_basis(len(evals), x))) % P

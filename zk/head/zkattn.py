@@ -66,7 +66,7 @@ from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_
 from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_cols, fold_rows
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
-from zk.protocol.context import Com, Context, Stream
+from zk.protocol.context import Context, Stream
 from zk.transcript import Transcript
 
 PROTOCOL = b"zkfhe/zkattn/v2"

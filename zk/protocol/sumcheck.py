@@ -36,7 +36,7 @@ import numpy as np
 from gpu import poly as K
 from zk.errors import ProverError
 from zk.field import Fr
-from zk.multilinear import P, eq_table
+from zk.multilinear import P, eq_table, lagrange_basis
 from zk.protocol.context import Com, Context
 
 __all__ = ["Terms", "End", "run", "combine", "degree_of_terms", "lagrange_basis",
@@ -71,29 +71,6 @@ def combine(terms: Terms | None, values: Sequence[int]) -> int:
 def degree_of_terms(terms: Terms) -> int:
     """D = the largest number of factors in one term."""
     return max(len(idx) for _, idx in terms)
-
-
-def lagrange_basis(n: int, x: int) -> list[int]:
-    """L_t(x) for t = 0..n-1, the Lagrange basis on the nodes 0..n-1 (p(x) = sum p(t) L_t(x))."""
-    x %= P
-    if x < n:
-        return [int(t == x) for t in range(n)]
-    prefix = [1] * (n + 1)
-    for s in range(n):
-        prefix[s + 1] = prefix[s] * (x - s) % P
-    suffix = [1] * (n + 1)
-    for s in range(n - 1, -1, -1):
-        suffix[s] = suffix[s + 1] * (x - s) % P
-    fact = [1] * n
-    for i in range(1, n):
-        fact[i] = fact[i - 1] * i % P
-    out = []
-    for t in range(n):
-        num = prefix[t] * suffix[t + 1] % P
-        den = fact[t] * fact[n - 1 - t] % P
-        v = num * pow(den, -1, P) % P
-        out.append(-v % P if (n - 1 - t) % 2 else v)
-    return out
 
 
 def eq_weights(eq_point: Sequence[int] | None, m: int) -> list[np.ndarray]:

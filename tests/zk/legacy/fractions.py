@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpu import poly as K
 from legacy import sumcheck
 from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
+from zk.lookup.fractions import layers as _layers
 from zk.multilinear import P, num_vars
 from zk.transcript import Transcript
 
@@ -68,16 +68,6 @@ class TreeClaims:
     q: Claim
 
 
-def _layers(p: np.ndarray, q: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Layers of one tree by depth: index k holds layer k (size 2^k), k = 1..n."""
-    layers = [(p, q)]
-    while layers[-1][0].shape[0] > 2:
-        lp, lq = layers[-1]
-        half = lp.shape[0] // 2
-        up, uq = np.empty((half, 4), np.uint64), np.empty((half, 4), np.uint64)
-        K.fraction_layer(Fr.desc, lp, lq, up, uq)
-        layers.append((up, uq))
-    return [None, *reversed(layers)]  # type: ignore[list-item]
 
 
 def _terms(lam: int, active: int) -> list[tuple[int, tuple[int, ...]]]:

@@ -5,7 +5,6 @@ messages and opened values in the clear, which give away the weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +13,8 @@ from legacy import sumcheck
 from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError
-from zk.multilinear import fold_cols, fold_rows, num_vars
+from zk.multilinear import fold_cols, fold_rows
+from zk.protocol.products import MatmulShape, _split  # noqa: F401
 from zk.transcript import Transcript
 
 LABEL_OPERANDS = b"products/operands"
@@ -88,30 +88,6 @@ def verify_hadamard(transcript: Transcript, proof: ProductProof, claim: Claim
 
 
 # ---------------------------------------------------------------- matrix product
-
-
-@dataclass(frozen=True)
-class MatmulShape:
-    """C (rows x cols) = A (rows x inner) B (inner x cols); every dimension a power of two."""
-
-    rows: int
-    inner: int
-    cols: int
-
-    def __post_init__(self) -> None:
-        for n in (self.rows, self.inner, self.cols):
-            num_vars(n)
-
-    @property
-    def vars(self) -> tuple[int, int, int]:
-        return num_vars(self.rows), num_vars(self.inner), num_vars(self.cols)
-
-
-def _split(shape: MatmulShape, point: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    a, _, b = shape.vars
-    if len(point) != a + b:
-        raise ValueError("claim point does not match the product's shape")
-    return tuple(point[:b]), tuple(point[b:])
 
 
 def prove_matmul(transcript: Transcript, a: np.ndarray, b: np.ndarray, shape: MatmulShape,

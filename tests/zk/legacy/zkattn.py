@@ -15,10 +15,9 @@ from legacy import hyrax, stack, sumcheck, tlookup
 from zk.head.zkattn import Shape, _pack_ints, _unpack_ints, _witness  # noqa: F401
 from zk.commit import hyrax as zh
 from zk.attention_model import (
-    BIASES, WEIGHTS, Dims, ModelCommitment, ProvingModel, bias_layout, weight_layout,
+    BIASES, WEIGHTS, Dims, ModelCommitment, ProvingModel,
 )
-from zk.attention_ref import BoundsViolation, run_reference
-from zk.encoding import Reader, Writer, decode_envelope, encode_envelope
+from zk.encoding import Writer, decode_envelope, encode_envelope
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.lookup.tables import indicator_mle
