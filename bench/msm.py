@@ -25,10 +25,11 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gpu import cuda_msm as CM  # noqa: E402
+from zk.claims import ComClaim
 from zk.commit import hyrax as H  # noqa: E402
-from zk.field import Fr  # noqa: E402
-from zk.protocol.context import ComClaim, Context  # noqa: E402
 from zk.commit.generators import generators  # noqa: E402
+from zk.field import Fr  # noqa: E402
+from zk.protocol.context import Context  # noqa: E402
 from zk.transcript import Transcript  # noqa: E402
 
 

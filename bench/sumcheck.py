@@ -16,18 +16,19 @@ import argparse
 import random
 import time
 
+import _legacy  # noqa: F401
 import numba
 import numpy as np
-
-import _legacy  # noqa: F401
 from legacy import products
 from legacy import sumcheck as sc
-from zk.claims import Claim
+from legacy.claims import Claim
+
+from zk.claims import ComClaim
 from zk.encoding import Writer
 from zk.field import Fr
 from zk.multilinear import evaluate, from_matrix, next_pow2
 from zk.protocol import products as zkp
-from zk.protocol.context import ComClaim, Context
+from zk.protocol.context import Context
 from zk.transcript import Transcript
 
 PROTO = b"bench/sumcheck"

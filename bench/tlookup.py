@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import _legacy  # noqa: F401
+import numpy as np
 from legacy import tlookup as plain
+
 from zk.commit import hyrax
 from zk.encoding import Writer
 from zk.lookup import statements as st

@@ -18,11 +18,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from zk.commit import hyrax
-from zk.head import stack
 from zk.attention_ref import HeadConfig, QuantizedHead, Table
+from zk.commit import hyrax
 from zk.encoding import Reader, Writer, to_bytes
 from zk.field import Fr
+from zk.head import stack
 from zk.multilinear import next_pow2, num_vars
 
 WEIGHTS = ("Wq", "Wk", "Wv")

@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 
 from zk import encoding
 from zk.encoding import (
-    FORMAT_VERSION, FR_MODULUS, MAGIC, Reader, Writer, decode_envelope, encode_envelope,
-    from_bytes, to_bytes,
+    FORMAT_VERSION,
+    FR_MODULUS,
+    MAGIC,
+    Reader,
+    Writer,
+    decode_envelope,
+    encode_envelope,
+    from_bytes,
+    to_bytes,
 )
 from zk.errors import MalformedProofError
 

@@ -11,12 +11,12 @@ from py_ecc import optimized_bn128 as bn
 
 from zk import curve as ZC
 from zk import multilinear as ml
+from zk.claims import ComClaim
 from zk.commit import hyrax as H
 from zk.commit.pedersen import PedersenKey
 from zk.encoding import from_bytes, to_bytes
 from zk.errors import MalformedProofError, ProverError, VerificationError
 from zk.field import Fr
-from zk.protocol.context import ComClaim
 
 P = Fr.modulus
 

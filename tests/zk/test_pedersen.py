@@ -7,8 +7,8 @@ from py_ecc import optimized_bn128 as bn
 
 from zk import curve as ZC
 from zk.commit import generators as GEN
-from zk.field import Fr
 from zk.commit.pedersen import PedersenKey, commit_rows, commit_rows_ints
+from zk.field import Fr
 
 
 def test_generators_reproducible_and_valid():

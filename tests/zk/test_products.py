@@ -10,10 +10,10 @@ import pytest
 import zkutil as U
 
 from zk import multilinear as ml
+from zk.claims import ComClaim
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.protocol import products as pr
-from zk.protocol.context import ComClaim
 
 P = Fr.modulus
 

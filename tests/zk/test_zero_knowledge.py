@@ -20,9 +20,9 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-
 from legacy import stack as legacy_stack
 from legacy import zkattn as legacy
+
 from zk import attention_model as am
 from zk.attention_ref import HeadConfig, quantize_input, random_head, run_reference
 from zk.field import Fr, PrimeField

@@ -12,10 +12,16 @@ import pytest
 import zkutil as U
 
 from zk import attention_model as am
-from zk.head import zkattn
-from zk.attention_ref import HeadConfig, Table, quantize_input, random_head, run_reference
+from zk.attention_ref import (
+    HeadConfig,
+    Table,
+    quantize_input,
+    random_head,
+    run_reference,
+)
 from zk.encoding import from_bytes, to_bytes
 from zk.errors import MalformedProofError, ProverError, VerificationError
+from zk.head import zkattn
 
 
 def make(d_model, d_head, L, causal=True, n_bits=4, seed=1):

@@ -33,13 +33,14 @@ import numpy as np
 
 from zk import curve as ZC
 from zk import multilinear as ML
+from zk.claims import ComClaim
+from zk.commit.pedersen import DEFAULT_LABEL, PedersenKey, commit_rows, commit_rows_ints
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.commit.pedersen import DEFAULT_LABEL, PedersenKey, commit_rows, commit_rows_ints
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
-from zk.protocol.context import ComClaim, Context, Sym, VecCom, com_sum
+from zk.protocol.context import Context, Sym, VecCom, com_sum
 from zk.transcript import Transcript
 
 __all__ = [

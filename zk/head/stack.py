@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from zk.claims import ComClaim
 from zk.commit import hyrax
 from zk.errors import ProverError
-from zk.protocol.context import Com, ComClaim, Context
+from zk.protocol.context import Com, Context
 
 
 def _bits(i: int, s: int) -> tuple[int, ...]:

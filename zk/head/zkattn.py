@@ -53,7 +53,13 @@ from typing import ClassVar
 import numpy as np
 
 from zk.attention_model import (
-    BIASES, WEIGHTS, Dims, ModelCommitment, ProvingModel, bias_layout, weight_layout,
+    BIASES,
+    WEIGHTS,
+    Dims,
+    ModelCommitment,
+    ProvingModel,
+    bias_layout,
+    weight_layout,
 )
 from zk.attention_ref import BoundsViolation, run_reference
 from zk.commit import hyrax

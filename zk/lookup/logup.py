@@ -37,13 +37,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from zk.claims import ComClaim
 from zk.commit import hyrax
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.lookup import fractions
 from zk.lookup.tables import Column, TableSet, multiplicities
 from zk.multilinear import P, eq_eval, evaluate, next_pow2, num_vars
-from zk.protocol.context import Com, ComClaim, Context
+from zk.protocol.context import Com, Context
 
 __all__ = ["Layout", "LookupEnd", "run"]
 

@@ -27,14 +27,22 @@ from typing import ClassVar
 
 import numpy as np
 
+from zk.claims import ComClaim
 from zk.commit import hyrax
 from zk.encoding import Writer, decode_envelope, encode_envelope
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.lookup import logup
-from zk.lookup.tables import MAX_TABLE, Column, LookupTable, Selector, TableSet, indicator_mle
+from zk.lookup.tables import (
+    MAX_TABLE,
+    Column,
+    LookupTable,
+    Selector,
+    TableSet,
+    indicator_mle,
+)
 from zk.multilinear import P, evaluate
-from zk.protocol.context import Com, ComClaim, Context, Stream
+from zk.protocol.context import Com, Context, Stream
 from zk.transcript import Transcript
 
 __all__ = [

@@ -52,7 +52,7 @@ from zk.multilinear import next_pow2
 from zk.transcript import Transcript
 
 __all__ = [
-    "P", "refuse", "Sym", "Com", "VecCom", "ComClaim", "Stream", "Context", "random_scalars",
+    "P", "refuse", "Sym", "Com", "VecCom", "Stream", "Context", "random_scalars",
     "SUMCHECK_GENS",
 ]
 
@@ -212,15 +212,6 @@ class VecCom:
     w: np.ndarray | None = None
     r: int | None = None
     s: Sym | None = None
-
-
-@dataclass(frozen=True)
-class ComClaim:
-    """v~(point) = the value committed in ``com``: a claim the caller must discharge (an opening
-    of v's commitment, or the input of the next reduction)."""
-
-    point: tuple[int, ...]
-    com: Com
 
 
 # ---------------------------------------------------------------- the proof stream

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zk.claims import ComClaim
 from zk.errors import ProverError
 from zk.multilinear import fold_cols, fold_rows, num_vars
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
-from zk.protocol.context import Com, ComClaim, Context
+from zk.protocol.context import Com, Context
 
 __all__ = ["MatmulShape", "inner", "hadamard", "matmul"]
 

@@ -40,7 +40,7 @@ from zk.commit.pedersen import commit_scalars
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.protocol import context as C
-from zk.protocol.context import H_ID, P, U_ID, Com, Context, Sym, VecCom
+from zk.protocol.context import H_ID, U_ID, Com, Context, P, Sym, VecCom
 
 __all__ = [
     "opening", "zero", "equality", "products", "product", "dot_product", "dot_product_log",

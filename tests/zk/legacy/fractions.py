@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from legacy import sumcheck
-from zk.claims import Claim
+from legacy.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr

@@ -15,9 +15,9 @@ import numba as nb
 import numpy as np
 
 from gpu import msm as M
+from legacy.claims import Claim
 from zk import curve as ZC
 from zk import multilinear as ML
-from zk.claims import Claim
 from zk.commit.hyrax import DEFAULT_PARAMS, HyraxCommitment, HyraxParams, HyraxWitness
 from zk.encoding import Reader, Writer
 from zk.errors import MalformedProofError, ProverError, VerificationError

@@ -11,11 +11,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from legacy import fractions
-from zk.claims import Claim
-from zk.lookup.tables import Column, LookupTable, Selector, TableSet, _compress, indicator_mle, multiplicities  # noqa: F401
+from legacy.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
+from zk.lookup.tables import (  # noqa: F401
+    Column,
+    LookupTable,
+    Selector,
+    TableSet,
+    _compress,
+    indicator_mle,
+    multiplicities,
+)
 from zk.multilinear import P, eq_eval, evaluate, next_pow2, num_vars
 from zk.transcript import Transcript
 

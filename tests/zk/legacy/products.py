@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from legacy import sumcheck
-from zk.claims import Claim
+from legacy.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError
 from zk.multilinear import fold_cols, fold_rows

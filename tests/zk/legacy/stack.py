@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from legacy import hyrax
-from zk.claims import Claim
+from legacy.claims import Claim
 from zk.commit.hyrax import HyraxCommitment, HyraxWitness
 from zk.errors import ProverError, VerificationError
 from zk.head.stack import StackLayout, commit  # noqa: F401

@@ -15,7 +15,9 @@ from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.multilinear import P, eq_eval, interpolate, num_vars
-from zk.protocol.sumcheck import combine, degree_of_terms, eq_weights as _gruen_weights, kernel_terms as _kernel_terms
+from zk.protocol.sumcheck import combine, degree_of_terms
+from zk.protocol.sumcheck import eq_weights as _gruen_weights
+from zk.protocol.sumcheck import kernel_terms as _kernel_terms
 from zk.transcript import Transcript
 
 LABEL_PARAMS = b"sumcheck/params"

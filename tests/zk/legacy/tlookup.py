@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from legacy import hyrax, lookup
+from legacy.claims import Claim
+from legacy.lookup import LookupClaims
 from zk.commit import hyrax as zh
-from zk.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
-from legacy.lookup import LookupClaims
-from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
 from zk.field import Fr
+from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
 from zk.multilinear import P, evaluate, num_vars
 from zk.transcript import Transcript
 

@@ -12,14 +12,18 @@ from typing import ClassVar
 import numpy as np
 
 from legacy import hyrax, stack, sumcheck, tlookup
-from zk.head.zkattn import Shape, _pack_ints, _unpack_ints, _witness  # noqa: F401
-from zk.commit import hyrax as zh
 from zk.attention_model import (
-    BIASES, WEIGHTS, Dims, ModelCommitment, ProvingModel,
+    BIASES,
+    WEIGHTS,
+    Dims,
+    ModelCommitment,
+    ProvingModel,
 )
+from zk.commit import hyrax as zh
 from zk.encoding import Writer, decode_envelope, encode_envelope
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
+from zk.head.zkattn import Shape, _pack_ints, _unpack_ints, _witness  # noqa: F401
 from zk.lookup.tables import indicator_mle
 from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_cols, fold_rows
 from zk.transcript import Transcript
