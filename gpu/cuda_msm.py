@@ -270,30 +270,41 @@ class DevicePoints:
         return self.n * 64
 
 
-_cache: OrderedDict[Hashable, DevicePoints] = OrderedDict()
+_cache: OrderedDict[Hashable, tuple[bytes, DevicePoints]] = OrderedDict()
 _cache_lock = threading.Lock()
 CACHE_ENTRIES = 8
 
 
+def _fingerprint(*arrays: np.ndarray) -> bytes:
+    """First and last rows of each array: a cheap guard against a key reused for other points."""
+    return b"".join(a[:1].tobytes() + a[-1:].tobytes() + str(a.shape).encode() for a in arrays)
+
+
+def _cached(cache_key: Hashable, fp: bytes, build) -> DevicePoints:
+    with _cache_lock:
+        hit = _cache.get(cache_key)
+        if hit is not None and hit[0] == fp:
+            _cache.move_to_end(cache_key)
+            return hit[1]
+    dp = DevicePoints(build())
+    with _cache_lock:
+        _cache[cache_key] = (fp, dp)
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return dp
+
+
 def device_points(points: np.ndarray | DevicePoints, cache_key: Hashable | None = None
                   ) -> DevicePoints:
-    """The device copy of ``points``: uploaded once per ``cache_key`` (the caller promises that
-    a key always names the same points, e.g. a generator label and count), else every call."""
+    """The device copy of ``points``: uploaded once per ``cache_key`` (a key must always name
+    the same points, e.g. a generator label and count; a changed first or last row or shape
+    replaces the entry), else on every call. At most :data:`CACHE_ENTRIES` bases are kept."""
     if isinstance(points, DevicePoints):
         return points
     if cache_key is None:
         return DevicePoints(points)
-    with _cache_lock:
-        hit = _cache.get(cache_key)
-        if hit is not None and hit.n == points.shape[0]:
-            _cache.move_to_end(cache_key)
-            return hit
-    dp = DevicePoints(points)
-    with _cache_lock:
-        _cache[cache_key] = dp
-        while len(_cache) > CACHE_ENTRIES:
-            _cache.popitem(last=False)
-    return dp
+    points = np.asarray(points)
+    return _cached(cache_key, _fingerprint(points), lambda: points)
 
 
 def clear_cache() -> None:
@@ -530,11 +541,13 @@ def msm_signed_blinded(points: np.ndarray, scalars: np.ndarray, H: np.ndarray,
         return M._identities(0)
     if not np.issubdtype(s.dtype, np.integer):
         raise TypeError(f"msm_signed_blinded takes integer scalars, got {s.dtype}")
-    key = None if cache_key is None else (cache_key, "blind-bytes")
-    with _cache_lock:
-        base = _cache.get(key) if key is not None else None
-    if base is None or base.n != n + _CHUNKS:
-        base = device_points(np.concatenate([M._check_points(points), _blind_powers(H)]), key)
+    def build() -> np.ndarray:
+        return np.concatenate([M._check_points(points), _blind_powers(H)])
+
+    if cache_key is None:
+        base = DevicePoints(build())
+    else:
+        base = _cached((cache_key, "blind-bytes"), _fingerprint(points, H), build)
     canon = np.empty((m, 4), dtype=np.uint64)
     F.vfrom_mont(M.DR, np.ascontiguousarray(blinds, dtype=np.uint64).reshape(m, 4), canon)
     lo, hi = (min(int(s.min()), 0), max(int(s.max()), 255)) if n else (0, 255)
