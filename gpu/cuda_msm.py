@@ -51,7 +51,7 @@ from gpu.cuda_kernels import (  # noqa: F401 (device functions used inside the k
 )
 
 __all__ = ["DevicePoints", "device_points", "window_bits", "msm_mont", "msm_canonical",
-           "msm_signed", "msm_signed_blinded", "clear_cache"]
+           "msm_signed", "msm_signed_blinded", "msm_mont_blinded", "clear_cache"]
 
 _S32 = U64(32)
 _S31 = U64(31)
@@ -240,6 +240,16 @@ def _xp():
     return cupy
 
 
+def _dev(a, dtype=None):
+    """A host array on the device (CuPy), or a private copy under the simulator (which writes
+    every array argument back after a kernel, and so cannot take read-only views)."""
+    if SIMULATOR:
+        return np.array(a, dtype=dtype)
+    import cupy  # noqa: PLC0415
+
+    return cupy.asarray(a, dtype=dtype)
+
+
 def _arg(a):
     """numba's view of a CuPy array: no copy, and no stream synchronisation (numba and CuPy
     both launch on the legacy default stream, so the order of launches is the order of work)."""
@@ -263,7 +273,7 @@ class DevicePoints:
     def __init__(self, points: np.ndarray):
         points = M._check_points(points)
         self.n = points.shape[0]
-        self.array = _xp().array(points)  # a copy (writable, as the simulator wants)
+        self.array = _dev(points)
 
     @property
     def nbytes(self) -> int:
@@ -391,7 +401,7 @@ def _run_rows(pts: DevicePoints, digits, rows: int, c: int, windows: int) -> np.
     nb = 1 << (c - 1)
     groups = rows * windows
     entries = xp.empty(groups * n, dtype=np.uint64)
-    koff = xp.asarray(M._offset_limbs(c, windows))
+    koff = _dev(M._offset_limbs(c, windows))
     digits(entries, koff)
     entries.sort()
     n_nz = int(xp.searchsorted(entries, xp.asarray([SENTINEL], dtype=np.uint64))[0])
@@ -413,28 +423,31 @@ def _batches(m: int, n: int, c: int, windows: int) -> list[tuple[int, int]]:
     return [(r, min(m, r + per)) for r in range(0, m, per)]
 
 
-def _field(points, scalars, c: int | None, mont: bool, cache_key) -> np.ndarray:
-    pts = device_points(points, cache_key)
-    n = pts.n
-    if n == 0:
-        return M._identities(1)
-    xp = _xp()
-    s = xp.asarray(scalars, dtype=np.uint64).reshape(-1, n, 4)
-    m = s.shape[0]
-    if m == 0:
-        return M._identities(0)
+def _field_rows(pts: DevicePoints, s, c: int | None, mont: bool) -> np.ndarray:
+    """m MSMs of a device array s (m, n, 4) of Fr scalars."""
+    n, m = pts.n, s.shape[0]
     c = c or window_bits(n, 253)
     windows = -(-255 // c)
     nb = 1 << (c - 1)
     out = []
     for r0, r1 in _batches(m, n, c, windows):
-        flat = xp.ascontiguousarray(s[r0:r1]).reshape(-1, 4)
+        flat = s[r0:r1].reshape(-1, 4)
 
         def digits(entries, koff, flat=flat):
             _launch(k_digits_field, flat.shape[0], flat, mont, c, windows, nb, n, koff, entries)
 
         out.append(_run_rows(pts, digits, r1 - r0, c, windows))
     return np.concatenate(out)
+
+
+def _field(points, scalars, c: int | None, mont: bool, cache_key) -> np.ndarray:
+    pts = device_points(points, cache_key)
+    if pts.n == 0:
+        return M._identities(1)
+    s = _dev(scalars, np.uint64).reshape(-1, pts.n, 4)
+    if s.shape[0] == 0:
+        return M._identities(0)
+    return _field_rows(pts, _xp().ascontiguousarray(s), c, mont)
 
 
 def msm_mont(points: np.ndarray | DevicePoints, scalars, c: int | None = None,
@@ -452,30 +465,16 @@ def msm_canonical(points: np.ndarray | DevicePoints, scalars, c: int | None = No
     return _field(points, scalars, c, False, cache_key)
 
 
-def _bits(lo: int, hi: int) -> int:
-    """Bit length of the largest |scalar|, as :func:`gpu.msm.msm_signed` measures it."""
-    return max(1, (max(-lo, hi) + 1).bit_length())
-
-
-def _narrow_dtype(lo: int, hi: int) -> type:
-    """The narrowest of int16/int32/int64 holding [lo, hi] (fewer bytes to upload)."""
-    for dt in (np.int16, np.int32):
-        b = 8 * np.dtype(dt).itemsize - 1
-        if -(1 << b) <= lo and hi < 1 << b:
-            return dt
-    return np.int64
-
-
-def _signed(pts: DevicePoints, s: np.ndarray, bits: int, c: int | None) -> np.ndarray:
-    n = pts.n
-    m = s.shape[0]
+def _signed_rows(pts: DevicePoints, s, c: int | None, lo: int, hi: int) -> np.ndarray:
+    """m MSMs of a device array s (m, n) of integers in [lo, hi]."""
+    n, m = pts.n, s.shape[0]
+    bits = max(1, (max(-lo, hi) + 1).bit_length())  # as gpu.msm.msm_signed measures it
     c = c or window_bits(n, bits)
     windows = max(1, -(-(bits + 2) // c))
     nb = 1 << (c - 1)
-    xp = _xp()
     out = []
     for r0, r1 in _batches(m, n, c, windows):
-        flat = xp.asarray(s[r0:r1].reshape(-1))
+        flat = s[r0:r1].reshape(-1)
 
         def digits(entries, koff, flat=flat):
             _launch(k_digits_signed, flat.shape[0], flat, c, windows, nb, n, koff, entries)
@@ -484,23 +483,36 @@ def _signed(pts: DevicePoints, s: np.ndarray, bits: int, c: int | None) -> np.nd
     return np.concatenate(out)
 
 
-def msm_signed(points: np.ndarray | DevicePoints, scalars: np.ndarray, c: int | None = None,
+def _signed_input(scalars, n: int):
+    """(m, n) signed integers as a contiguous device array (unsigned input widened to int64)."""
+    xp = _xp()
+    s = _dev(scalars)
+    if s.dtype.kind not in "iu":
+        raise TypeError(f"signed MSMs take integer scalars, got {s.dtype}")
+    if s.dtype.kind == "u":
+        s = s.astype(np.int64 if s.dtype.itemsize < 8 else np.uint64)
+        if s.dtype == np.uint64:
+            if s.size and int(s.max()) >= 1 << 63:
+                raise ValueError("scalars must fit in int64")
+            s = s.astype(np.int64)
+    return xp.ascontiguousarray(s.reshape(-1, n))
+
+
+def msm_signed(points: np.ndarray | DevicePoints, scalars, c: int | None = None,
                cache_key: Hashable | None = None) -> np.ndarray:
     """Jacobian (m, 12) results for signed integer scalars, (n,) or (m, n), on the device.
 
-    The number of windows follows the largest |scalar| (quantized tensors need one or two).
+    The number of windows follows the largest |scalar| (quantized tensors need one or two);
+    the range is measured on the device.
     """
     pts = device_points(points, cache_key)
     n = pts.n
     if n == 0:
         return M._identities(1)
-    s = np.ascontiguousarray(scalars).reshape(-1, n)
-    if not np.issubdtype(s.dtype, np.integer):
-        raise TypeError(f"msm_signed takes integer scalars, got {s.dtype}")
+    s = _signed_input(scalars, n)
     if s.shape[0] == 0:
         return M._identities(0)
-    lo, hi = int(s.min()), int(s.max())
-    return _signed(pts, s.astype(_narrow_dtype(lo, hi), copy=False), _bits(lo, hi), c)
+    return _signed_rows(pts, s, c, int(s.min()), int(s.max()))
 
 
 BLIND_CHUNK = 8
@@ -524,9 +536,18 @@ def _blind_powers(H: np.ndarray) -> np.ndarray:
     return aff
 
 
-def msm_signed_blinded(points: np.ndarray, scalars: np.ndarray, H: np.ndarray,
-                       blinds: np.ndarray, c: int | None = None,
-                       cache_key: Hashable | None = None) -> np.ndarray:
+def _extended(points: np.ndarray, extra, tag: str, cache_key: Hashable | None) -> DevicePoints:
+    """Device base [points, extra()], cached under (cache_key, tag) when a key is given."""
+    def build() -> np.ndarray:
+        return np.concatenate([M._check_points(points), extra()])
+
+    if cache_key is None:
+        return DevicePoints(build())
+    return _cached((cache_key, tag), _fingerprint(points), build)
+
+
+def msm_signed_blinded(points: np.ndarray, scalars, H: np.ndarray, blinds: np.ndarray,
+                       c: int | None = None, cache_key: Hashable | None = None) -> np.ndarray:
     """Jacobian (m, 12) rows sum_i k[row, i] P_i + rho_row H for signed integers k (m, n) and
     Fr Montgomery blinds rho (m, 4), in one device pass.
 
@@ -535,23 +556,36 @@ def msm_signed_blinded(points: np.ndarray, scalars: np.ndarray, H: np.ndarray,
     so each row stays an MSM of small integers, n + 32 of them.
     """
     n = points.shape[0]
-    s = np.ascontiguousarray(scalars).reshape(-1, n)
+    s = _signed_input(scalars, n)
     m = s.shape[0]
     if m == 0:
         return M._identities(0)
-    if not np.issubdtype(s.dtype, np.integer):
-        raise TypeError(f"msm_signed_blinded takes integer scalars, got {s.dtype}")
-    def build() -> np.ndarray:
-        return np.concatenate([M._check_points(points), _blind_powers(H)])
-
-    if cache_key is None:
-        base = DevicePoints(build())
-    else:
-        base = _cached((cache_key, "blind-bytes"), _fingerprint(points, H), build)
+    H = np.ascontiguousarray(H, dtype=np.uint64).reshape(1, 8)
+    base = _extended(points, lambda: _blind_powers(H), "blind-bytes:" + H.tobytes().hex(),
+                     cache_key)
     canon = np.empty((m, 4), dtype=np.uint64)
     F.vfrom_mont(M.DR, np.ascontiguousarray(blinds, dtype=np.uint64).reshape(m, 4), canon)
-    lo, hi = (min(int(s.min()), 0), max(int(s.max()), 255)) if n else (0, 255)
-    wide = np.empty((m, n + _CHUNKS), dtype=_narrow_dtype(lo, hi))
+    xp = _xp()
+    wide = xp.empty((m, n + _CHUNKS), dtype=np.promote_types(s.dtype, np.int16))
     wide[:, :n] = s
-    wide[:, n:] = canon.view(np.uint8).reshape(m, _CHUNKS)  # little-endian bytes of rho
-    return _signed(base, wide, _bits(lo, hi), c)
+    wide[:, n:] = _dev(canon.view(np.uint8).reshape(m, _CHUNKS))  # bytes of rho, LE
+    lo, hi = (int(s.min()), int(s.max())) if n else (0, 0)
+    return _signed_rows(base, wide, c, min(lo, 0), max(hi, 255))
+
+
+def msm_mont_blinded(points: np.ndarray, scalars, H: np.ndarray, blinds: np.ndarray,
+                     c: int | None = None, cache_key: Hashable | None = None) -> np.ndarray:
+    """Jacobian (m, 12) rows sum_i k[row, i] P_i + rho_row H for Fr Montgomery k (m, n, 4)
+    and rho (m, 4): the rows and blinds go to the device as they are and meet there."""
+    n = points.shape[0]
+    xp = _xp()
+    s = _dev(scalars, np.uint64).reshape(-1, n, 4)
+    m = s.shape[0]
+    if m == 0:
+        return M._identities(0)
+    H = np.ascontiguousarray(H, dtype=np.uint64).reshape(1, 8)
+    base = _extended(points, lambda: H, "blind:" + H.tobytes().hex(), cache_key)
+    full = xp.empty((m, n + 1, 4), dtype=np.uint64)
+    full[:, :n] = s
+    full[:, n] = _dev(blinds, np.uint64).reshape(m, 4)
+    return _field_rows(base, full, c, True)

@@ -28,7 +28,7 @@ from gpu import msm as M
 
 __all__ = ["AUTO_MIN_WORK", "DEVICES", "NoDeviceError", "cupy_device_available",
            "gpu_available", "resolve", "msm_mont", "msm_canonical", "msm_signed",
-           "msm_signed_blinded"]
+           "msm_signed_blinded", "msm_mont_blinded"]
 
 DEVICES = ("auto", "cpu", "gpu")
 AUTO_MIN_WORK = 1 << 14
@@ -125,3 +125,19 @@ def msm_signed_blinded(points: np.ndarray, scalars: np.ndarray, H: np.ndarray,
     from gpu import cuda_msm  # noqa: PLC0415
 
     return cuda_msm.msm_signed_blinded(points, scalars, H, blinds, cache_key=cache_key)
+
+
+def msm_mont_blinded(points: np.ndarray, scalars: np.ndarray, H: np.ndarray, blinds: np.ndarray,
+                     device: str = "auto", *, cache_key: Hashable | None = None) -> np.ndarray:
+    """Jacobian (m, 12) rows sum_i k[row, i] P_i + rho_row H for Fr Montgomery k (m, n, 4) and
+    blinds rho (m, 4) (a hiding Pedersen commitment per row)."""
+    n = points.shape[0]
+    m = np.asarray(blinds).reshape(-1, 4).shape[0]
+    if resolve(device, m * n) == "cpu":
+        scal = np.empty((m, n + 1, 4), dtype=np.uint64)
+        scal[:, :n] = np.asarray(scalars).reshape(m, n, 4)
+        scal[:, n] = np.asarray(blinds).reshape(m, 4)
+        return M.msm_mont(np.concatenate([points, H]), scal)
+    from gpu import cuda_msm  # noqa: PLC0415
+
+    return cuda_msm.msm_mont_blinded(points, scalars, H, blinds, cache_key=cache_key)

@@ -50,12 +50,9 @@ def _affine(jac: np.ndarray) -> np.ndarray:
 def commit_rows(key: PedersenKey, values: np.ndarray, blinds: np.ndarray,
                 device: str = "auto") -> np.ndarray:
     """Affine (m, 8) commitments of the rows of an (m, n, 4) Fr Montgomery array."""
-    pts = np.concatenate([key.G, key.H])
     m = values.shape[0]
-    scal = np.empty((m, key.n + 1, 4), dtype=np.uint64)
-    scal[:, : key.n] = values.reshape(m, key.n, 4)
-    scal[:, key.n] = blinds.reshape(m, 4)
-    return _affine(D.msm_mont(pts, scal, device, cache_key=(key.label, key.n, "G+H")))
+    return _affine(D.msm_mont_blinded(key.G, values.reshape(m, key.n, 4), key.H, blinds, device,
+                                      cache_key=(key.label, key.n)))
 
 
 def commit_rows_ints(key: PedersenKey, values: np.ndarray, blinds: np.ndarray,
@@ -64,4 +61,4 @@ def commit_rows_ints(key: PedersenKey, values: np.ndarray, blinds: np.ndarray,
     the integer MSM needs only as many windows as the largest |value| has bits)."""
     m = values.shape[0]
     return _affine(D.msm_signed_blinded(key.G, values.reshape(m, key.n), key.H, blinds, device,
-                                        cache_key=(key.label, key.n, "G")))
+                                        cache_key=(key.label, key.n)))

@@ -165,6 +165,10 @@ def check_blinded(big: bool) -> None:
     want = _aff(D.msm_signed_blinded(P, ks, H, rho, device="cpu"))
     for key in (None, "test-key"):
         assert (_aff(CM.msm_signed_blinded(P, ks, H, rho, cache_key=key)) == want).all(), key
+    vals = Fr.random(m * 2, rng).reshape(m, 2, 4)
+    want = _aff(D.msm_mont_blinded(P[:2], vals, H, rho, device="cpu"))
+    assert (_aff(CM.msm_mont_blinded(P[:2], vals, H, rho, c=2 if not big else None))
+            == want).all(), "mont"
 
 
 def check_hyrax(big: bool) -> None:
