@@ -140,10 +140,9 @@ def gpu_msm_table(sizes: list[int]) -> None:
         td = best(lambda: CM.msm_mont(pts, s_dev), 3)
         want = M.msm_mont(G[:n], s)
         tc = best(lambda: M.msm_mont(G[:n], s), 1 if lg >= 20 else 2)
-        same = bool((ZC.to_affine(got) == ZC.to_affine(want)).all())
+        same = "yes" if (ZC.to_affine(got) == ZC.to_affine(want)).all() else "NO"
         print(f"{'2^' + str(lg):>8} {CM.window_bits(n, 253):3d} {tg * 1e9 / n:10.1f} "
-              f"{td * 1e9 / n:9.1f} {tc * 1e9 / n:10.1f} {tc / tg:8.1f}x {'yes' if same else 'NO':>5}")
-        del pts, s_dev
+              f"{td * 1e9 / n:9.1f} {tc * 1e9 / n:10.1f} {tc / tg:8.1f}x {same:>5}")
 
 
 def gpu_hyrax_table(weights: tuple[int, int] = (768, 2304), tensor: int = 1 << 20) -> None:

@@ -46,8 +46,25 @@ from gpu import curve as C
 from gpu import field as F
 from gpu import msm as M
 from gpu.cuda_kernels import (  # noqa: F401 (device functions used inside the kernels)
-    DQ, DR, ONE, SIMULATOR, U64, ZERO, _gt, _sub_limbs, adc, aff_load, from_mont, jac_add,
-    jac_add_affine, jac_double, jac_identity, jac_load, jac_store, load, neg,
+    DQ,
+    DR,
+    ONE,
+    SIMULATOR,
+    U64,
+    ZERO,
+    _gt,
+    _sub_limbs,
+    adc,
+    aff_load,
+    from_mont,
+    jac_add,
+    jac_add_affine,
+    jac_double,
+    jac_identity,
+    jac_load,
+    jac_store,
+    load,
+    neg,
 )
 
 __all__ = ["DevicePoints", "device_points", "window_bits", "msm_mont", "msm_canonical",
