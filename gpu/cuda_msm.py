@@ -573,8 +573,10 @@ def msm_signed_blinded(points: np.ndarray, scalars, H: np.ndarray, blinds: np.nd
     so each row stays an MSM of small integers, n + 32 of them.
     """
     n = points.shape[0]
-    s = _signed_input(scalars, n)
-    m = s.shape[0]
+    m = np.shape(blinds)[0]
+    s = _signed_input(scalars, n) if n else _xp().zeros((m, 0), dtype=np.int64)
+    if s.shape[0] != m:
+        raise ValueError(f"{s.shape[0]} rows of scalars but {m} blinds")
     if m == 0:
         return M._identities(0)
     H = np.ascontiguousarray(H, dtype=np.uint64).reshape(1, 8)
@@ -596,8 +598,8 @@ def msm_mont_blinded(points: np.ndarray, scalars, H: np.ndarray, blinds: np.ndar
     and rho (m, 4): the rows and blinds go to the device as they are and meet there."""
     n = points.shape[0]
     xp = _xp()
-    s = _dev(scalars, np.uint64).reshape(-1, n, 4)
-    m = s.shape[0]
+    m = np.shape(blinds)[0]
+    s = _dev(scalars, np.uint64).reshape(m, n, 4)
     if m == 0:
         return M._identities(0)
     H = np.ascontiguousarray(H, dtype=np.uint64).reshape(1, 8)

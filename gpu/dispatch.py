@@ -117,7 +117,7 @@ def msm_signed_blinded(points: np.ndarray, scalars: np.ndarray, H: np.ndarray,
     m = np.asarray(blinds).reshape(-1, 4).shape[0]
     if resolve(device, _work(points, scalars, 1)) == "cpu":
         n = points.shape[0]
-        vals = M.msm_signed(points, np.asarray(scalars).reshape(m, n))
+        vals = M.msm_signed(points, np.asarray(scalars).reshape(m, n)) if n else M._identities(m)
         rho = M.msm_mont(H, np.ascontiguousarray(blinds).reshape(m, 1, 4))
         out = np.empty_like(vals)
         C.vjac_add(vals, rho, out)
