@@ -4,13 +4,13 @@ There is one source of truth for the arithmetic: this module takes the Python fu
 the CPU kernels, rebinds their globals to this module (so ``mul`` calls the CUDA ``mul``,
 ``F.one`` this module's ``one``, and ``mac``/``adc``/``sbb`` the versions below) and compiles
 each with ``numba.cuda.jit(device=True)``. The CPU limb primitives are LLVM i128 intrinsics
-that the CUDA target lacks; here they are written with a 32-bit split of the 64 x 64-bit
-product, which is also exact under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), where
-the tests run them. Every constant is a uint64 so numba never widens to float.
+that the CUDA target lacks. Here the high word of a 64 x 64-bit product is libdevice's
+``umul64hi`` (one ``mul.hi.u64``) on a real device; numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, where the CI tests run) has no libdevice, so there it is a 32-bit
+split of the product, exact as well. Every constant is a uint64 so numba never widens to float.
 
-Kernels (one thread per element / point; arrays are CuPy or numba device arrays):
-``k_vmul``, ``k_jac_add``, ``k_jac_double``, ``k_scalar_mul`` (affine points times canonical
-scalar limbs, Jacobian out) and ``k_sum_pairs`` (one tree-reduction level of Jacobian points).
+Kernels here are the small per-element ones the tests use (``k_vmul``, ``k_jac_add``,
+``k_jac_double``); the MSM kernels are in :mod:`gpu.cuda_msm`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from __future__ import annotations
 import sys
 import types
 
+import numba
 import numpy as np
 from numba import cuda
 
 from gpu import curve as _curve
 from gpu import field as _field
+from gpu import msm as _msm
 
 U64 = np.uint64
 ZERO = U64(0)
@@ -36,26 +38,46 @@ _CURVE_FUNCS = ["eq", "jac_identity", "jac_from_affine", "jac_double", "jac_add_
                 "jac_add", "jac_neg", "jac_load", "jac_store", "aff_load", "aff_store",
                 "aff_is_inf", "jac_to_affine", "scalar_mul", "on_curve_affine"]
 
+_MSM_FUNCS = ["_gt", "_sub_limbs"]
+
 DQ = _curve.DQ
+DR = _msm.DR
 E0 = _curve.E0
 B_MONT = _curve.B_MONT
 SQRT_EXP = _curve.SQRT_EXP
 
 
+SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
+"""True under numba's CUDA simulator (the kernels then run on the CPU, on numpy arrays)."""
+
+if SIMULATOR:
+
+    @cuda.jit(device=True)
+    def _mulhi(b, c):
+        """High word of b*c from four 32 x 32-bit products."""
+        bl = b & _M32
+        bh = b >> _S32
+        cl = c & _M32
+        ch = c >> _S32
+        lh = bl * ch
+        hl = bh * cl
+        mid = ((bl * cl) >> _S32) + (lh & _M32) + (hl & _M32)
+        return bh * ch + (lh >> _S32) + (hl >> _S32) + (mid >> _S32)
+
+else:
+    from numba.cuda import libdevice
+
+    @cuda.jit(device=True)
+    def _mulhi(b, c):
+        # libdevice declares umul64hi on int64; the casts only reinterpret the bits
+        return U64(libdevice.umul64hi(np.int64(b), np.int64(c)))
+
+
 @cuda.jit(device=True)
 def mac(a, b, c, carry):
-    """(lo, hi) of a + b*c + carry, from four 32 x 32-bit products."""
-    bl = b & _M32
-    bh = b >> _S32
-    cl = c & _M32
-    ch = c >> _S32
-    ll = bl * cl
-    lh = bl * ch
-    hl = bh * cl
-    hh = bh * ch
-    mid = (ll >> _S32) + (lh & _M32) + (hl & _M32)
-    lo = (ll & _M32) | ((mid & _M32) << _S32)
-    hi = hh + (lh >> _S32) + (hl >> _S32) + (mid >> _S32)
+    """(lo, hi) of a + b*c + carry."""
+    lo = b * c
+    hi = _mulhi(b, c)
     lo2 = lo + a
     if lo2 < lo:
         hi += ONE
@@ -96,6 +118,8 @@ for _name in _FIELD_FUNCS:
     globals()[_name] = cuda.jit(device=True)(_rebind(getattr(_field, _name)))
 for _name in _CURVE_FUNCS:
     globals()[_name] = cuda.jit(device=True)(_rebind(getattr(_curve, _name)))
+for _name in _MSM_FUNCS:
+    globals()[_name] = cuda.jit(device=True)(_rebind(getattr(_msm, _name)))
 
 
 @cuda.jit
@@ -117,24 +141,3 @@ def k_jac_double(a, out):
     i = cuda.grid(1)
     if i < a.shape[0]:
         jac_store(out, i, jac_double(jac_load(a, i), DQ))  # noqa: F821
-
-
-@cuda.jit
-def k_scalar_mul(aff, scalars, out):
-    i = cuda.grid(1)
-    if i < aff.shape[0]:
-        xy = aff_load(aff, i)  # noqa: F821
-        P = jac_from_affine(xy[0], xy[1])  # noqa: F821
-        jac_store(out, i, scalar_mul(P, scalars[i, 0], scalars[i, 1],  # noqa: F821
-                                     scalars[i, 2], scalars[i, 3], DQ))
-
-
-@cuda.jit
-def k_sum_pairs(src, n, dst):
-    """dst[i] = src[2i] + src[2i+1] (src[2i] alone when 2i + 1 = n)."""
-    i = cuda.grid(1)
-    if 2 * i < n:
-        if 2 * i + 1 < n:
-            jac_store(dst, i, jac_add(jac_load(src, 2 * i), jac_load(src, 2 * i + 1), DQ))  # noqa
-        else:
-            jac_store(dst, i, jac_load(src, 2 * i))  # noqa: F821

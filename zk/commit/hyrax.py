@@ -150,10 +150,12 @@ def _finish(witness: HyraxWitness, rows_aff: np.ndarray) -> tuple[HyraxCommitmen
 
 def commit(tensor: np.ndarray, *, log_cols: int | None = None,
            params: HyraxParams = DEFAULT_PARAMS,
-           rng: np.random.Generator | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
+           rng: np.random.Generator | None = None,
+           device: str = "auto") -> tuple[HyraxCommitment, HyraxWitness]:
     """Commit to a signed integer tensor (any shape; flattened in C order, zero-padded).
 
     Blinds come from the OS CSPRNG unless a numpy ``rng`` is given (tests and benchmarks only).
+    ``device`` picks where the row MSMs run (:mod:`gpu.dispatch`); the bytes are the same.
     """
     flat = np.ascontiguousarray(np.asarray(tensor).reshape(-1))
     if not np.issubdtype(flat.dtype, np.integer):
@@ -163,14 +165,15 @@ def commit(tensor: np.ndarray, *, log_cols: int | None = None,
     padded[: flat.size] = flat
     rows = 1 << (n - b)
     blinds = Fr.random(rows, rng)
-    rows_aff = commit_rows_ints(params.key(b), padded.reshape(rows, 1 << b), blinds)
+    rows_aff = commit_rows_ints(params.key(b), padded.reshape(rows, 1 << b), blinds, device)
     return _finish(HyraxWitness(n, b, Fr.from_signed(padded), blinds), rows_aff)
 
 
 def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
                  params: HyraxParams = DEFAULT_PARAMS,
                  rng: np.random.Generator | None = None,
-                 blinds: np.ndarray | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
+                 blinds: np.ndarray | None = None,
+                 device: str = "auto") -> tuple[HyraxCommitment, HyraxWitness]:
     """Commit to an Fr vector ((k, 4) Montgomery array), zero-padded to a power of two.
 
     ``blinds`` (one Fr element per row) recomputes a known commitment; by default they are
@@ -183,7 +186,7 @@ def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
         blinds = Fr.random(rows, rng)
     elif blinds.shape != (rows, 4):
         raise ValueError(f"need {rows} blinds")
-    rows_aff = commit_rows(params.key(b), padded.reshape(rows, 1 << b, 4), blinds)
+    rows_aff = commit_rows(params.key(b), padded.reshape(rows, 1 << b, 4), blinds, device)
     return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
 
 

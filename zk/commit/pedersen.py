@@ -1,9 +1,11 @@
 """Hiding Pedersen vector commitments in BN254 G1: C = <v, G> + rho * H.
 
 Binding under discrete log in G1 (no known relation among G_0, ..., G_{n-1}, H, U: all come
-from :mod:`zk.generators`); perfectly hiding for uniform rho. ``U`` is one more independent
+from :mod:`zk.commit.generators`); perfectly hiding for uniform rho. ``U`` is one more independent
 generator, used by inner-product arguments to carry the inner product. Many vectors of one
-length are committed by one batched MSM call (one commitment per row).
+length are committed by one batched MSM call (one commitment per row). ``device`` picks where the
+MSMs run (``"auto"``, ``"cpu"`` or ``"gpu"``; see :mod:`gpu.dispatch`); the commitments are the
+same bytes on either.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpu import curve as C
-from gpu import msm as M
+from gpu import dispatch as D
 from gpu import small_msm as S
 from zk.commit.generators import generator, generators
 
@@ -46,36 +48,27 @@ class PedersenKey:
         return np.concatenate([self.G, self.U, self.H])
 
 
-def _blind(key: PedersenKey, blinds: np.ndarray) -> np.ndarray:
-    return M.msm_mont(key.H, np.ascontiguousarray(blinds).reshape(-1, 1, 4))
-
-
-def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    C.vjac_add(a, b, out)
-    aff = np.empty((a.shape[0], 8), dtype=np.uint64)
-    C.vjac_to_affine(out, aff)
-    return aff
-
-
-def commit_rows(key: PedersenKey, values: np.ndarray, blinds: np.ndarray) -> np.ndarray:
-    """Affine (m, 8) commitments of the rows of an (m, n, 4) Fr Montgomery array."""
-    pts = np.concatenate([key.G, key.H])
-    m = values.shape[0]
-    scal = np.empty((m, key.n + 1, 4), dtype=np.uint64)
-    scal[:, : key.n] = values.reshape(m, key.n, 4)
-    scal[:, key.n] = blinds.reshape(m, 4)
-    jac = M.msm_mont(pts, scal)
-    aff = np.empty((m, 8), dtype=np.uint64)
+def _affine(jac: np.ndarray) -> np.ndarray:
+    aff = np.empty((jac.shape[0], 8), dtype=np.uint64)
     C.vjac_to_affine(jac, aff)
     return aff
 
 
-def commit_rows_ints(key: PedersenKey, values: np.ndarray, blinds: np.ndarray) -> np.ndarray:
+def commit_rows(key: PedersenKey, values: np.ndarray, blinds: np.ndarray,
+                device: str = "auto") -> np.ndarray:
+    """Affine (m, 8) commitments of the rows of an (m, n, 4) Fr Montgomery array."""
+    m = values.shape[0]
+    return _affine(D.msm_mont_blinded(key.G, values.reshape(m, key.n, 4), key.H, blinds, device,
+                                      cache_key=(key.label, key.n)))
+
+
+def commit_rows_ints(key: PedersenKey, values: np.ndarray, blinds: np.ndarray,
+                     device: str = "auto") -> np.ndarray:
     """Affine (m, 8) commitments of the rows of an (m, n) signed integer array (fast path:
     the integer MSM needs only as many windows as the largest |value| has bits)."""
     m = values.shape[0]
-    return _add(M.msm_signed(key.G, values.reshape(m, key.n)), _blind(key, blinds))
+    return _affine(D.msm_signed_blinded(key.G, values.reshape(m, key.n), key.H, blinds, device,
+                                        cache_key=(key.label, key.n)))
 
 
 _COMBS: dict[bytes, np.ndarray] = {}
