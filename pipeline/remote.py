@@ -78,11 +78,14 @@ class SessionResult:
 class ServiceClient:
     """The HTTP calls of :mod:`pipeline.service`, with polling and 503 back-off."""
 
+    STEP_WAIT_S = 7200.0  # the longest a client waits for one server step
+
     def __init__(self, url: str, timeout: float = 120.0, poll_s: float = 0.2,
-                 busy_wait_s: float = 1800.0) -> None:
+                 busy_wait_s: float = 1800.0, step_wait_s: float | None = None) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/") + API, timeout=timeout)
         self.poll_s = poll_s
         self.busy_wait_s = busy_wait_s
+        self.step_wait_s = self.STEP_WAIT_S if step_wait_s is None else step_wait_s
 
     def close(self) -> None:
         self.http.close()
@@ -137,8 +140,13 @@ class ServiceClient:
 
     def wait(self, sid: str, states: tuple[str, ...],
              on_progress: Callable[[int, int], None] | None = None) -> dict:
-        """Poll the session until it reaches one of ``states``; ServiceError if it fails."""
+        """Poll the session until it reaches one of ``states``; ServiceError if it fails,
+        TimeoutError after ``step_wait_s``."""
+        deadline = time.monotonic() + self.step_wait_s
         while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"session {sid} did not reach {states} in "
+                                   f"{self.step_wait_s:.0f} s")
             s = self.status(sid)
             if on_progress is not None and s["total"]:
                 on_progress(s["done"], s["total"])

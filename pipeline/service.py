@@ -103,7 +103,7 @@ class RealBackend:
         zipped = (circuit_dir / CIRCUIT_FILE).read_bytes()
         self._zip = [ray.put(np.frombuffer(zipped, dtype=np.uint8))]  # boxed: not resolved
 
-    def fhe_server(self, model: ProvingModel):
+    def fhe_server(self):
         from fhe.server import CIRCUIT_FILE, SPECS_FILE, HeadServer
 
         with tempfile.TemporaryDirectory() as d:
@@ -125,42 +125,50 @@ class SimulatedBackend:
         self.circuit_id = simulated_circuit_id(head.config)
         self.token = secrets.token_hex(8)
 
-    def fhe_server(self, model: ProvingModel):
+    def fhe_server(self):
         from pipeline.backend import SimulatedFhe
 
-        return SimulatedFhe(self.head).server
+        head = self.head
+        server = SimulatedFhe(head).server
+        # like the encrypted circuit, the simulation refuses no input: inputs outside the
+        # calibrated bounds are refused where they are visible (client, prover at the opening)
+        server.evaluate = lambda x: run_reference(x, head, check=False)[0]
+        return server
 
 
-# What one worker process keeps between tasks: decoded models, loaded circuits, and the last
-# few evaluation key sets per circuit (a session's ciphertexts mostly land on the same workers).
-_MODELS: dict[bytes, ProvingModel] = {}
-_SERVERS: dict[str, tuple[object, OrderedDict]] = {}
-_KEYS_PER_WORKER = 2
+# What one worker process keeps between tasks (least recently used first out): decoded models,
+# loaded circuits with the last few evaluation key sets each (a session's ciphertexts mostly
+# land on the same few workers).
+_MODELS: OrderedDict = OrderedDict()
+_SERVERS: OrderedDict = OrderedDict()
+_KEEP_MODELS, _KEEP_SERVERS, _KEEP_KEYS = 2, 2, 2
+
+
+def _lru(cache: OrderedDict, key, make, keep: int, drop=None):
+    if key not in cache:
+        cache[key] = make()
+        while len(cache) > keep:
+            old_key, old = cache.popitem(last=False)
+            if drop is not None:
+                drop(old_key, old)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 def _worker_model(box: list, digest: bytes) -> ProvingModel:
-    if digest not in _MODELS:
-        _MODELS.clear()
-        _MODELS[digest] = from_bytes(ProvingModel, ray.get(box[0]).tobytes())
-    return _MODELS[digest]
+    return _lru(_MODELS, digest, lambda: from_bytes(ProvingModel, ray.get(box[0]).tobytes()),
+                _KEEP_MODELS)
 
 
 @ray.remote
-def evaluate_ciphertext(backend, model_box: list, model_digest: bytes, keys_box: list,
-                        blob: bytes) -> bytes:
+def evaluate_ciphertext(backend, keys_box: list, blob: bytes) -> bytes:
     """Evaluate one INPUT blob under the session's evaluation keys; the OUTPUT blob."""
-    if backend.token not in _SERVERS:
-        _SERVERS[backend.token] = (backend.fhe_server(_worker_model(model_box, model_digest)),
-                                   OrderedDict())
-    server, loaded = _SERVERS[backend.token]
-    key_id = unpack(blob, Kind.INPUT).key_id
-    if key_id not in loaded:
-        server.add_evaluation_keys(ray.get(keys_box[0]).tobytes())
-        loaded[key_id] = True
-        while len(loaded) > _KEYS_PER_WORKER:
-            old, _ = loaded.popitem(last=False)
-            getattr(server, "drop_evaluation_keys", lambda _k: None)(old)
-    loaded.move_to_end(key_id)
+    server, loaded = _lru(_SERVERS, backend.token, lambda: (backend.fhe_server(), OrderedDict()),
+                          _KEEP_SERVERS)
+    drop = getattr(server, "drop_evaluation_keys", None)
+    _lru(loaded, unpack(blob, Kind.INPUT).key_id,
+         lambda: server.add_evaluation_keys(ray.get(keys_box[0]).tobytes()), _KEEP_KEYS,
+         None if drop is None else (lambda key_id, _: drop(key_id)))
     return server.run_batch([blob])[0]
 
 
@@ -186,11 +194,21 @@ def _error(e: HttpError) -> JSONResponse:
 
 _STATE_STATUS = {st.EXPIRED: 410, st.FAILED: 409}
 
+
+def _cause(e: BaseException) -> str:
+    """The message of what a task raised (Ray wraps it), or the failure's own."""
+    cause = getattr(e, "cause", None)
+    return str(cause) if cause is not None else f"{type(e).__name__}: {e}"
+
+
+# Serve pickles the class below when it is decorated: what it uses must be defined above it.
+
 app = FastAPI(title="zkfhe", description="encrypted attention inference with canary proofs")
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=512, ray_actor_options={"num_cpus": 0},
-                  health_check_period_s=5)
+                  health_check_period_s=5, graceful_shutdown_timeout_s=5,
+                  graceful_shutdown_wait_loop_s=0.5)
 @serve.ingress(app)
 class ZkfheService:
     """The ingress replica: checks uploads, keeps the store, schedules tasks, answers polls."""
@@ -208,9 +226,10 @@ class ZkfheService:
         self.model_box = [ray.put(np.frombuffer(to_bytes(self.model), dtype=np.uint8))]
         self.store = st.SessionStore(config.store_dir, config.ttl_s)
         self.slots = asyncio.Semaphore(config.max_active)
-        self.waiting = 0
+        self.waiting = 0  # jobs admitted, not yet running
         self.running = 0
-        self.job_s = 10.0  # running mean of a job's duration, for Retry-After
+        self.refused = 0  # 503 answers so far
+        self.job_s = 1.0  # running mean of a job's duration, for Retry-After
         self.jobs: set[asyncio.Task] = set()
         self.started = False
 
@@ -220,9 +239,14 @@ class ZkfheService:
             return
         self.started = True
         for rec in self.store.in_flight():
-            self._spawn(self._evaluate(rec.id) if rec.state == st.EVALUATING
-                        else self._prove(rec.id))
+            self._enqueue(self._evaluate(rec.id) if rec.state == st.EVALUATING
+                          else self._prove(rec.id))
         self._spawn(self._collect())
+
+    def _enqueue(self, job) -> None:
+        """Count a job as waiting now (admission sees it at once), then schedule it."""
+        self.waiting += 1
+        self._spawn(job)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -240,7 +264,8 @@ class ZkfheService:
     async def health(self) -> dict:
         await self._start()
         return {"status": "ok", "backend": self.backend.kind, "running": self.running,
-                "waiting": self.waiting, "sessions": self.store.count()}
+                "waiting": self.waiting, "refused_busy": self.refused,
+                "sessions": self.store.count()}
 
     @app.get(API + "/info")
     async def info(self) -> dict:
@@ -283,11 +308,12 @@ class ZkfheService:
             return _error(e)
         except st.StoreError as e:  # the same request uploaded twice at once
             return _error(HttpError(409, str(e)))
-        self._spawn(self._evaluate(rec.id))
+        self._enqueue(self._evaluate(rec.id))
         return JSONResponse({"session": rec.id, "state": rec.state}, status_code=202)
 
     @app.get(API + "/sessions/{sid}")
     async def status(self, sid: str) -> Response:
+        await self._start()
         try:
             return JSONResponse(self._record(sid).public())
         except HttpError as e:
@@ -319,14 +345,16 @@ class ZkfheService:
             return _error(e)
         except st.StoreError:  # opened concurrently
             return _error(HttpError(409, st.refusal(self.store.get(sid), "open")))
-        self._spawn(self._prove(sid))
+        self._enqueue(self._prove(sid))
         return JSONResponse({"session": sid, "state": st.PROVING}, status_code=202)
 
     # ------------------------------------------------------------ checks
 
     def _admit(self) -> None:
-        if self.waiting >= self.config.max_queued:
-            wait = math.ceil(self.job_s * (self.waiting + 1) / self.config.max_active)
+        cfg = self.config
+        if self.running + self.waiting >= cfg.max_active + cfg.max_queued:
+            self.refused += 1
+            wait = math.ceil(self.job_s * (self.waiting + 1) / cfg.max_active)
             raise HttpError(503, f"the server is busy ({self.running} sessions running, "
                             f"{self.waiting} waiting); retry in {wait} s",
                             {"Retry-After": str(max(1, wait))})
@@ -402,6 +430,7 @@ class ZkfheService:
         return rec
 
     async def _file(self, sid: str, name: str, states: tuple[str, ...]) -> Response:
+        await self._start()
         try:
             rec = self._record(sid)
             if rec.state not in states:
@@ -409,6 +438,8 @@ class ZkfheService:
                     raise HttpError(409, f"no {name} yet: the session is {rec.state}")
                 raise HttpError(_STATE_STATUS.get(rec.state, 409), st.refusal(rec, "fetch"))
             data = await asyncio.to_thread(self.store.read, sid, name)
+        except FileNotFoundError:  # collected between the state check and the read
+            return _error(HttpError(410, st.refusal(self.store.get(sid), "fetch")))
         except HttpError as e:
             return _error(e)
         return Response(data, media_type="application/octet-stream")
@@ -417,7 +448,6 @@ class ZkfheService:
 
     @asynccontextmanager
     async def _slot(self):
-        self.waiting += 1
         try:
             await self.slots.acquire()
         finally:
@@ -457,8 +487,7 @@ class ZkfheService:
                     self.store.read, sid, "request"))
                 keys = [ray.put(np.frombuffer(request.evaluation_keys, dtype=np.uint8))]
                 task = evaluate_ciphertext.options(max_retries=self.config.task_retries)
-                refs = [task.remote(self.backend, self.model_box, self.model_digest, keys, blob)
-                        for blob in request.inputs]
+                refs = [task.remote(self.backend, keys, blob) for blob in request.inputs]
                 outputs = await self._gather(sid, refs)
                 response = to_bytes(S.respond(request, outputs))
                 await asyncio.to_thread(self.store.put_response, sid, response,
@@ -495,12 +524,6 @@ class ZkfheService:
         while True:
             await asyncio.to_thread(self.store.gc)
             await asyncio.sleep(self.config.gc_interval_s)
-
-
-def _cause(e: BaseException) -> str:
-    """The message of what a task raised (Ray wraps it), or the failure's own."""
-    cause = getattr(e, "cause", None)
-    return str(cause) if cause is not None else f"{type(e).__name__}: {e}"
 
 
 # ---------------------------------------------------------------- running it
