@@ -365,25 +365,28 @@ def test_overload_answers_503_and_clients_back_off(serve_url, world, dirs):
 
 
 @pytest.mark.slow
-def test_real_tfhe_session_over_http(serve_url, world, dirs):
+def test_real_tfhe_session_over_http(serve_url, dirs):
     from fhe.server import HeadServer
     from pipeline.backend import RealFhe
 
-    head, _, calib = random_head(SMALL, seed=3, n_calib=24)
+    # the demo's head (`zkfhe commit` defaults): ~100 MB of evaluation keys
+    head, _, calib = random_head(SMALL, seed=0, n_calib=32)
+    model, commitment = am.commit(head)
     model_dir = dirs.mktemp("real-model")
-    (model_dir / "model.private").write_bytes(to_bytes(world["model"]))
+    (model_dir / "model.private").write_bytes(to_bytes(model))
     be = RealFhe(head, calib)
     assert isinstance(be.server, HeadServer)
     be.server.save(model_dir / "circuit")
-    store = dirs.mktemp("store-real")
-    service.deploy(service.ServiceConfig(str(model_dir), str(store)), name="real",
-                   route_prefix="/real")
-    x = world["canaries"].sample(1)[0]
-    res = remote.run_session(f"{serve_url}/real", x, commitment=world["commitment"],
-                             canaries=world["canaries"])
+    service.deploy(service.ServiceConfig(str(model_dir), str(dirs.mktemp("store-real"))),
+                   name="real", route_prefix="/real")
+    canaries = ActivationCanaries(head, calib)
+    x = canaries.sample(1)[0]
+    res = remote.run_session(f"{serve_url}/real", x, commitment=commitment, canaries=canaries)
     assert not res.simulated
     assert np.array_equal(res.y, run_reference(x, head)[0])
     assert len(from_bytes(S.Response, res.response).outputs[0]) > 10_000  # real ciphertexts
+    with remote.ServiceClient(f"{serve_url}/real") as sc:
+        assert sc.bundle(res.session) == res.bundle
 
 
 def _raylet_pid() -> int:
