@@ -469,7 +469,7 @@ def cmd_client(args: argparse.Namespace) -> int:
                                     steps=TerminalSteps())
     except httpx.HTTPError as e:
         raise UsageError(f"cannot talk to {args.server}: {e}") from e
-    except remote.ServiceError as e:
+    except (remote.ServiceError, TimeoutError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REJECTED
     if result.simulated:

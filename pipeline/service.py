@@ -301,7 +301,8 @@ class ZkfheService:
                     return JSONResponse({"session": found.id, "state": found.state,
                                          "existing": True}, status_code=200)
                 self._admit()
-                rec = self.store.create(request.digest, len(request.inputs), path)
+                rec = await asyncio.to_thread(self.store.create, request.digest,
+                                              len(request.inputs), path)
             finally:
                 path.unlink(missing_ok=True)
         except HttpError as e:
