@@ -4,6 +4,7 @@
     proof = prove(model, x)                               # plaintext: y = f_W(x) for public x
     bundle = prove(model, request, response, opening)     # encrypted session (pipeline.session)
     verdict = verify(proof_or_bundle, commitment)         # anyone, no keys
+    result = query(server_url, x, commitment)             # client of `zkfhe serve` (HTTP)
 
 What a plaintext proof shows: y = f_W(x) for the public x and y and the W inside the public
 commitment, for the integer head of zk.attention_ref; sound under discrete log in BN254 G1 and
@@ -74,6 +75,15 @@ def verify(proof, commitment, request: S.Request | None = None,
     except VerificationError as e:
         return Verdict(False, str(e))
     raise TypeError(f"cannot verify a {type(proof).__name__}")
+
+
+def query(server_url: str, x=None, commitment=None, **kw):
+    """A whole encrypted session against a `zkfhe serve` server (needs the serve extra):
+    returns a ``pipeline.remote.SessionResult`` whose ``y`` is the verified, decrypted real
+    output; raises CheatingDetected if the server deviated. See remote.run_session."""
+    from pipeline import remote
+
+    return remote.run_session(server_url, x, commitment=commitment, **kw)
 
 
 def _decode(data: bytes, commitment: am.ModelCommitment):

@@ -63,7 +63,10 @@ class _SimClient:
             if not np.issubdtype(a.dtype, np.integer):
                 raise ValueError("inputs must be integer arrays")
             try:
-                run_reference(a.astype(np.int64), self.head)
+                if isinstance(self.head, QuantizedHead):
+                    run_reference(a.astype(np.int64), self.head)
+                else:  # a public commitment: the checks a client without weights can make
+                    _check_public(a.astype(np.int64), self.head)
             except ValueError as e:
                 raise ValueError(f"input refused: {e}") from None
             arrays.append(a.astype("<i8"))
@@ -76,6 +79,23 @@ class _SimClient:
             raise FheInputError("simulated output of the wrong size")
         return np.frombuffer(env.payload, dtype="<i8").astype(np.int64).reshape(
             cfg.seq_len, cfg.d_head)
+
+
+def _check_public(x: np.ndarray, commitment) -> None:
+    cfg = commitment.config
+    if x.shape != (cfg.seq_len, cfg.d_model):
+        raise ValueError(f"input must have shape {(cfg.seq_len, cfg.d_model)}, got {x.shape}")
+    lo, hi = commitment.bounds["x"]
+    if x.min() < lo or x.max() > hi:
+        raise ValueError(f"input entries must lie in [{lo}, {hi}]")
+    if cfg.x_norm2_bound is not None and np.sum(x * x, axis=-1).max() > cfg.x_norm2_bound:
+        raise ValueError(f"a token's squared norm exceeds {cfg.x_norm2_bound}")
+
+
+def simulated_circuit_id(config) -> bytes:
+    """The circuit id every simulated blob carries: it names the head's configuration and says
+    that nothing is encrypted."""
+    return sha3(b"SIMULATED, NOT ENCRYPTED " + repr(config).encode())
 
 
 class _SimServer:
@@ -117,7 +137,7 @@ class SimulatedFhe:
 
     def __init__(self, head: QuantizedHead, circuit=None) -> None:
         self.head = head
-        self.circuit_id = sha3(b"SIMULATED, NOT ENCRYPTED " + repr(head.config).encode())
+        self.circuit_id = simulated_circuit_id(head.config)
         if circuit is not None:
             evaluate = circuit.simulate
         else:
@@ -127,3 +147,9 @@ class SimulatedFhe:
 
     def client(self) -> _SimClient:
         return _SimClient(self.circuit_id, self.head)
+
+    @staticmethod
+    def public_client(commitment) -> _SimClient:
+        """A simulated client built from the public model commitment alone (a remote client
+        of a simulating server): it checks inputs against the public input bounds only."""
+        return _SimClient(simulated_circuit_id(commitment.config), commitment)

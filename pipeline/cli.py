@@ -10,6 +10,8 @@ One subcommand per role and step of an encrypted session (DESIGN.md section 3)::
     zkfhe verify   COMMITMENT BUNDLE      anyone, no keys
     zkfhe decrypt  --model model          client: check canaries, print the real output
     zkfhe demo                            all of it in one process, with timings
+    zkfhe serve    --model model          server: the same over HTTP, work fanned out on Ray
+    zkfhe client   --server URL           client: a whole session against a server
 
 Exit codes: 0 success (proof accepted), 1 rejected (a check failed, a file is malformed or
 belongs to another session), 2 usage error (bad arguments, missing file).
@@ -382,6 +384,112 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Server: `zkfhe serve`, HTTP on Ray Serve (needs the `serve` extra)."""
+    model_dir = Path(args.model)
+    if not (model_dir / "model.private").is_file():
+        raise UsageError(f"no model.private in {model_dir} (run zkfhe commit first)")
+    if not args.simulate and not (model_dir / "circuit").is_dir():
+        raise UsageError(f"no circuit/ in {model_dir} (run zkfhe commit first)")
+    try:
+        from pipeline import service
+    except ImportError as e:
+        raise UsageError(f"zkfhe serve needs the serve extra (pip install '.[serve]'): {e}")
+    store = args.store or str(model_dir / "store")
+    config = service.ServiceConfig(
+        str(model_dir), store, simulate=args.simulate, ttl_s=args.ttl,
+        max_active=args.max_active, max_queued=args.max_queued, max_upload=args.max_upload)
+    service.serve_forever(config, args.host, args.port, args.address)
+    return EXIT_OK
+
+
+class TerminalSteps:
+    """One progress bar per step on a terminal (tqdm), one line per finished step always."""
+
+    def __init__(self) -> None:
+        from pipeline.remote import Steps
+
+        self._rec = Steps()
+        self.rows = self._rec.rows
+        self._bar = None
+        self._name = ""
+
+    def begin(self, name: str, total: int | None = None, unit: str = "") -> None:
+        self._rec.begin(name, total, unit)
+        self._name = name
+        if sys.stdout.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=f"  {name}", unit=unit or "it",
+                             unit_scale=unit == "B", leave=False,
+                             bar_format=None if total else "{desc} ...")
+
+    def advance(self, done: int, total: int | None = None) -> None:
+        if self._bar is not None:
+            if total is not None and self._bar.total != total:
+                self._bar.total = total
+            self._bar.n = done
+            self._bar.refresh()
+
+    def end(self, size: int | None = None, note: str = "") -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._rec.end(size, note)
+        dt = self.rows[-1][1]
+        extra = f"  {size:,} bytes" if size is not None else ""
+        print(f"  {self._name:<34} {dt:8.2f} s{extra}", flush=True)
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    """Client: a whole encrypted session against a `zkfhe serve` server."""
+    import numpy as np
+
+    try:
+        import httpx
+
+        from pipeline import remote
+    except ImportError as e:
+        raise UsageError(f"zkfhe client needs the serve extra (pip install '.[serve]'): {e}")
+    commitment = None
+    if args.commitment:
+        if not Path(args.commitment).is_file():
+            raise UsageError(f"no such file: {args.commitment} (commitment)")
+        commitment = Path(args.commitment).read_bytes()
+    x = None
+    if args.input:
+        try:
+            x = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {args.input} as a .npy integer array: {e}") from e
+    print(f"server {args.server}; k = {args.k} canaries")
+    try:
+        result = remote.run_session(args.server, x, k=args.k, commitment=commitment,
+                                    allow_simulated=args.allow_simulated,
+                                    steps=TerminalSteps())
+    except httpx.HTTPError as e:
+        raise UsageError(f"cannot talk to {args.server}: {e}") from e
+    except (remote.ServiceError, TimeoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_REJECTED
+    if result.simulated:
+        print("note: the server SIMULATES FHE: nothing was encrypted")
+    if result.commitment_from_server:
+        print(f"note: model commitment taken from the server (digest "
+              f"{result.commitment.digest.hex()[:16]}...); pass --commitment to check it")
+    if args.out:
+        out = Path(args.out)
+        write_atomic(out / "session.response", result.response)
+        write_atomic(out / "session.bundle", result.bundle)
+        print(f"wrote {out / 'session.response'} and {out / 'session.bundle'}")
+    print(f"session {result.session}: canaries at {list(result.positions)}, real input at "
+          f"{result.real_position}")
+    print(f"real output: {result.y.tolist()}")
+    print(f"verdict: ACCEPTED (every canary proven and matched; the real query is covered with "
+          f"probability {args.k}/{args.k + 1} against a server corrupting one output)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="zkfhe",
@@ -434,6 +542,33 @@ def build_parser() -> argparse.ArgumentParser:
          ("request", "response", "opening"), "bundle")
     step("decrypt", "client: check the canaries, decrypt the real output", cmd_decrypt,
          ("secret", "request", "response", "bundle"), "")
+
+    p = sub.add_parser("serve", help="server: serve sessions over HTTP (Ray Serve)")
+    p.add_argument("--model", default="model", help="model folder (default model/)")
+    p.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--store", help="session store folder (default MODEL/store)")
+    p.add_argument("--ttl", type=float, default=3600.0,
+                   help="seconds after its last change before a session is deleted (3600)")
+    p.add_argument("--max-active", type=int, default=4, help="sessions worked on at once (4)")
+    p.add_argument("--max-queued", type=int, default=32,
+                   help="sessions waiting before new ones get 503 (32)")
+    p.add_argument("--max-upload", type=int, default=4 << 30,
+                   help="largest request file in bytes (4 GiB)")
+    p.add_argument("--simulate", action="store_true",
+                   help="simulate FHE (no encryption; for tests and a quick look only)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("client", help="client: a whole session against a zkfhe server")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--commitment", help="the model owner's published model.commitment "
+                   "(default: trust the server's)")
+    p.add_argument("--input", help=".npy integer array (L x d_model); default: a sample")
+    p.add_argument("--k", type=int, default=3, help="canaries (default 3)")
+    p.add_argument("--allow-simulated", action="store_true",
+                   help="go on with a server that simulates FHE (nothing encrypted)")
+    p.add_argument("--out", help="folder to keep the session's response and bundle files")
+    p.set_defaults(func=cmd_client)
 
     ver = sub.add_parser("verify", help="anyone: verify a proof or a proof bundle (no keys)")
     ver.add_argument("commitment", help="model commitment file")

@@ -257,30 +257,59 @@ class Server:
 
     def evaluate(self, request: Request) -> Response:
         """Run the circuit on every input ciphertext and fix the receipt."""
+        self.check_request(request)
+        self.fhe.add_evaluation_keys(request.evaluation_keys)
+        return respond(request, self.fhe.run_batch(list(request.inputs)))
+
+    def check_request(self, request: Request) -> None:
+        """Refuse a request made for another model commitment (ValueError)."""
         if request.model_digest != self.model.commitment.digest:
             raise ValueError("the request names another model commitment")
-        self.fhe.add_evaluation_keys(request.evaluation_keys)
-        outputs = tuple(self.fhe.run_batch(list(request.inputs)))
-        return Response(request.digest, outputs, receipt_of(request, outputs))
 
     def prove(self, request: Request, response: Response, opening: CanaryOpening,
               progress=None) -> ProofBundle:
         """One zkAttn proof per opened canary, each bound to the receipt."""
-        receipt = receipt_of(request, response.outputs)
-        if receipt != response.receipt or opening.receipt != receipt:
-            raise ValueError("the opening does not belong to this request and response")
-        _check_positions(opening.positions, len(request.inputs))
+        receipt = check_opening(request, response, opening)
         proofs = []
-        for i, x in enumerate(opening.inputs):
-            try:
-                proofs.append(zkattn.prove(self.model, x, context=receipt).to_bytes())
-            except ProverError as e:
-                raise ValueError(f"canary at position {opening.positions[i]}: {e}") from e
+        for i, (pos, x) in enumerate(zip(opening.positions, opening.inputs)):
+            proofs.append(prove_canary(self.model, pos, x, receipt))
             if progress is not None:
                 progress(i + 1, len(opening.inputs))
-        return ProofBundle(receipt, request.circuit_id, _sha3(request.evaluation_keys),
-                           _digests(request.inputs),
-                           _digests(response.outputs), opening.positions, tuple(proofs))
+        return assemble_bundle(request, response, opening, proofs)
+
+
+def respond(request: Request, outputs: Sequence[bytes]) -> Response:
+    """The response to a request: its output ciphertexts, in order, fixed by the receipt."""
+    outputs = tuple(outputs)
+    return Response(request.digest, outputs, receipt_of(request, outputs))
+
+
+def check_opening(request: Request, response: Response, opening: CanaryOpening) -> bytes:
+    """The session's receipt, if the opening belongs to this request and response and opens
+    k distinct canaries inside it; ValueError / VerificationError otherwise."""
+    receipt = receipt_of(request, response.outputs)
+    if receipt != response.receipt or opening.receipt != receipt:
+        raise ValueError("the opening does not belong to this request and response")
+    _check_positions(opening.positions, len(request.inputs))
+    return receipt
+
+
+def prove_canary(model: ProvingModel, position: int, x: np.ndarray, receipt: bytes) -> bytes:
+    """The proof file of one canary: y = f_W(x), bound to the session's receipt.
+    ValueError (naming the position) if the prover refuses x."""
+    try:
+        return zkattn.prove(model, x, context=receipt).to_bytes()
+    except ProverError as e:
+        raise ValueError(f"canary at position {position}: {e}") from e
+
+
+def assemble_bundle(request: Request, response: Response, opening: CanaryOpening,
+                    proofs: Sequence[bytes]) -> ProofBundle:
+    """The bundle of a session's canary proofs (in the opening's order) with the receipt's
+    preimage."""
+    return ProofBundle(response.receipt, request.circuit_id, _sha3(request.evaluation_keys),
+                       _digests(request.inputs), _digests(response.outputs), opening.positions,
+                       tuple(proofs))
 
 
 def _check_positions(positions: Sequence[int], n: int) -> None:

@@ -1,0 +1,328 @@
+"""`zkfhe serve` under load: real TFHE sessions over HTTP on a local Ray, and what a cluster gives.
+
+Run: .venv/bin/python bench/serve.py [--levels 1,2,4] [--sessions 2] [--k 3]
+
+1. Fan-out: one session's server side (evaluate k+1 ciphertexts + prove k canaries, as Ray
+   tasks) on a local Ray with 1 CPU, then with 2 CPUs (this machine's cores); speed-up.
+2. Load: c = 1, 2, 4 concurrent clients (separate processes, each doing its whole side: keygen,
+   encrypt, upload, open, download, verify, decrypt), ``--sessions`` x c sessions per level, on
+   the small head (the demo's: 4 -> 2, L = 2, 3-bit, narrow tables) with real TFHE:
+   sessions per minute, p50 / p95 session latency (client-observed, keygen included) and the
+   server's share (evaluate + prove). Clients and server share this machine's 2 cores.
+3. A GPT-2-size head (768 -> 64, L = 6, 4-bit) on N machines: measured per-task times (a canary
+   proof at that size, measured here; the evaluation-key load rate, measured here) and the
+   encrypted evaluation's time per ciphertext (``--gpt2-eval-s``: by default DESIGN.md's
+   measured 110 s on 2 cores for a 6,480-PBS GPT-2-size head, counted as 220 core-seconds)
+   drive an event simulation of Ray's scheduling (each task on one core, a session's proofs
+   after all its evaluations) for a single session and for a burst of sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import multiprocessing
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_model(folder: Path):
+    """The demo's head (``zkfhe commit`` defaults): commitment, proving model, circuit."""
+    from pipeline import api
+    from pipeline.backend import RealFhe
+    from pipeline.cli import DEMO_TABLES
+    from zk.attention_ref import HeadConfig, random_head
+    from zk.encoding import to_bytes
+
+    cfg = HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3, **DEMO_TABLES)
+    head, _, calib = random_head(cfg, seed=0, n_calib=32)
+    model, commitment = api.commit(head)
+    (folder / "model.private").write_bytes(to_bytes(model))
+    (folder / "model.commitment").write_bytes(to_bytes(commitment))
+    be = RealFhe(head, calib)
+    be.server.save(folder / "circuit")
+    return head, calib, be, model
+
+
+def in_process(be, head, calib, model, k: int) -> tuple[float, float]:
+    """The same session's server side in this process, no Ray (S.Server: evaluate, prove)."""
+    from pipeline import session as S
+    from pipeline.canaries import ActivationCanaries
+
+    canaries = ActivationCanaries(head, calib)
+    client = S.Client(model.commitment, be.client(), canaries, k=k)
+    server = S.Server(model, be.server)
+    request = client.request(canaries.sample(1)[0])
+    t0 = time.perf_counter()
+    response = server.evaluate(request)
+    t1 = time.perf_counter()
+    server.prove(request, response, client.open(response))
+    return t1 - t0, time.perf_counter() - t1
+
+
+def _client_init() -> None:
+    warnings.filterwarnings("ignore")
+    import fhe.client  # noqa: F401  (concrete's import, out of the timed sessions)
+
+
+def _client_sessions(url: str, commitment: bytes, n: int, k: int) -> list[dict]:
+    """One client process: n sessions one after the other."""
+    from pipeline import remote
+
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with remote.ServiceClient(url, poll_s=0.1) as sc:
+            res = remote.run_session(url, k=k, commitment=commitment, service=sc)
+            st = sc.status(res.session)
+        out.append({"latency": time.perf_counter() - t0, "evaluate_s": st["evaluate_s"],
+                    "prove_s": st["prove_s"], "t_end": time.time(),
+                    "keygen": dict((r[0], r[1]) for r in res.steps)})
+    return out
+
+
+def _server_times(url: str, commitment: bytes, k: int, n: int) -> list[tuple[float, float]]:
+    res = _client_sessions(url, commitment, n, k)
+    return [(r["evaluate_s"], r["prove_s"]) for r in res]
+
+
+def fanout(model_dir: Path, store: Path, commitment: bytes, k: int) -> dict:
+    from pipeline import service
+
+    times = {}
+    for cpus in (1, 2):
+        port = _port()
+        service.start("127.0.0.1", port, num_cpus=cpus)
+        try:
+            service.deploy(service.ServiceConfig(str(model_dir), str(store / f"fan{cpus}")))
+            url = f"http://127.0.0.1:{port}"
+            _server_times(url, commitment, k, 1)  # warm-up: workers, circuit, numba caches
+            times[cpus] = _server_times(url, commitment, k, 2)
+        finally:
+            service.stop()
+    return times
+
+
+def load(model_dir: Path, store: Path, commitment: bytes, k: int, levels, per: int) -> dict:
+    from pipeline import service
+
+    port = _port()
+    service.start("127.0.0.1", port, num_cpus=2)
+    url = f"http://127.0.0.1:{port}"
+    rows = {}
+    try:
+        service.deploy(service.ServiceConfig(str(model_dir), str(store / "load"),
+                                             max_active=4, max_queued=64))
+        _server_times(url, commitment, k, 1)  # warm-up
+        for c in levels:
+            ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Ray
+            with ProcessPoolExecutor(c, ctx, initializer=_client_init) as pool:
+                list(pool.map(int, range(c)))  # processes up before the clock starts
+                t0 = time.time()
+                futs = [pool.submit(_client_sessions, url, commitment, per, k) for _ in range(c)]
+                res = [r for f in futs for r in f.result()]
+                wall = time.time() - t0
+            rows[c] = (res, wall)
+    finally:
+        service.stop()
+    return rows
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _pct(xs, p: float) -> float:
+    xs = sorted(xs)
+    i = min(len(xs) - 1, max(0, int(np.ceil(p / 100 * len(xs))) - 1))
+    return xs[i]
+
+
+# ---------------------------------------------------------------- cluster simulation
+
+
+def measure_gpt2_prove() -> tuple[float, int]:
+    """One canary proof of a GPT-2-size head (768 -> 64, L = 6, 4-bit), one thread."""
+    import numba
+
+    from pipeline import session as S
+    from pipeline.canaries import ActivationCanaries
+    from zk import attention_model as am
+    from zk.attention_ref import HeadConfig, random_head
+
+    head, _, calib = random_head(HeadConfig(768, 64, 6), seed=0, n_calib=4)
+    model, _ = am.commit(head)
+    x = ActivationCanaries(head, calib).inputs[0]
+    numba.set_num_threads(1)
+    S.prove_canary(model, 0, x, bytes(32))  # warm-up (kernels)
+    t0 = time.perf_counter()
+    proof = S.prove_canary(model, 0, x, bytes(32))
+    return time.perf_counter() - t0, len(proof)
+
+
+def measure_key_load(be, head, calib) -> float:
+    """Seconds per MB to deserialize evaluation keys in a server (small head's keys)."""
+    c = be.client()
+    c.keygen()
+    keys = c.evaluation_keys()
+    t0 = time.perf_counter()
+    be.server.add_evaluation_keys(keys)
+    return (time.perf_counter() - t0) / (len(keys) / 1e6)
+
+
+def simulate(machines: int, cores: int, n_sessions: int, k: int, t_eval: float,
+             t_prove: float, t_keys: float, max_active: int | None = None) -> list[float]:
+    """Event simulation of the service on a Ray cluster: ``n_sessions`` arrive at time 0;
+    at most ``max_active`` are worked on at once (the service's admission; the rest wait).
+    An admitted session submits k+1 evaluation tasks (t_eval + t_keys: the key load of a
+    worker that has not seen the session), then, once all are done, k proof tasks (t_prove).
+    Ray runs ready tasks FIFO on the first free core. Returns each session's latency."""
+    n_cores = machines * cores
+    max_active = n_sessions if max_active is None else max_active
+    ready: list[tuple[float, int, int, str]] = []  # FIFO by (ready time, submission order)
+    running: list[tuple[float, int, str]] = []  # (end, session, kind)
+    seq = 0
+    left = {}
+    done = [0.0] * n_sessions
+    queue = list(range(n_sessions))[::-1]
+
+    def admit(t: float) -> None:
+        nonlocal seq
+        s = queue.pop()
+        left[s] = [k + 1, k]
+        for _ in range(k + 1):
+            heapq.heappush(ready, (t, seq, s, "eval"))
+            seq += 1
+
+    for _ in range(min(max_active, n_sessions)):
+        admit(0.0)
+    t = 0.0
+    while ready or running:
+        while ready and len(running) < n_cores and ready[0][0] <= t:
+            _, _, s, kind = heapq.heappop(ready)
+            heapq.heappush(running, (t + (t_eval + t_keys if kind == "eval" else t_prove),
+                                     s, kind))
+        t, s, kind = heapq.heappop(running)
+        if kind == "eval":
+            left[s][0] -= 1
+            if left[s][0] == 0:
+                for _ in range(k):
+                    heapq.heappush(ready, (t, seq, s, "prove"))
+                    seq += 1
+        else:
+            left[s][1] -= 1
+            if left[s][1] == 0:
+                done[s] = t
+                if queue:
+                    admit(t)
+    return done
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", default="1,2,4", help="concurrent clients per row")
+    ap.add_argument("--sessions", type=int, default=2, help="sessions per client per row")
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--skip-fanout", action="store_true")
+    ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--gpt2-eval-s", type=float, default=220.0,
+                    help="core-seconds of one encrypted GPT-2-size evaluation (default: "
+                         "DESIGN.md's 110 s on 2 cores)")
+    ap.add_argument("--gpt2-keys-gb", type=float, default=1.5)
+    ap.add_argument("--cores", type=int, default=16, help="cores per simulated machine")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.levels.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    model_dir = tmp / "model"
+    model_dir.mkdir()
+    t0 = time.perf_counter()
+    head, calib, be, model = make_model(model_dir)
+    commitment = (model_dir / "model.commitment").read_bytes()
+    print(f"small head 4 -> 2, L = 2, 3-bit (the demo's), real TFHE, k = {args.k}; "
+          f"model + circuit in {time.perf_counter() - t0:.1f} s; {os.cpu_count()} cores")
+
+    if not args.skip_fanout:
+        print(f"\nload average before: {_load()}")
+        base = [in_process(be, head, calib, model, args.k) for _ in range(2)][1:]
+        times = fanout(model_dir, tmp, commitment, args.k)
+        print("\n1. one session's server side fanned out as Ray tasks (2 sessions each, "
+              "after a warm-up)")
+        print(f"  {'Ray CPUs':>8} {'evaluate s':>11} {'prove s':>8} {'total s':>8}")
+        ev, pr = base[0]
+        print(f"  {'no Ray':>8} {ev:>11.2f} {pr:>8.2f} {ev + pr:>8.2f}   (S.Server in this "
+              "process, for reference)")
+        tot = {}
+        for cpus, rows in times.items():
+            ev = statistics.mean(r[0] for r in rows)
+            pr = statistics.mean(r[1] for r in rows)
+            tot[cpus] = ev + pr
+            print(f"  {cpus:>8} {ev:>11.2f} {pr:>8.2f} {ev + pr:>8.2f}")
+        print(f"  speed-up 1 -> 2 workers: {tot[1] / tot[2]:.2f}x; load average after: "
+              f"{_load()}")
+
+    if not args.skip_load:
+        rows = load(model_dir, tmp, commitment, args.k, levels, args.sessions)
+        print(f"\n2. concurrent clients, {args.sessions} sessions each (client processes and "
+              "server on the same 2 cores)")
+        print(f"  {'clients':>7} {'sessions':>8} {'wall s':>7} {'sess/min':>8} {'p50 s':>7} "
+              f"{'p95 s':>7} {'server p50 s':>12} {'client keygen+enc p50 s':>23}")
+        for c, (res, wall) in rows.items():
+            lat = [r["latency"] for r in res]
+            srv = [r["evaluate_s"] + r["prove_s"] for r in res]
+            kg = [v for r in res for n, v in r["keygen"].items() if n.startswith("keygen")]
+            print(f"  {c:>7} {len(res):>8} {wall:>7.1f} {60 * len(res) / wall:>8.2f} "
+                  f"{statistics.median(lat):>7.1f} {_pct(lat, 95):>7.1f} "
+                  f"{statistics.median(srv):>12.1f} {statistics.median(kg):>23.1f}")
+        print(f"  load average after: {_load()}")
+
+    print("\n3. GPT-2-size head (768 -> 64, L = 6, 4-bit) on N machines: simulation")
+    t_prove, size = measure_gpt2_prove()
+    rate = measure_key_load(be, head, calib)
+    t_keys = rate * args.gpt2_keys_gb * 1e3 + args.gpt2_keys_gb * 8 / 10  # load + 10 Gb/s
+    k = args.k
+    print(f"  measured here: canary proof {t_prove:.2f} s on 1 thread ({size:,} bytes); "
+          f"evaluation keys load {rate * 1e3:.1f} ms/MB -> {t_keys:.1f} s per worker for "
+          f"{args.gpt2_keys_gb} GB (+ transfer at 10 Gb/s)")
+    print(f"  assumed: encrypted evaluation {args.gpt2_eval_s:.0f} core-s per ciphertext; "
+          f"{args.cores} cores per machine; k = {k}")
+    work = (k + 1) * (args.gpt2_eval_s + t_keys) + k * t_prove
+    print(f"  one session = {work:.0f} core-s of tasks; {k + 1} evaluations, {k} proofs")
+    print(f"  without fan-out (a session's tasks one after another on one core): "
+          f"{work:.0f} s per session")
+    n = 256
+    print(f"  burst: {n} sessions at once; the service admits max-active = cores / (k+1) "
+          "sessions at a time (all cores busy), the rest wait in its queue")
+    print(f"  {'machines':>8} {'1 session s':>12} {'sessions/hour at capacity':>25} "
+          f"{'burst p50 s':>11} {'p95 s':>7} {'last s':>7} {'(no admission: p50 s)':>21}")
+    for m in (1, 2, 4, 8, 16, 32):
+        sim = dict(machines=m, cores=args.cores, k=k, t_eval=args.gpt2_eval_s,
+                   t_prove=t_prove, t_keys=t_keys)
+        one = simulate(n_sessions=1, **sim)[0]
+        burst = simulate(n_sessions=n, max_active=max(1, m * args.cores // (k + 1)), **sim)
+        flood = simulate(n_sessions=n, **sim)
+        capacity = m * args.cores * 3600 / work
+        print(f"  {m:>8} {one:>12.0f} {capacity:>25.1f} {statistics.median(burst):>11.0f} "
+              f"{_pct(burst, 95):>7.0f} {max(burst):>7.0f} {statistics.median(flood):>21.0f}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,572 @@
+"""`zkfhe serve`: encrypted sessions over HTTP, on Ray (DESIGN.md section 6c).
+
+A Ray Serve application with a FastAPI ingress holds the proving model and the FHE backend;
+the work runs as Ray tasks, so it spreads over whatever Ray cluster the service joins (a local
+one by default)::
+
+    POST /v1/sessions                 request file (streamed, size-limited) -> 202 {session}
+    GET  /v1/sessions/{id}            state and progress of the current step
+    GET  /v1/sessions/{id}/response   the response file (outputs + receipt), once evaluated
+    POST /v1/sessions/{id}/opening    the canary opening -> 202; proving starts
+    GET  /v1/sessions/{id}/bundle     the proof bundle, once proven
+    GET  /v1/model/commitment         the public model commitment file
+    GET  /v1/model/client-specs       the circuit's client specs (real TFHE only)
+    GET  /v1/info, /v1/health
+
+Fan-out: a session's k+1 ciphertexts are evaluated by k+1 tasks (``evaluate_ciphertext``)
+that share one copy of the evaluation keys in the object store (put once per session; a worker
+deserializes them once and keeps the last few key sets); each canary proof is its own task
+(``prove_canary``). Tasks are retried by Ray if their worker dies (``max_retries``), never on
+an exception of their own (a refused ciphertext stays refused).
+
+Admission: at most ``max_active`` sessions have work running at once; up to ``max_queued``
+more wait; beyond that a new session gets 503 with a Retry-After estimate. Openings of
+admitted sessions are never refused for load.
+
+Files on the wire are the session's versioned formats (:mod:`pipeline.session`), never pickle.
+Every upload is decoded and checked (kind, version, model, circuit, key ids, envelopes) before
+anything is stored; a refusal is a 4xx whose JSON ``error`` is the decoder's message. (Between
+the service and its Ray workers, Ray's own serialization carries bytes and arrays inside the
+cluster, which is trusted.)
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the handlers' annotations
+import asyncio
+import math
+import secrets
+import tempfile
+import time
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import ray
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from fhe.errors import FheInputError
+from fhe.wire import ZERO_ID, Kind, sha3, unpack
+from pipeline import session as S
+from pipeline import store as st
+from zk.attention_model import ProvingModel
+from zk.attention_ref import QuantizedHead, run_reference
+from zk.encoding import from_bytes, to_bytes
+from zk.errors import MalformedProofError, VerificationError
+
+API = "/v1"
+APP_NAME = "zkfhe"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything one service instance needs; picklable, handed to the Serve replica.
+
+    ``model_dir`` holds ``model.private`` and, for real TFHE, ``circuit/`` (``zkfhe commit``).
+    ``simulate`` evaluates with :class:`pipeline.backend.SimulatedFhe` (no encryption: tests
+    and benchmarks); ``simulate_head`` names the head it simulates (default: the committed
+    one; another head is a dishonest server, which tests use).
+    """
+
+    model_dir: str
+    store_dir: str
+    simulate: bool = False
+    simulate_head: QuantizedHead | None = None
+    ttl_s: float = 3600.0
+    gc_interval_s: float = 60.0
+    max_active: int = 4
+    max_queued: int = 32
+    max_upload: int = 4 << 30
+    max_opening: int = 64 << 20
+    task_retries: int = 3
+
+
+# ---------------------------------------------------------------- FHE backends (run in tasks)
+
+
+class RealBackend:
+    """The compiled circuit (``circuit/`` of a model folder), shipped to workers through the
+    object store, so that a worker on another machine needs no shared file system."""
+
+    kind = "tfhe"
+
+    def __init__(self, circuit_dir: Path) -> None:
+        from fhe.client import parse_client_specs
+        from fhe.server import CIRCUIT_FILE, SPECS_FILE
+
+        self.client_specs = (circuit_dir / SPECS_FILE).read_bytes()
+        self.circuit_id = parse_client_specs(self.client_specs)[0]
+        self.token = secrets.token_hex(8)
+        zipped = (circuit_dir / CIRCUIT_FILE).read_bytes()
+        self._zip = [ray.put(np.frombuffer(zipped, dtype=np.uint8))]  # boxed: not resolved
+
+    def fhe_server(self):
+        from fhe.server import CIRCUIT_FILE, SPECS_FILE, HeadServer
+
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / CIRCUIT_FILE).write_bytes(ray.get(self._zip[0]).tobytes())
+            (Path(d) / SPECS_FILE).write_bytes(self.client_specs)
+            return HeadServer.load(d)
+
+
+class SimulatedBackend:
+    """:class:`pipeline.backend.SimulatedFhe` of a head: no encryption, same envelopes."""
+
+    kind = "simulated"
+    client_specs = None
+
+    def __init__(self, head: QuantizedHead) -> None:
+        from pipeline.backend import simulated_circuit_id
+
+        self.head = head
+        self.circuit_id = simulated_circuit_id(head.config)
+        self.token = secrets.token_hex(8)
+
+    def fhe_server(self):
+        from pipeline.backend import SimulatedFhe
+
+        head = self.head
+        server = SimulatedFhe(head).server
+        # like the encrypted circuit, the simulation refuses no input: inputs outside the
+        # calibrated bounds are refused where they are visible (client, prover at the opening)
+        server.evaluate = lambda x: run_reference(x, head, check=False)[0]
+        return server
+
+
+# What one worker process keeps between tasks (least recently used first out): decoded models,
+# loaded circuits with the last few evaluation key sets each (a session's ciphertexts mostly
+# land on the same few workers).
+_MODELS: OrderedDict = OrderedDict()
+_SERVERS: OrderedDict = OrderedDict()
+_KEEP_MODELS, _KEEP_SERVERS, _KEEP_KEYS = 2, 2, 2
+
+
+def _lru(cache: OrderedDict, key, make, keep: int, drop=None):
+    if key not in cache:
+        cache[key] = make()
+        while len(cache) > keep:
+            old_key, old = cache.popitem(last=False)
+            if drop is not None:
+                drop(old_key, old)
+    cache.move_to_end(key)
+    return cache[key]
+
+
+def _worker_model(box: list, digest: bytes) -> ProvingModel:
+    return _lru(_MODELS, digest, lambda: from_bytes(ProvingModel, ray.get(box[0]).tobytes()),
+                _KEEP_MODELS)
+
+
+@ray.remote
+def evaluate_ciphertext(backend, keys_box: list, blob: bytes) -> bytes:
+    """Evaluate one INPUT blob under the session's evaluation keys; the OUTPUT blob."""
+    server, loaded = _lru(_SERVERS, backend.token, lambda: (backend.fhe_server(), OrderedDict()),
+                          _KEEP_SERVERS)
+    drop = getattr(server, "drop_evaluation_keys", None)
+    _lru(loaded, unpack(blob, Kind.INPUT).key_id,
+         lambda: server.add_evaluation_keys(ray.get(keys_box[0]).tobytes()), _KEEP_KEYS,
+         None if drop is None else (lambda key_id, _: drop(key_id)))
+    return server.run_batch([blob])[0]
+
+
+@ray.remote
+def prove_canary(model_box: list, model_digest: bytes, position: int, x: np.ndarray,
+                 receipt: bytes) -> bytes:
+    """One canary's proof file, bound to the receipt (:func:`pipeline.session.prove_canary`)."""
+    return S.prove_canary(_worker_model(model_box, model_digest), position, x, receipt)
+
+
+# ---------------------------------------------------------------- the HTTP application
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def _error(e: HttpError) -> JSONResponse:
+    return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
+
+
+_STATE_STATUS = {st.EXPIRED: 410, st.FAILED: 409}
+
+
+def _cause(e: BaseException) -> str:
+    """The message of what a task raised (Ray wraps it), or the failure's own."""
+    cause = getattr(e, "cause", None)
+    return str(cause) if cause is not None else f"{type(e).__name__}: {e}"
+
+
+# Serve pickles the class below when it is decorated: what it uses must be defined above it.
+
+app = FastAPI(title="zkfhe", description="encrypted attention inference with canary proofs")
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=512, ray_actor_options={"num_cpus": 0},
+                  health_check_period_s=5, graceful_shutdown_timeout_s=5,
+                  graceful_shutdown_wait_loop_s=0.5)
+@serve.ingress(app)
+class ZkfheService:
+    """The ingress replica: checks uploads, keeps the store, schedules tasks, answers polls."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        model_dir = Path(config.model_dir)
+        self.model = from_bytes(ProvingModel, (model_dir / "model.private").read_bytes())
+        self.model_digest = self.model.commitment.digest
+        self.commitment_file = to_bytes(self.model.commitment)
+        if config.simulate:
+            self.backend = SimulatedBackend(config.simulate_head or self.model.head)
+        else:
+            self.backend = RealBackend(model_dir / "circuit")
+        self.model_box = [ray.put(np.frombuffer(to_bytes(self.model), dtype=np.uint8))]
+        self.store = st.SessionStore(config.store_dir, config.ttl_s)
+        self.slots = asyncio.Semaphore(config.max_active)
+        self.waiting = 0  # jobs admitted, not yet running
+        self.running = 0
+        self.refused = 0  # 503 answers so far
+        self.job_s = 1.0  # running mean of a job's duration, for Retry-After
+        self.jobs: set[asyncio.Task] = set()
+        self.started = False
+
+    async def _start(self) -> None:
+        """Resume the sessions a previous process left in flight; start the collector."""
+        if self.started:
+            return
+        self.started = True
+        for rec in self.store.in_flight():
+            self._enqueue(self._evaluate(rec.id) if rec.state == st.EVALUATING
+                          else self._prove(rec.id))
+        self._spawn(self._collect())
+
+    def _enqueue(self, job) -> None:
+        """Count a job as waiting now (admission sees it at once), then schedule it."""
+        self.waiting += 1
+        self._spawn(job)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check; also starts the background work after a restart
+        before any request arrives."""
+        await self._start()
+
+    # ------------------------------------------------------------ info
+
+    @app.get(API + "/health")
+    async def health(self) -> dict:
+        await self._start()
+        return {"status": "ok", "backend": self.backend.kind, "running": self.running,
+                "waiting": self.waiting, "refused_busy": self.refused,
+                "sessions": self.store.count()}
+
+    @app.get(API + "/info")
+    async def info(self) -> dict:
+        await self._start()
+        cfg = self.model.commitment.config
+        return {"api": 1, "backend": self.backend.kind, "model_digest": self.model_digest.hex(),
+                "circuit_id": self.backend.circuit_id.hex(), "seq_len": cfg.seq_len,
+                "d_model": cfg.d_model, "d_head": cfg.d_head, "max_upload": self.config.max_upload,
+                "ttl_s": self.config.ttl_s}
+
+    @app.get(API + "/model/commitment")
+    async def commitment(self) -> Response:
+        return Response(self.commitment_file, media_type="application/octet-stream")
+
+    @app.get(API + "/model/client-specs")
+    async def client_specs(self) -> Response:
+        if self.backend.client_specs is None:
+            return _error(HttpError(404, "this server simulates FHE: it has no client specs"))
+        return Response(self.backend.client_specs, media_type="application/octet-stream")
+
+    # ------------------------------------------------------------ sessions
+
+    @app.post(API + "/sessions")
+    async def create(self, http: HttpRequest) -> Response:
+        await self._start()
+        try:
+            self._admit()
+            path = await self._receive(http, self.config.max_upload, "request")
+            try:
+                request = await asyncio.to_thread(self._check_request, path)
+                found = self.store.find(request.digest)
+                if found is not None:
+                    return JSONResponse({"session": found.id, "state": found.state,
+                                         "existing": True}, status_code=200)
+                self._admit()
+                rec = await asyncio.to_thread(self.store.create, request.digest,
+                                              len(request.inputs), path)
+            finally:
+                path.unlink(missing_ok=True)
+        except HttpError as e:
+            return _error(e)
+        except st.StoreError as e:  # the same request uploaded twice at once
+            return _error(HttpError(409, str(e)))
+        self._enqueue(self._evaluate(rec.id))
+        return JSONResponse({"session": rec.id, "state": rec.state}, status_code=202)
+
+    @app.get(API + "/sessions/{sid}")
+    async def status(self, sid: str) -> Response:
+        await self._start()
+        try:
+            return JSONResponse(self._record(sid).public())
+        except HttpError as e:
+            return _error(e)
+
+    @app.get(API + "/sessions/{sid}/response")
+    async def response(self, sid: str) -> Response:
+        return await self._file(sid, "response", (st.EVALUATED, st.PROVING, st.PROVEN))
+
+    @app.get(API + "/sessions/{sid}/bundle")
+    async def bundle(self, sid: str) -> Response:
+        return await self._file(sid, "bundle", (st.PROVEN,))
+
+    @app.post(API + "/sessions/{sid}/opening")
+    async def opening(self, sid: str, http: HttpRequest) -> Response:
+        await self._start()
+        try:
+            rec = self._record(sid)
+            if rec.state != st.EVALUATED:
+                raise HttpError(_STATE_STATUS.get(rec.state, 409), st.refusal(rec, "open"))
+            path = await self._receive(http, self.config.max_opening, "opening")
+            try:
+                data = path.read_bytes()
+                n = await asyncio.to_thread(self._check_opening, sid, data)
+                self.store.put_opening(sid, data, n)
+            finally:
+                path.unlink(missing_ok=True)
+        except HttpError as e:
+            return _error(e)
+        except st.StoreError:  # opened concurrently
+            return _error(HttpError(409, st.refusal(self.store.get(sid), "open")))
+        self._enqueue(self._prove(sid))
+        return JSONResponse({"session": sid, "state": st.PROVING}, status_code=202)
+
+    # ------------------------------------------------------------ checks
+
+    def _admit(self) -> None:
+        cfg = self.config
+        if self.running + self.waiting >= cfg.max_active + cfg.max_queued:
+            self.refused += 1
+            wait = math.ceil(self.job_s * (self.waiting + 1) / cfg.max_active)
+            raise HttpError(503, f"the server is busy ({self.running} sessions running, "
+                            f"{self.waiting} waiting); retry in {wait} s",
+                            {"Retry-After": str(max(1, wait))})
+
+    async def _receive(self, http: HttpRequest, limit: int, what: str) -> Path:
+        """Stream the body into a scratch file, refusing it past ``limit`` bytes (413)."""
+        declared = http.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError(413, f"the {what} is {int(declared):,} bytes; the limit is "
+                            f"{limit:,}")
+        path = self.store.upload_path()
+        size = 0
+        try:
+            with open(path, "wb") as f:
+                async for chunk in http.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise HttpError(413, f"the {what} exceeds the limit of {limit:,} bytes")
+                    f.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _check_request(self, path: Path) -> S.Request:
+        """Decode a request file and check everything that can be checked without running the
+        circuit: model, circuit, every envelope and key id (HttpError 400 otherwise)."""
+        try:
+            request = from_bytes(S.Request, path.read_bytes())
+            S.Server(self.model, None).check_request(request)
+            if request.circuit_id != self.backend.circuit_id:
+                raise ValueError("the request was made for another circuit")
+            keys = unpack(request.evaluation_keys, Kind.EVAL_KEYS, request.circuit_id, ZERO_ID)
+            key_id = sha3(keys.payload)
+            for i, blob in enumerate(request.inputs):
+                try:
+                    unpack(blob, Kind.INPUT, request.circuit_id, key_id)
+                except FheInputError as e:
+                    raise FheInputError(f"input {i}: {e}") from None
+        except (MalformedProofError, ValueError) as e:
+            raise HttpError(400, f"request refused: {e}") from None
+        request.digest  # computed here, off the event loop
+        return request
+
+    def _check_opening(self, sid: str, data: bytes) -> int:
+        """Decode an opening and check that it belongs to the session and that the prover will
+        accept every canary (400 / 422 otherwise). Returns the number of canaries."""
+        try:
+            opening = from_bytes(S.CanaryOpening, data)
+            request = from_bytes(S.Request, self.store.read(sid, "request"))
+            response = from_bytes(S.Response, self.store.read(sid, "response"))
+            S.check_opening(request, response, opening)
+        except (MalformedProofError, ValueError, VerificationError) as e:
+            raise HttpError(400, f"opening refused: {e}") from None
+        cfg = self.model.commitment.config
+        for pos, x in zip(opening.positions, opening.inputs):
+            if x.shape != (cfg.seq_len, cfg.d_model):
+                raise HttpError(400, f"opening refused: canary at position {pos} has shape "
+                                f"{x.shape}, not {(cfg.seq_len, cfg.d_model)}")
+            try:
+                run_reference(x, self.model.head)
+            except ValueError as e:
+                raise HttpError(422, f"opening refused: canary at position {pos}: {e}") from None
+        return len(opening.positions)
+
+    def _record(self, sid: str) -> st.SessionRecord:
+        try:
+            rec = self.store.get(sid)
+        except ValueError:
+            rec = None
+        if rec is None:
+            raise HttpError(404, "unknown session")
+        return rec
+
+    async def _file(self, sid: str, name: str, states: tuple[str, ...]) -> Response:
+        await self._start()
+        try:
+            rec = self._record(sid)
+            if rec.state not in states:
+                if rec.state in (st.EVALUATING, st.PROVING, st.EVALUATED):
+                    raise HttpError(409, f"no {name} yet: the session is {rec.state}")
+                raise HttpError(_STATE_STATUS.get(rec.state, 409), st.refusal(rec, "fetch"))
+            data = await asyncio.to_thread(self.store.read, sid, name)
+        except FileNotFoundError:  # collected between the state check and the read
+            return _error(HttpError(410, st.refusal(self.store.get(sid), "fetch")))
+        except HttpError as e:
+            return _error(e)
+        return Response(data, media_type="application/octet-stream")
+
+    # ------------------------------------------------------------ work
+
+    @asynccontextmanager
+    async def _slot(self):
+        try:
+            await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.slots.release()
+            self.job_s = 0.8 * self.job_s + 0.2 * (time.perf_counter() - t0)
+
+    async def _gather(self, sid: str, refs: list) -> list:
+        """Await task results in order, recording progress as each one finishes."""
+        done = 0
+
+        async def one(ref):
+            nonlocal done
+            out = await ref
+            done += 1
+            self.store.progress(sid, done, len(refs))
+            return out
+
+        try:
+            return await asyncio.gather(*(one(r) for r in refs))
+        except BaseException:
+            for r in refs:
+                ray.cancel(r)
+            raise
+
+    async def _evaluate(self, sid: str) -> None:
+        try:
+            async with self._slot():
+                t0 = time.perf_counter()
+                request = from_bytes(S.Request, await asyncio.to_thread(
+                    self.store.read, sid, "request"))
+                keys = [ray.put(np.frombuffer(request.evaluation_keys, dtype=np.uint8))]
+                task = evaluate_ciphertext.options(max_retries=self.config.task_retries)
+                refs = [task.remote(self.backend, keys, blob) for blob in request.inputs]
+                outputs = await self._gather(sid, refs)
+                response = to_bytes(S.respond(request, outputs))
+                await asyncio.to_thread(self.store.put_response, sid, response,
+                                        time.perf_counter() - t0)
+        except asyncio.CancelledError:
+            raise  # the service is stopping: the session stays in flight and resumes later
+        except Exception as e:  # noqa: BLE001 - recorded for the client, the service goes on
+            self.store.fail(sid, f"evaluation refused: {_cause(e)}")
+
+    async def _prove(self, sid: str) -> None:
+        try:
+            async with self._slot():
+                t0 = time.perf_counter()
+                request, response, opening = await asyncio.to_thread(self._session_files, sid)
+                receipt = S.check_opening(request, response, opening)
+                task = prove_canary.options(max_retries=self.config.task_retries)
+                refs = [task.remote(self.model_box, self.model_digest, pos, x, receipt)
+                        for pos, x in zip(opening.positions, opening.inputs)]
+                proofs = await self._gather(sid, refs)
+                bundle = to_bytes(S.assemble_bundle(request, response, opening, proofs))
+                await asyncio.to_thread(self.store.put_bundle, sid, bundle,
+                                        time.perf_counter() - t0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.store.fail(sid, f"proof refused: {_cause(e)}")
+
+    def _session_files(self, sid: str):
+        return (from_bytes(S.Request, self.store.read(sid, "request")),
+                from_bytes(S.Response, self.store.read(sid, "response")),
+                from_bytes(S.CanaryOpening, self.store.read(sid, "opening")))
+
+    async def _collect(self) -> None:
+        while True:
+            await asyncio.to_thread(self.store.gc)
+            await asyncio.sleep(self.config.gc_interval_s)
+
+
+# ---------------------------------------------------------------- running it
+
+
+def deploy(config: ServiceConfig, name: str = APP_NAME, route_prefix: str = "/"):
+    """Deploy one service application on the running Serve instance; returns its handle."""
+    return serve.run(ZkfheService.bind(config), name=name, route_prefix=route_prefix)
+
+
+def start(host: str = "127.0.0.1", port: int = 8000, address: str | None = None,
+          num_cpus: int | None = None) -> None:
+    """Start (or join, with ``address``) Ray and start Serve's HTTP proxy on host:port."""
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                 include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+
+
+def stop() -> None:
+    """Stop Serve and disconnect from Ray (a local Ray started here shuts down with it)."""
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def serve_forever(config: ServiceConfig, host: str, port: int, address: str | None) -> None:
+    """`zkfhe serve`: start, deploy, and wait for Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    stop_event = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_event.set())
+    start(host, port, address)
+    try:
+        deploy(config)
+        print(f"serving {config.model_dir} ({'SIMULATED FHE' if config.simulate else 'TFHE'}) "
+              f"at http://{host}:{port}{API}/ ; sessions in {config.store_dir}; Ctrl-C stops",
+              flush=True)
+        stop_event.wait()
+    finally:
+        stop()

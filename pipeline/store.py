@@ -1,0 +1,268 @@
+"""The service's session store: an SQLite table of session states beside the session files.
+
+Layout under ``root``::
+
+    sessions.db                 one row per session: state, progress, times, error
+    sessions/<id>/request       the client's request file (deleted once the bundle exists)
+    sessions/<id>/response      the response file, once evaluated
+    sessions/<id>/opening       the canary opening, once opened
+    sessions/<id>/bundle        the proof bundle, once proven
+
+A session moves ``evaluating -> evaluated -> proving -> proven``; ``failed`` records why the
+work was refused (a ciphertext the circuit refused, a canary the prover refused); ``expired``
+is what garbage collection leaves (the row, no files), so that a late opening hears "expired"
+rather than "unknown". Files are written to a temporary name, flushed and renamed before the
+row that points at them is committed, so a crash at any point leaves either the old state or
+the new one; a response or bundle, once stored, is never rewritten, so every later read
+returns the same bytes. The store survives a restart of the process that owns it: on start,
+the service resumes every session left in ``evaluating`` or ``proving``.
+
+One process (the service's HTTP replica) owns a store; it is not meant to be shared.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+EVALUATING, EVALUATED, PROVING, PROVEN = "evaluating", "evaluated", "proving", "proven"
+FAILED, EXPIRED = "failed", "expired"
+IN_FLIGHT = (EVALUATING, PROVING)
+FILES = ("request", "response", "opening", "bundle")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    request_digest BLOB UNIQUE NOT NULL,
+    state TEXT NOT NULL,
+    n_inputs INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    evaluate_s REAL,
+    prove_s REAL,
+    error TEXT
+)
+"""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One session's row: where it stands, how far its current step is, and its timings."""
+
+    id: str
+    request_digest: bytes
+    state: str
+    n_inputs: int
+    done: int
+    total: int
+    created: float
+    updated: float
+    evaluate_s: float | None
+    prove_s: float | None
+    error: str | None
+
+    def public(self) -> dict:
+        """What the status endpoint shows."""
+        return {"session": self.id, "state": self.state, "inputs": self.n_inputs,
+                "done": self.done, "total": self.total, "created": self.created,
+                "updated": self.updated, "evaluate_s": self.evaluate_s,
+                "prove_s": self.prove_s, "error": self.error}
+
+
+class StoreError(Exception):
+    """A transition the session's state does not allow (the message says why)."""
+
+
+class SessionStore:
+    """Sessions in SQLite plus files under ``root``; ``ttl_s`` seconds after its last change a
+    session that is not being worked on is garbage-collected (:meth:`gc`)."""
+
+    def __init__(self, root: str | os.PathLike, ttl_s: float = 3600.0) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self.root = Path(root)
+        self.ttl_s = float(ttl_s)
+        (self.root / "sessions").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.root / "sessions.db", check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, sid: str) -> SessionRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
+        return None if row is None else SessionRecord(*row)
+
+    def find(self, request_digest: bytes) -> SessionRecord | None:
+        """The session created from the request with this digest, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sessions WHERE request_digest = ?",
+                                   (request_digest,)).fetchone()
+        return None if row is None else SessionRecord(*row)
+
+    def in_flight(self) -> list[SessionRecord]:
+        """Sessions whose work a restarted service must resume, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM sessions WHERE state IN (?, ?) "
+                                    "ORDER BY created", IN_FLIGHT).fetchall()
+        return [SessionRecord(*r) for r in rows]
+
+    def count(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM sessions GROUP BY state")
+            return dict(rows.fetchall())
+
+    def read(self, sid: str, name: str) -> bytes:
+        """A session file's bytes (FileNotFoundError if it does not exist)."""
+        if name not in FILES:
+            raise ValueError(f"no session file {name!r}")
+        return (self._dir(sid) / name).read_bytes()
+
+    def snapshot(self) -> dict[str, tuple]:
+        """Every row and file (name, size, mtime): what tests compare to show nothing changed."""
+        with self._lock:
+            rows = {r[0]: r for r in self._db.execute("SELECT * FROM sessions ORDER BY id")}
+        files = {}
+        for p in sorted((self.root / "sessions").rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                files[str(p.relative_to(self.root))] = (st.st_size, st.st_mtime_ns)
+        return {"rows": rows, "files": files}
+
+    # ------------------------------------------------------------------ transitions
+
+    def create(self, request_digest: bytes, n_inputs: int, request_path: Path) -> SessionRecord:
+        """A new session in ``evaluating`` whose request file is ``request_path`` (moved into
+        the store). A random id: it is the capability to open the session."""
+        sid = secrets.token_hex(16)
+        d = self._dir(sid)
+        d.mkdir(parents=True)
+        _fsync_file(request_path)
+        os.replace(request_path, d / "request")
+        now = time.time()
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO sessions (id, request_digest, state, n_inputs, total, created,"
+                    " updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sid, request_digest, EVALUATING, n_inputs, n_inputs, now, now))
+        except sqlite3.IntegrityError:
+            shutil.rmtree(d, ignore_errors=True)
+            raise StoreError("a session for this request exists already") from None
+        return self.get(sid)
+
+    def progress(self, sid: str, done: int, total: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE sessions SET done = ?, total = ?, updated = ? WHERE id = ?",
+                             (done, total, time.time(), sid))
+
+    def put_response(self, sid: str, data: bytes, seconds: float) -> None:
+        """Store the response file: ``evaluating -> evaluated``."""
+        self._write(sid, "response", data)
+        self._move(sid, EVALUATING, EVALUATED, "evaluate_s = ?", (seconds,))
+
+    def put_opening(self, sid: str, data: bytes, n_canaries: int) -> None:
+        """Store the canary opening: ``evaluated -> proving``. Refuses any other state."""
+        rec = self.get(sid)
+        if rec is None or rec.state != EVALUATED:
+            raise StoreError(refusal(rec, "open"))
+        self._write(sid, "opening", data)
+        self._move(sid, EVALUATED, PROVING, "done = 0, total = ?", (n_canaries,))
+
+    def put_bundle(self, sid: str, data: bytes, seconds: float) -> None:
+        """Store the proof bundle: ``proving -> proven``; the request file (the large keys)
+        is no longer needed and is removed."""
+        self._write(sid, "bundle", data)
+        self._move(sid, PROVING, PROVEN, "prove_s = ?", (seconds,))
+        (self._dir(sid) / "request").unlink(missing_ok=True)
+
+    def fail(self, sid: str, error: str) -> None:
+        """The work was refused (the message says why); the session cannot go on."""
+        with self._lock:
+            self._db.execute("UPDATE sessions SET state = ?, error = ?, updated = ? "
+                             "WHERE id = ?", (FAILED, error, time.time(), sid))
+
+    def gc(self, now: float | None = None) -> list[str]:
+        """Expire every session not in flight whose last change is older than the TTL:
+        delete its files, keep its row as ``expired``. Rows expired for 10 TTLs go too.
+        Returns the ids expired now."""
+        now = time.time() if now is None else now
+        cutoff = now - self.ttl_s
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM sessions WHERE updated < ? AND state NOT IN (?, ?, ?)",
+                (cutoff, EVALUATING, PROVING, EXPIRED))]
+            for sid in ids:
+                self._db.execute("UPDATE sessions SET state = ?, updated = ? WHERE id = ?",
+                                 (EXPIRED, now, sid))
+            self._db.execute("DELETE FROM sessions WHERE state = ? AND updated < ?",
+                             (EXPIRED, now - 10 * self.ttl_s))
+        for sid in ids:
+            shutil.rmtree(self._dir(sid), ignore_errors=True)
+        return ids
+
+    # ------------------------------------------------------------------ helpers
+
+    def upload_path(self) -> Path:
+        """A fresh temporary file name for an upload in progress (same file system)."""
+        d = self.root / "uploads"
+        d.mkdir(exist_ok=True)
+        return d / secrets.token_hex(8)
+
+    def _dir(self, sid: str) -> Path:
+        if len(sid) != 32 or any(c not in "0123456789abcdef" for c in sid):
+            raise ValueError("not a session id")
+        return self.root / "sessions" / sid
+
+    def _write(self, sid: str, name: str, data: bytes) -> None:
+        path = self._dir(sid) / name
+        if path.exists():
+            raise StoreError(f"the session's {name} is stored already")
+        tmp = path.with_name(name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _move(self, sid: str, src: str, dst: str, extra: str, args: tuple) -> None:
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE sessions SET state = ?, updated = ?, {extra} WHERE id = ? AND state = ?",
+                (dst, time.time(), *args, sid, src))
+            if cur.rowcount != 1:
+                raise StoreError(f"session {sid} is not {src}")
+
+
+def refusal(rec: SessionRecord | None, action: str) -> str:
+    """Why a session in this state cannot be opened (or have its files fetched)."""
+    if rec is None:
+        return "unknown session"
+    return {
+        EVALUATING: "the session is still being evaluated; wait for its response",
+        PROVING: "the session was opened already and is being proven",
+        PROVEN: "the session is proven already: fetch its bundle",
+        FAILED: f"the session failed: {rec.error}",
+        EXPIRED: "the session expired and was deleted; start a new session",
+    }.get(rec.state, f"cannot {action} a session in state {rec.state}")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
