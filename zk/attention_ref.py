@@ -617,7 +617,8 @@ def _requant_table(name, r_lo, r_hi, unit: float, scale_out: float, qmax: int) -
 
 def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
                   weight_scheme: str = "tensor", channel_bits: int = 6,
-                  smooth_alpha: Optional[float] = None) -> QuantizedHead:
+                  smooth_alpha: Optional[float] = None, x_clip: Optional[float] = None,
+                  w_clip: bool = False) -> QuantizedHead:
     """Quantize a float head (numpy arrays, W: d_model x d_head) with calibration activations.
 
     calib_x: float array (..., d_model) of activations the head sees (e.g. LayerNorm outputs of
@@ -625,8 +626,12 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     0..L-1. Every scale is static (fixed here). weight_scheme "tensor": one scale per W_t;
     "channel": a scale per output column, folded into the integer weights as an integer
     multiplier of ``channel_bits`` bits (module docstring). smooth_alpha: SmoothQuant
-    smoothing strength (None: none; 0.5 is the usual choice), stored in ``head.smooth``. The
-    score grid, tables and every static bound follow from the scales and the input domain.
+    smoothing strength (None: none; 0.5 is the usual choice), stored in ``head.smooth``.
+    x_clip: the input scale maps this quantile of |x| (after smoothing) to xq (None: the
+    maximum; larger inputs are clipped by ``quantize_input``). w_clip: each weight scale (per
+    tensor or per column) minimises the squared rounding + clipping error instead of mapping
+    the maximum. The score grid, tables and every static bound follow from the scales and the
+    input domain.
     """
     cfg = config
     Wq, Wk, Wv = (np.asarray(w, dtype=np.float64) for w in (Wq, Wk, Wv))
@@ -652,7 +657,12 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     wq_max = xq
     aq = (1 << (cfg.a_bits - 1)) - 1
     yq = (1 << (cfg.y_bits - 1)) - 1
-    sx = float(np.abs(X).max()) / xq or 1.0
+    if x_clip is None:
+        sx = float(np.abs(X).max()) / xq or 1.0
+    else:
+        if not 0.5 < x_clip <= 1.0:
+            raise ValueError("x_clip must be a quantile in (0.5, 1]")
+        sx = float(np.quantile(np.abs(X), x_clip)) / xq or 1.0
     scales: dict = {"x": sx}
     B: dict = {"x": (-xq, xq)}
     tables: dict = {}
@@ -665,7 +675,7 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
         rope_cos, rope_sin = rope_tables(cfg.seq_len, cfg.d_head, cfg.rope_theta, cfg.rope_bits)
         Xseq = _sequences(Xi, cfg.seq_len)  # (n, L, d_model): positions 0..L-1
     for t, W, b in (("q", Wq, bq), ("k", Wk, bk), ("v", Wv, bv)):
-        Wi, sw = _quantize_weight(W, wq_max, weight_scheme, channel_bits)
+        Wi, sw = _quantize_weight(W, wq_max, weight_scheme, channel_bits, w_clip)
         bi = rnd(b / (sx * sw)).astype(np.int64)
         ints["W" + t], ints["b" + t] = Wi, bi
         scales["w_" + t] = sw
@@ -828,13 +838,30 @@ def _smoothing(X: np.ndarray, Ws, alpha: float) -> np.ndarray:
     return sm / float(np.exp(np.mean(np.log(sm))))  # normalised: geometric mean 1
 
 
-def _quantize_weight(W: np.ndarray, wq: int, scheme: str, g: int) -> tuple[np.ndarray, float]:
+def _mse_scale(W: np.ndarray, wq: int, axis) -> np.ndarray:
+    """Scales (per column for axis=0, one for axis=None) minimising the squared error of
+    clip(rnd(W / s)) s over s = r max|W| / wq, r in 0.30..1.00."""
+    amax = np.abs(W).max(axis=axis) / wq
+    amax = np.where(amax > 0, amax, 1.0)
+    best, best_err = amax, np.full(np.shape(amax), np.inf)
+    for r in np.linspace(0.3, 1.0, 36):
+        s = amax * r
+        err = ((np.clip(rnd(W / s), -wq, wq) * s - W) ** 2).sum(axis=axis)
+        better = err < best_err
+        best = np.where(better, s, best)
+        best_err = np.where(better, err, best_err)
+    return best
+
+
+def _quantize_weight(W: np.ndarray, wq: int, scheme: str, g: int, mse: bool = False
+                     ) -> tuple[np.ndarray, float]:
     """(integer W, unit u): W ~ u Wi. "channel": Wi[:, c] = M_c clip(rnd(W[:, c] / (u M_c))),
-    M_c = clip(rnd(s_c / u), 1, 2^g), s_c = max|W[:, c]| / wq, u = max_c s_c / 2^g."""
+    M_c = clip(rnd(s_c / u), 1, 2^g), s_c = max|W[:, c]| / wq (or the squared-error optimal
+    scale with mse), u = max_c s_c / 2^g."""
     if scheme == "tensor":
-        sw = float(np.abs(W).max()) / wq or 1.0
+        sw = float(_mse_scale(W, wq, None)) if mse else float(np.abs(W).max()) / wq or 1.0
         return np.clip(rnd(W / sw), -wq, wq).astype(np.int64), sw
-    col = np.abs(W).max(axis=0) / wq
+    col = _mse_scale(W, wq, 0) if mse else np.abs(W).max(axis=0) / wq
     u = float(col.max()) / (1 << g) or 1.0
     M = np.clip(rnd(col / u), 1, 1 << g)
     Wi = M[None, :] * np.clip(rnd(W / (u * M[None, :])), -wq, wq)
