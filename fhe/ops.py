@@ -54,7 +54,7 @@ class ConcreteOps:
         if not isinstance(a, fhe.tracing.Tracer):
             return round_shift(np.asarray(a, dtype=np.int64), k)
         r = fhe.round_bit_pattern(a, lsbs_to_remove=k, exactness=fhe.Exactness.EXACT)
-        _mark(r, round_shift(lo, k) << k, round_shift(hi, k) << k)
+        _mark(r, min(lo, round_shift(lo, k) << k), max(hi, round_shift(hi, k) << k))
         s = r >> k
         return _mark(s, round_shift(lo, k), round_shift(hi, k))
 
