@@ -177,11 +177,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("the prompt has no tokens")
     L = prompt_len + args.max_new
     kv = args.head // (n_heads // model.config.num_key_value_heads)
+    bits = f"{args.bits}-bit" + (f" (q, k, v, y {args.act_bits}-bit)" if args.act_bits else "")
     print(f"private head: layer {args.layer}, query head {args.head} (key/value head {kv}), "
-          f"576 -> 64, RoPE, {args.bits}-bit, {args.scheme} scheme, up to {L} tokens")
+          f"576 -> 64, RoPE, {bits}, {args.scheme} scheme, up to {L} tokens")
     st.start("calibrating on real text (static scales)")
     calib = G.calibration_windows(model, tok, args.layer, L)
-    head = G.private_head(model, tok, args.layer, args.head, args.bits, L, args.scheme, calib)
+    act = {} if args.act_bits is None else dict(qkv_bits=args.act_bits, out_bits=args.act_bits)
+    head = G.private_head(model, tok, args.layer, args.head, args.bits, L, args.scheme, calib,
+                          **act)
     st.done("quantize the head (calibrated)", note=f"({calib.shape[0]} windows of {L} tokens)")
 
     st.start("float model: greedy decoding")
@@ -548,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--layer", type=int, default=0, help="layer 0..29 (default 0)")
     gen.add_argument("--head", type=int, default=0, help="query head 0..8 (default 0)")
     gen.add_argument("--bits", type=int, default=4, help="activation/weight bits (default 4)")
+    gen.add_argument("--act-bits", type=int, default=None,
+                     help="bits of q, k, v and the head's output (default: --bits)")
     gen.add_argument("--max-new", type=int, default=24, help="tokens to generate (default 24)")
     gen.add_argument("--scheme", choices=("channel", "tensor"), default="channel",
                      help="weights per output channel with smoothing (default) or per tensor")
@@ -619,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if getattr(args, "bits", None) is not None and not 2 <= args.bits <= 8:
         print("error: --bits must be in 2..8", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "act_bits", None) is not None and not 2 <= args.act_bits <= 12:
+        print("error: --act-bits must be in 2..12", file=sys.stderr)
         return EXIT_USAGE
     if getattr(args, "max_new", None) is not None and not 1 <= args.max_new <= 256:
         print("error: --max-new must be in 1..256", file=sys.stderr)
