@@ -19,6 +19,7 @@ The head, step by step (all integers; ``rs(a, k) = floor((a + 2^(k-1)) / 2^k)`` 
     rot_t = ROPE(acc_t)                 t in {q, k}, Llama-style heads only (see below)
     r_t   = rs(rot_t, k_t)  (rope)      k_t is the smallest shift that brings the *static*
           = rs(acc_t, k_t)  (no rope)   range of rot_t (acc_t) into tlu_bits signed bits
+                                        (k_t >= 1 for every t of a RoPE head)
     q,k,v = TAB_t[r_t]                  requantization table: scale + clip to [-aq, aq]
     ksq_j = sum_d k_jd^2                (L,)
     z_ij  = sum_d (q_id + k_jd)^2 - ksq_j  = 2 q_i.k_j + |q_i|^2   for j in cols(i)
@@ -694,7 +695,9 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
                 lo, hi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
             B["rot_" + t] = (lo, hi)
             unit = unit / (1 << cfg.rope_bits)
-        kt = _shift_to_fit(lo, hi, cfg.tlu_bits)
+        # RoPE heads: k >= 1 on every projection, so that each table's input is separated by a
+        # rounding from the (2^rope_bits wider) rotated accumulators linked to the same x
+        kt = _shift_to_fit(lo, hi, cfg.tlu_bits, min_k=1 if cfg.rope else 0)
         shifts[t] = kt
         r_lo, r_hi = round_shift(lo, kt), round_shift(hi, kt)
         B["r_" + t] = (r_lo, r_hi)
