@@ -113,15 +113,27 @@ def smollm2_head(L: int, scheme: str = "channel"):
     return G.private_head(model, tok, 0, 0, 4, L, scheme, calib=calib), calib, fresh
 
 
+def _signed_bits_of(b) -> int:
+    from zk.attention_ref import _signed_bits
+
+    return _signed_bits(int(b[0]), int(b[1]))
+
+
 def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT, scheme: str = "channel"):
     from zk.attention_ref import BoundsViolation, quantize_input
 
     head, calib, fresh = smollm2_head(L, scheme)
     inputset = make_inputset(head, calib[:8])
+    name = f"SmolLM2 L0H0 L{L} 4b {scheme}"
     t = time.perf_counter()
-    circuit = compile_head(head, inputset, fhe_execution=False)
+    try:
+        circuit = compile_head(head, inputset, fhe_execution=False)
+        st = fhe_stats(circuit)
+    except RuntimeError as e:  # concrete's optimizer: e.g. NoParametersFound
+        return dict(name=name, failed=f"{type(e).__name__}: {str(e).splitlines()[-1][:80]}",
+                    compile=time.perf_counter() - t, max_bit_width=max(
+                        _signed_bits_of(head.bounds[k]) for k in head.bounds))
     t_compile = time.perf_counter() - t
-    st = fhe_stats(circuit)
     keys = st.get("size_of_bootstrap_keys", 0) + st.get("size_of_keyswitch_keys", 0)
     x = None
     for seq in fresh:
@@ -135,7 +147,7 @@ def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT, scheme: str = "channel"):
     ys = circuit.simulate(x)
     t_sim = time.perf_counter() - t
     assert np.array_equal(ys, y_ref), "simulate differs from the reference"
-    return dict(name=f"SmolLM2 L0H0 L{L} 4b {scheme}", strategy=default_strategy(head),
+    return dict(name=name, strategy=default_strategy(head),
                 compile=t_compile, sim=t_sim, keys=keys, real_skip=keys > real_limit, **st)
 
 
@@ -173,6 +185,10 @@ def main(argv=None):
               f"{gb(r.get('size_of_keyswitch_keys', 0)):>7s}  {tail}", flush=True)
     for L in args.smollm2 or []:
         r = run_smollm2_row(L, args.real_limit, args.smol_scheme)
+        if "failed" in r:
+            print(f"{r['name']:28s} no circuit after {r['compile']:.0f} s ({r['failed']}); widest "
+                  f"static interval {r['max_bit_width']} bits", flush=True)
+            continue
         results.append(r)
         print(f"{r['name']:28s} {r['strategy']:5s} {r['compile']:9.1f} {r['pbs']:7d} "
               f"{r['complexity']:11.3g} {r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
