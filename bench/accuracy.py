@@ -309,7 +309,8 @@ def smol_line(r) -> str:
             f"{r['rej']:>2d}/{r['n']:<3d}")
 
 
-def smollm2_rows(bits, seq_len: int, n_eval: int, n_calib: int, out: str):
+def smollm2_rows(bits, seq_len: int, n_eval: int, n_calib: int, out: str,
+                 schemes=SMOL_SCHEMES):
     ev = SmolEval(seq_len, n_eval, n_calib)
     print(f"SmolLM2-135M-Instruct: {ev.ev.shape[0]} windows of {seq_len} tokens of "
           f"/usr/share/common-licenses/GPL-3 ({ev.ev.shape[0] * (seq_len - 1)} scored positions); "
@@ -321,14 +322,14 @@ def smollm2_rows(bits, seq_len: int, n_eval: int, n_calib: int, out: str):
     rows = []
     extra = [("channel", "per-channel+smooth, q/k/v/y 6 bits", dict(qkv_bits=6, out_bits=6))]
     for setting, pairs in SMOL_SETTINGS:
-        for scheme in SMOL_SCHEMES:
+        for scheme in schemes:
             for nb in bits:
                 r = ev.evaluate(ev.heads(pairs, nb, scheme))
                 r.update(setting=setting, scheme=SCHEME_NAMES[scheme], bits=nb)
                 rows.append(r)
                 print(smol_line(r), flush=True)
         for scheme, name, kw in extra:
-            if 4 in bits:
+            if 4 in bits and scheme in schemes:
                 r = ev.evaluate(ev.heads(pairs, 4, scheme, **kw))
                 r.update(setting=setting, scheme=name, bits=4)
                 rows.append(r)
@@ -380,11 +381,13 @@ def main(argv=None):
     ap.add_argument("--smol-len", type=int, default=64, help="SmolLM2 window length (tokens)")
     ap.add_argument("--smol-windows", type=int, default=32, help="SmolLM2 evaluation windows")
     ap.add_argument("--smol-calib", type=int, default=32, help="SmolLM2 calibration windows")
+    ap.add_argument("--smol-schemes", nargs="+", choices=SMOL_SCHEMES, default=SMOL_SCHEMES)
     ap.add_argument("--smol-out", default="bench/results/smollm2_accuracy",
                     help="where the SmolLM2 table (.txt) and plot (.png) go ('' : nowhere)")
     args = ap.parse_args(argv)
     if args.smollm2 == "only":
-        smollm2_rows(args.bits, args.smol_len, args.smol_windows, args.smol_calib, args.smol_out)
+        smollm2_rows(args.bits, args.smol_len, args.smol_windows, args.smol_calib, args.smol_out,
+                     args.smol_schemes)
         return
     try:
         from fhe.hf_models import minilm_path
@@ -414,7 +417,8 @@ def main(argv=None):
             print(f"\nSmolLM2 unavailable: {e}")
             return
         print()
-        smollm2_rows(args.bits, args.smol_len, args.smol_windows, args.smol_calib, args.smol_out)
+        smollm2_rows(args.bits, args.smol_len, args.smol_windows, args.smol_calib, args.smol_out,
+                     args.smol_schemes)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def test_smollm2_head_reference_equals_circuit_simulate(smollm2):
     circuit = compile_head(q, make_inputset(q, calib[:8]), fhe_execution=False)
     rng = np.random.default_rng(0)
     checked = 0
-    for w in rng.permutation(len(calib))[:12]:
+    for w in rng.permutation(len(calib))[:6]:
         x = quantize_input(calib[w] * rng.uniform(0.6, 1.3), q)
         try:
             y, _ = run_reference(x, q)
@@ -179,4 +179,4 @@ def test_smollm2_head_reference_equals_circuit_simulate(smollm2):
             continue
         assert np.array_equal(circuit.simulate(x), y)
         checked += 1
-    assert checked >= 6
+    assert checked >= 4
