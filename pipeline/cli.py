@@ -212,11 +212,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"head is the integer function the FHE circuit computes and the proof proves)")
     if not args.session:
         return EXIT_OK
-    return _generate_session(args, model, tok, head, prompt_len, st)
+    return _generate_session(args, model, tok, prompt_len, act, st)
 
 
-def _generate_session(args, model, tok, head, prompt_len: int, st: "Steps") -> int:
-    """One encrypted session on the prompt's activations entering the private head."""
+def _generate_session(args, model, tok, prompt_len: int, act: dict, st: "Steps") -> int:
+    """One encrypted session on the prompt's activations entering the private head.
+
+    The session's head is the same head quantized for exactly the prompt's length (static
+    scales and bounds calibrated on windows of that many tokens): bounds made for the longer
+    generation window are wider, and concrete may then find no TFHE parameters."""
     import numpy as np
     from fhe import hf_models as hm
     from fhe.compile import compile_head, fhe_stats, make_inputset
@@ -225,11 +229,14 @@ def _generate_session(args, model, tok, head, prompt_len: int, st: "Steps") -> i
     from pipeline import session as S
     from pipeline.backend import REAL_KEY_LIMIT, RealFhe, SimulatedFhe
     from pipeline.canaries import ActivationCanaries
-    from zk.attention_ref import head_prefix, quantize_input, run_reference
+    from zk.attention_ref import quantize_input, run_reference
 
     print(f"\nencrypted session on the prompt's {prompt_len} tokens (the head's input at layer "
           f"{args.layer}), k = {args.k} canaries")
-    shead = head_prefix(head, prompt_len)
+    st.start("quantize the head for the prompt's length")
+    shead = G.private_head(model, tok, args.layer, args.head, args.bits, prompt_len,
+                           args.scheme, **act)
+    st.done("quantize the session's head", note=f"({prompt_len} tokens)")
     ids = tok(args.prompt, return_tensors="pt")["input_ids"]
     x = quantize_input(hm.head_inputs(model, args.layer, {"input_ids": ids})[0], shead)
     pool = G.calibration_windows(model, tok, args.layer, prompt_len, 64, G.CANARY_TEXTS)
@@ -287,8 +294,8 @@ def _generate_session(args, model, tok, head, prompt_len: int, st: "Steps") -> i
               f"  proof: NOT AVAILABLE: {e}.")
         y = client.fhe.decrypt(response.outputs[client.real_position])
         same = bool(np.array_equal(y, y_ref))
-        print(f"decrypted real output: {y.shape[0]} x {y.shape[1]}, equal to the integer head "
-              f"used for the text above: {'yes' if same else 'NO'}")
+        print(f"decrypted real output: {y.shape[0]} x {y.shape[1]}, equal to the session's "
+              f"integer head on the prompt: {'yes' if same else 'NO'}")
         print("verdict: NOT PROVEN (evaluation and canary opening ran; nothing was proven)")
         return EXIT_OK if same else EXIT_REJECTED
     st.done("server: prove canaries (zkAttn)", len(to_bytes(bundle)))
