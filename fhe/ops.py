@@ -7,6 +7,9 @@ Each method does on tracers exactly what ``zk.attention_ref.NumpyOps`` does on i
 - ``lookup(table, a)``: one programmable bootstrap, ``fhe.univariate`` of the table;
 - ``square(a)``: ``a ** 2``, one programmable bootstrap per entry;
 - ``matmul_clear``: ``a @ W + b`` with clear integer weights (no bootstrap);
+- ``rope(a, cos, sin, lo, hi)``: RoPE as clear-constant products and a column swap
+  (``zk.attention_ref.rope_rotate``, no bootstrap); its partial products get static bounds
+  from a's interval [lo, hi];
 - ``bound(a, lo, hi)``: records the static interval of the node. During compilation
   (``static_bounds``), concrete's measured bounds are widened to these intervals, so bit widths
   and signedness hold for every input inside the reference's bounds, not only the inputset.
@@ -21,7 +24,7 @@ import numpy as np
 from concrete import fhe
 from concrete.fhe.representation.graph import Graph
 
-from zk.attention_ref import Table, round_shift
+from zk.attention_ref import Table, rope_rotate, round_shift
 
 _PROP = "zkfhe_static_bounds"
 _lock = threading.Lock()
@@ -51,7 +54,7 @@ class ConcreteOps:
         if not isinstance(a, fhe.tracing.Tracer):
             return round_shift(np.asarray(a, dtype=np.int64), k)
         r = fhe.round_bit_pattern(a, lsbs_to_remove=k, exactness=fhe.Exactness.EXACT)
-        _mark(r, round_shift(lo, k) << k, round_shift(hi, k) << k)
+        _mark(r, min(lo, round_shift(lo, k) << k), max(hi, round_shift(hi, k) << k))
         s = r >> k
         return _mark(s, round_shift(lo, k), round_shift(hi, k))
 
@@ -80,6 +83,16 @@ class ConcreteOps:
     def matmul_clear(self, x, W, b):
         return x @ W + b
 
+    def rope(self, a, cos, sin, lo, hi):
+        if not isinstance(a, fhe.tracing.Tracer):
+            return rope_rotate(np.asarray(a, dtype=np.int64), cos, sin)
+        h = cos.shape[1]
+        C = np.concatenate([cos, cos], axis=1).astype(np.int64)
+        S = np.concatenate([-sin, sin], axis=1).astype(np.int64)
+        swapped = np.concatenate((a[:, h:], a[:, :h]), axis=1)
+        _mark(swapped, lo, hi)
+        return _mark(a * C, *_scaled(C, lo, hi)) + _mark(swapped * S, *_scaled(S, lo, hi))
+
     def stack(self, rows):
         rows = [r.reshape((1,) + tuple(r.shape)) for r in rows]
         return np.concatenate(tuple(rows), axis=0)
@@ -89,6 +102,12 @@ class ConcreteOps:
 
     def rec(self, *args, **kwargs):  # no witness on the FHE side
         return None
+
+
+def _scaled(coef: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """Interval of c * a over the entries c of coef and every a in [lo, hi]."""
+    c = coef.astype(object)
+    return int(np.minimum(c * lo, c * hi).min()), int(np.maximum(c * lo, c * hi).max())
 
 
 @contextlib.contextmanager

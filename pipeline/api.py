@@ -26,10 +26,11 @@ from zk.encoding import from_bytes
 from zk.errors import MalformedProofError, VerificationError
 
 
-def commit(head: QuantizedHead, rng: np.random.Generator | None = None
-           ) -> tuple[am.ProvingModel, am.ModelCommitment]:
-    """Commit to a quantized head: (private proving model, public commitment)."""
-    return am.commit(head, rng)
+def commit(head: QuantizedHead, rng: np.random.Generator | None = None,
+           origin: dict | None = None) -> tuple[am.ProvingModel, am.ModelCommitment]:
+    """Commit to a quantized head: (private proving model, public commitment). origin: public
+    names of the head's source (model, layer, head, kv_head)."""
+    return am.commit(head, rng, origin)
 
 
 def prove(model: am.ProvingModel, inputs, response: S.Response | None = None,
@@ -40,6 +41,9 @@ def prove(model: am.ProvingModel, inputs, response: S.Response | None = None,
         if response is None or opening is None:
             raise TypeError("an encrypted session needs the request, the response and the opening")
         return S.Server(model, fhe_server=None).prove(inputs, response, opening)
+    why = S.proof_unavailable(model.commitment)
+    if why is not None:
+        raise S.ProofUnavailable(why)
     return zkattn.prove(model, np.asarray(inputs))
 
 
@@ -63,6 +67,9 @@ def verify(proof, commitment, request: S.Request | None = None,
     MalformedProofError only for bytes that do not decode."""
     if isinstance(commitment, (bytes, bytearray)):
         commitment = from_bytes(am.ModelCommitment, bytes(commitment))
+    why = S.proof_unavailable(commitment)
+    if why is not None:
+        return Verdict(False, why)
     if isinstance(proof, (bytes, bytearray)):
         proof = _decode(bytes(proof), commitment)
     try:

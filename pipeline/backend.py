@@ -20,6 +20,11 @@ from fhe.wire import ZERO_ID, Kind, pack, sha3, unpack
 from zk.attention_ref import QuantizedHead, run_reference
 
 
+# bytes of uncompressed bootstrap + keyswitch keys above which a real run does not fit this
+# kind of machine (24 GB, 2 cores): keygen needs several times the key size in memory
+REAL_KEY_LIMIT = 2.5e9
+
+
 class RealFhe:
     """A compiled circuit of the head: its server and fresh clients."""
 

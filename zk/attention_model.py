@@ -4,15 +4,23 @@
 openings) and a public :class:`ModelCommitment`: hiding Hyrax commitments to the weights (one
 stack [Wq, Wk, Wv], each d_model x d_head zero-padded to powers of two) and to the biases
 ([bq, bk, bv]), and, in the clear, everything else the integer reference needs (configuration,
-shifts, tables, static bounds) plus the float scales a client needs to (de)quantize. The
-commitment's digest (SHA3-256 of its canonical file) names the model in every proof.
+shifts, tables, static bounds) plus the float scales a client needs to (de)quantize. For
+Llama-style heads it also holds, in the clear, the integer RoPE tables COS and SIN (L x d_head/2,
+scale 2^-rope_bits; ``config.rope_theta`` and ``config.rope_bits`` say how they were made, the
+tables themselves are the definition) and the SmoothQuant input smoothing vector (d_model
+floats, applied by the client before quantizing). Per-channel weight scales need nothing public:
+they are integer multipliers inside the committed weights. ``origin`` names where the head comes
+from (model, layer, query head, key/value head of grouped-query attention). The commitment's
+digest (SHA3-256 of its canonical file) names the model in every proof.
+
+Version 2 (RoPE tables, smoothing, origin); version 1 files are not read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
@@ -31,6 +39,7 @@ TABLE_NAMES = ("q", "k", "v", "relu", "clipd", "exp", "log", "exp2", "out")
 SHIFT_NAMES = ("q", "k", "v", "score", "out")
 MAX_DIM = 1 << 14
 MAX_TABLE = 1 << 22
+MAX_ORIGIN = 16  # entries of the origin map
 
 
 def _canonical_json(obj) -> str:
@@ -75,7 +84,7 @@ class ModelCommitment:
     """The public commitment to a head (see the module docstring)."""
 
     KIND: ClassVar[str] = "zkattn-model-commitment"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     config: HeadConfig
     shifts: dict
@@ -84,6 +93,10 @@ class ModelCommitment:
     scales: dict
     weights: hyrax.HyraxCommitment
     biases: hyrax.HyraxCommitment
+    rope_cos: np.ndarray | None = None  # (L, d_head / 2) int64, RoPE heads only
+    rope_sin: np.ndarray | None = None
+    smooth: np.ndarray | None = None  # (d_model,) float64 input smoothing, or None
+    origin: dict = field(default_factory=dict)  # str -> str | int
 
     @property
     def dims(self) -> Dims:
@@ -98,6 +111,8 @@ class ModelCommitment:
         return _canonical_json({
             "config": self.config.to_dict(), "shifts": self.shifts,
             "bounds": {k: list(v) for k, v in self.bounds.items()}, "scales": self.scales,
+            "smooth": None if self.smooth is None else [float(v) for v in self.smooth],
+            "origin": self.origin,
         })
 
     def write(self, w: Writer) -> None:
@@ -107,6 +122,10 @@ class ModelCommitment:
                 t = self.tables[name]
                 w.u64(t.offset % (1 << 64))
                 w.raw_bytes(np.asarray(t.values, dtype="<i8").tobytes())
+        if self.config.rope:
+            with w.section("rope"):
+                w.raw_bytes(np.asarray(self.rope_cos, dtype="<i8").tobytes())
+                w.raw_bytes(np.asarray(self.rope_sin, dtype="<i8").tobytes())
         self.weights.write(w)
         self.biases.write(w)
 
@@ -123,6 +142,10 @@ class ModelCommitment:
             scales = {str(k): float(v) for k, v in head["scales"].items()}
             if set(head["shifts"]) != set(SHIFT_NAMES):
                 raise ValueError("unexpected shifts")
+            if set(head) != {"config", "shifts", "bounds", "scales", "smooth", "origin"}:
+                raise ValueError("unexpected fields")
+            smooth = _read_smooth(head["smooth"], config.d_model)
+            origin = _read_origin(head["origin"])
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise r.error(f"model header: {e}") from e
         if max(config.d_model, config.d_head, config.seq_len) > MAX_DIM:
@@ -138,6 +161,11 @@ class ModelCommitment:
                 if not raw or len(raw) % 8:
                     raise r.error(f"table {name}: bad length")
                 tables[name] = Table(name, off, np.frombuffer(raw, dtype="<i8").astype(np.int64))
+        rope_cos = rope_sin = None
+        if config.rope:
+            shape = (config.seq_len, config.d_head // 2)
+            with r.section("rope"):
+                rope_cos, rope_sin = (_read_rope(r, shape, config.rope_bits) for _ in range(2))
         dims = Dims.of(config)
         weights = hyrax.HyraxCommitment.read(r, 1)
         biases = hyrax.HyraxCommitment.read(r, 1)
@@ -145,7 +173,44 @@ class ModelCommitment:
             raise r.error("weight commitment does not match the dimensions")
         if biases.num_vars != bias_layout(dims).num_vars:
             raise r.error("bias commitment does not match the dimensions")
-        return cls(config, shifts, tables, bounds, scales, weights, biases)
+        return cls(config, shifts, tables, bounds, scales, weights, biases, rope_cos, rope_sin,
+                   smooth, origin)
+
+
+def _read_rope(r: Reader, shape: tuple[int, int], bits: int) -> np.ndarray:
+    n = shape[0] * shape[1]
+    raw = r.raw_bytes(8 * n)
+    if len(raw) != 8 * n:
+        raise r.error(f"RoPE table: expected {shape} int64 values")
+    t = np.frombuffer(raw, dtype="<i8").astype(np.int64).reshape(shape)
+    if np.abs(t).max() > (1 << bits):
+        raise r.error("RoPE table entry outside [-2^rope_bits, 2^rope_bits]")
+    return t
+
+
+def _read_smooth(v, d_model: int) -> np.ndarray | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) != d_model:
+        raise ValueError(f"smooth must be a list of {d_model} numbers")
+    if any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in v):
+        raise ValueError("smooth must hold numbers")
+    a = np.asarray(v, dtype=np.float64)
+    if not (np.all(np.isfinite(a)) and np.all(a > 0)):
+        raise ValueError("smooth entries must be finite and positive")
+    return a
+
+
+def _read_origin(v) -> dict:
+    if not isinstance(v, dict) or len(v) > MAX_ORIGIN:
+        raise ValueError("origin must be a small map")
+    for k, a in v.items():
+        if not isinstance(k, str) or len(k) > 64:
+            raise ValueError("origin keys are short strings")
+        if isinstance(a, bool) or not isinstance(a, (str, int)) or (isinstance(a, str) and
+                                                                      len(a) > 256):
+            raise ValueError("origin values are integers or short strings")
+    return dict(v)
 
 
 @dataclass(eq=False)
@@ -154,7 +219,7 @@ class ProvingModel:
     the weights and the blinds: keep it private."""
 
     KIND: ClassVar[str] = "zkattn-proving-model"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     head: QuantizedHead
     commitment: ModelCommitment
@@ -186,7 +251,8 @@ class ProvingModel:
         bb = Fr.from_bytes(r.fields_array(max_len=1 << 24, exact_len=1 << (bl.num_vars - mc.biases.log_cols)))
         head = QuantizedHead(cfg, arrays["Wq"], arrays["Wk"], arrays["Wv"], arrays["bq"],
                              arrays["bk"], arrays["bv"], dict(mc.shifts), dict(mc.tables),
-                             dict(mc.bounds), dict(mc.scales))
+                             dict(mc.bounds), dict(mc.scales), mc.rope_cos, mc.rope_sin,
+                             mc.smooth)
         padded = _padded_weights(head, mc.dims)
         ww = _witness(wl, padded, mc.weights.log_cols, wb)
         bw = _witness(bl, padded, mc.biases.log_cols, bb)
@@ -221,9 +287,14 @@ def _padded_weights(head: QuantizedHead, dims: Dims) -> dict[str, np.ndarray]:
     return out
 
 
-def commit(head: QuantizedHead, rng: np.random.Generator | None = None
-           ) -> tuple[ProvingModel, ModelCommitment]:
-    """Commit to a quantized head. Blinds come from the OS CSPRNG unless ``rng`` is given."""
+def commit(head: QuantizedHead, rng: np.random.Generator | None = None,
+           origin: dict | None = None) -> tuple[ProvingModel, ModelCommitment]:
+    """Commit to a quantized head. Blinds come from the OS CSPRNG unless ``rng`` is given.
+    origin: public names of the head's source (e.g. {"model": ..., "layer": 0, "head": 4,
+    "kv_head": 1}): small str -> str | int map."""
+    origin = _read_origin(dict(origin or {}))
+    if head.config.rope and (head.rope_cos is None or head.rope_sin is None):
+        raise ValueError("a RoPE head needs its COS and SIN tables")
     dims = Dims.of(head.config)
     padded = _padded_weights(head, dims)
     wl, bl = weight_layout(dims), bias_layout(dims)
@@ -233,5 +304,8 @@ def commit(head: QuantizedHead, rng: np.random.Generator | None = None
         head.config, {k: int(head.shifts[k]) for k in SHIFT_NAMES},
         {k: head.tables[k] for k in TABLE_NAMES},
         {k: (int(v[0]), int(v[1])) for k, v in head.bounds.items()},
-        {k: float(v) for k, v in head.scales.items()}, wcom, bcom)
+        {k: float(v) for k, v in head.scales.items()}, wcom, bcom,
+        None if head.rope_cos is None else np.asarray(head.rope_cos, dtype=np.int64),
+        None if head.rope_sin is None else np.asarray(head.rope_sin, dtype=np.int64),
+        None if head.smooth is None else np.asarray(head.smooth, dtype=np.float64), origin)
     return ProvingModel(head, public, wwit, bwit), public

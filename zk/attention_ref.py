@@ -1,4 +1,4 @@
-"""The integer reference of one quantized GPT-2-style self-attention head.
+"""The integer reference of one quantized self-attention head (GPT-2 style or Llama style).
 
 This module is the single definition of the computation (DESIGN.md section 2). It is
 
@@ -16,8 +16,10 @@ The head, step by step (all integers; ``rs(a, k) = floor((a + 2^(k-1)) / 2^k)`` 
 
     x                    (L, d_model)  in [-xq, xq], xq = 2^(n_bits-1) - 1
     acc_t = x @ W_t + b_t               t in {q, k, v}: clear integer weights, exact
-    r_t   = rs(acc_t, k_t)              k_t is the smallest shift that brings the *static*
-                                        range of acc_t into tlu_bits signed bits
+    rot_t = ROPE(acc_t)                 t in {q, k}, Llama-style heads only (see below)
+    r_t   = rs(rot_t, k_t)  (rope)      k_t is the smallest shift that brings the *static*
+          = rs(acc_t, k_t)  (no rope)   range of rot_t (acc_t) into tlu_bits signed bits
+                                        (k_t >= 1 for every t of a RoPE head)
     q,k,v = TAB_t[r_t]                  requantization table: scale + clip to [-aq, aq]
     ksq_j = sum_d k_jd^2                (L,)
     z_ij  = sum_d (q_id + k_jd)^2 - ksq_j  = 2 q_i.k_j + |q_i|^2   for j in cols(i)
@@ -34,15 +36,47 @@ The head, step by step (all integers; ``rs(a, k) = floor((a + 2^(k-1)) / 2^k)`` 
     r_o   = rs(o2, k_o)
     y     = OUT[r_o]                    output requantization to [-yq, yq]
 
-where ``rnd(t) = floor(t + 1/2)`` and cols(i) = {0..i} in causal mode (GPT-2), {0..L-1}
+where ``rnd(t) = floor(t + 1/2)`` and cols(i) = {0..i} in causal mode (GPT-2, Llama), {0..L-1}
 otherwise (encoder). Masked entries are never computed (no products, no tables): this is also
 what keeps the FHE circuit small. The row constant |q_i|^2 in z does not change the softmax
 (the row maximum is subtracted) and saves the squares of q in FHE.
 
+**Llama-style heads** (``HeadConfig.rope_theta`` set; SmolLM2, Llama): no biases (b_t = 0,
+committed as zeros), grouped-query attention (query head h of a layer uses key/value head
+h // (n_heads / n_kv_heads); one reference head is one query head with its key/value head's
+W_k, W_v, which the model commitment names in its ``origin``), and rotary position embeddings
+(RoPE) on q and k as one public, position-dependent linear map of the *accumulator*, followed by
+the head's one rounding. With c = ``rope_bits``, H = d_head / 2 and, for position i in
+0..L-1 and frequency f in 0..H-1 (public integer tables, ``rope_tables``)::
+
+    COS[i, f] = rnd(2^c cos(i theta^(-2f/d_head)))     in [-2^c, 2^c]
+    SIN[i, f] = rnd(2^c sin(i theta^(-2f/d_head)))     in [-2^c, 2^c]
+    rot_t[i, f]     = COS[i, f] acc_t[i, f]     - SIN[i, f] acc_t[i, f + H]
+    rot_t[i, f + H] = COS[i, f] acc_t[i, f + H] + SIN[i, f] acc_t[i, f]
+
+i.e. rot_t = C o acc_t + S' o swap(acc_t) with C = [COS, COS], S' = [-SIN, SIN] (L x d_head)
+and swap(a)[i, d] = a[i, (d + H) mod d_head] (for d_head = 64 padded to 64: flip the top bit of
+the column index). This is transformers' ``q * cos + rotate_half(q) * sin`` with cos and sin
+quantized to c fractional bits. One unit of rot_t is 2^-c units of acc_t; the rounding
+r_t = rs(rot_t, k_t) (k_t includes those c bits) and the table TAB_t follow as for any head, so
+q and k are the rotated, requantized projections. Positions are 0..L-1 (the rows of x), for any
+L, not only powers of two. The tables are stored in the model commitment; nothing about them
+is recomputed from floats on the verifier's side.
+
+Weight quantization (``quantize_head``), all of it folded into the committed integers: per
+tensor (one scale per W_t), or per output channel with an integer multiplier: column c of W_t is
+M_c clip(rnd(W_t[:, c] / (u M_c)), -wq, wq), M_c = clip(rnd(s_c / u), 1, 2^g), s_c the column's
+own scale and u = max_c s_c / 2^g, so every column of acc_t has the same unit u sx and one
+table TAB_t serves all columns (no per-channel tables in the proof or the circuit).
+SmoothQuant-style smoothing divides input channel j by sm_j (a public vector, ``head.smooth``,
+applied by the client in ``quantize_input``) and multiplies row j of every W_t by it before
+quantization. Scales are static: fixed at commit time from calibration activations.
+
 Every non-linear step is a table (``Table``: a domain [offset, offset + len) and integer
 values) or an exact rounding; products of encrypted values are written as squares, which a
 zk prover proves as polynomial identities (z = 2 Q K^T + rowsq(Q), o2 = 2 P V) and the FHE
-circuit evaluates as one programmable bootstrap per square.
+circuit evaluates as one programmable bootstrap per square; products with public constants
+(W, COS, SIN) are clear multiplications.
 
 Every intermediate carries a *static* interval, computed once from the weights and the input
 domain (``QuantizedHead.bounds``). The numpy ops check them on every run; the FHE ops give them
@@ -75,6 +109,11 @@ __all__ = [
     "causal_cols",
     "layer_norm_like",
     "rnd",
+    "rope_tables",
+    "rope_rotate",
+    "rope_float",
+    "rope_bounds",
+    "head_prefix",
 ]
 
 
@@ -121,6 +160,48 @@ def causal_cols(i: int, seq_len: int, causal: bool) -> int:
     return i + 1 if causal else seq_len
 
 
+def _rope_angles(seq_len: int, d_head: int, theta: float) -> np.ndarray:
+    """(L, d_head / 2) angles i theta^(-2f / d_head) (transformers' inv_freq convention)."""
+    inv = float(theta) ** (-np.arange(0, d_head, 2, dtype=np.float64) / d_head)
+    return np.arange(seq_len, dtype=np.float64)[:, None] * inv[None, :]
+
+
+def rope_tables(seq_len: int, d_head: int, theta: float, bits: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The public RoPE tables COS, SIN (L, d_head / 2): rnd(2^bits cos), rnd(2^bits sin)."""
+    ang = _rope_angles(seq_len, d_head, theta)
+    return rnd((1 << bits) * np.cos(ang)), rnd((1 << bits) * np.sin(ang))
+
+
+def rope_rotate(a, cos, sin):
+    """C o a + S' o swap(a) (module docstring) on int64 arrays or concrete tracers (L, d_head):
+    row i rotated by position i's integer cos and sin, scale 2^bits."""
+    h = cos.shape[1]
+    C = np.concatenate([cos, cos], axis=1).astype(np.int64)
+    S = np.concatenate([-sin, sin], axis=1).astype(np.int64)
+    return a * C + np.concatenate((a[:, h:], a[:, :h]), axis=1) * S
+
+
+def rope_float(a, theta: float) -> np.ndarray:
+    """Float RoPE on (L, d_head) at positions 0..L-1: a cos + rotate_half(a) sin."""
+    a = np.asarray(a, dtype=np.float64)
+    ang = _rope_angles(a.shape[0], a.shape[1], theta)
+    cos, sin = np.cos(ang), np.sin(ang)
+    h = a.shape[1] // 2
+    a1, a2 = a[:, :h], a[:, h:]
+    return np.concatenate([a1 * cos - a2 * sin, a2 * cos + a1 * sin], axis=1)
+
+
+def rope_bounds(lo: int, hi: int, cos: np.ndarray, sin: np.ndarray) -> tuple[int, int]:
+    """Static interval of rope_rotate(a) for every a with entries in [lo, hi]."""
+    C = np.concatenate([cos, cos], axis=1).astype(object)
+    S = np.concatenate([-sin, sin], axis=1).astype(object)
+    lo_, hi_ = int(lo), int(hi)
+    lows = np.minimum(C * lo_, C * hi_) + np.minimum(S * lo_, S * hi_)
+    highs = np.maximum(C * lo_, C * hi_) + np.maximum(S * lo_, S * hi_)
+    return int(lows.min()), int(highs.max())
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -148,6 +229,10 @@ class HeadConfig:
     # domain (exact for every admissible input, but wide: costly in FHE, coarse score grid).
     bounds_mode: str = "calibrated"
     calib_margin: float = 2.0
+    # Llama-style heads: RoPE on q and k with base theta (None: no RoPE, GPT-2/BERT style),
+    # cos and sin quantized to rope_bits fractional bits (module docstring)
+    rope_theta: Optional[float] = None
+    rope_bits: int = 8
 
     def __post_init__(self):
         for name in ("d_model", "d_head", "seq_len"):
@@ -159,6 +244,18 @@ class HeadConfig:
             raise ValueError("bounds_mode must be 'calibrated' or 'certified'")
         if self.calib_margin < 1.0:
             raise ValueError("calib_margin must be >= 1")
+        if self.rope_theta is not None:
+            if not (isinstance(self.rope_theta, (int, float)) and math.isfinite(self.rope_theta)
+                    and self.rope_theta > 1.0):
+                raise ValueError("rope_theta must be a finite number > 1")
+            if self.d_head % 2:
+                raise ValueError("RoPE needs an even d_head")
+        if not 1 <= self.rope_bits <= 16:
+            raise ValueError("rope_bits must be in [1, 16]")
+
+    @property
+    def rope(self) -> bool:
+        return self.rope_theta is not None
 
     @property
     def a_bits(self) -> int:
@@ -218,6 +315,11 @@ class QuantizedHead:
     tables: dict  # name -> Table (q, k, v, relu, clipd, exp, log, exp2, out)
     bounds: dict  # name -> (lo, hi) python ints
     scales: dict  # float scales: x, w_q, w_k, w_v, q, k, v, delta, y
+    # RoPE heads: integer COS and SIN tables (L, d_head / 2), scale 2^-rope_bits
+    rope_cos: Optional[np.ndarray] = None
+    rope_sin: Optional[np.ndarray] = None
+    # SmoothQuant smoothing: input channel j is divided by smooth[j] before quantization
+    smooth: Optional[np.ndarray] = None
 
     @property
     def x_range(self) -> tuple[int, int]:
@@ -256,6 +358,9 @@ class NumpyOps:
     def matmul_clear(self, x, W, b):
         return np.asarray(x, dtype=np.int64) @ W + b
 
+    def rope(self, a, cos, sin, lo: int, hi: int):
+        return rope_rotate(np.asarray(a, dtype=np.int64), cos, sin)
+
     def stack(self, rows):
         return np.stack([np.asarray(r, dtype=np.int64) for r in rows])
 
@@ -283,10 +388,17 @@ def attention_head(x, head: QuantizedHead, ops) -> Any:
 
     def project(W, b, t):
         acc = ops.bound(ops.matmul_clear(x, W, b), *B["acc_" + t], name="acc_" + t)
-        r = ops.round_shift(acc, K[t], *B["acc_" + t], name="r_" + t)
+        ops.rec("acc_" + t, None, acc)
+        wide = "acc_" + t
+        if cfg.rope and t in ("q", "k"):
+            # rot = C o acc + S' o swap(acc): public, position-dependent integer coefficients
+            acc = ops.bound(ops.rope(acc, head.rope_cos, head.rope_sin, *B["acc_" + t]),
+                            *B["rot_" + t], name="rot_" + t)
+            ops.rec("rot_" + t, None, acc)
+            wide = "rot_" + t
+        r = ops.round_shift(acc, K[t], *B[wide], name="r_" + t)
         r = ops.bound(r, *B["r_" + t], name="r_" + t)
         out = ops.lookup(T[t], r)
-        ops.rec("acc_" + t, None, acc)
         ops.rec("r_" + t, None, r)
         ops.rec(t, None, out)
         return out
@@ -372,8 +484,8 @@ def run_reference(x, head: QuantizedHead, check: bool = True):
     """Run the head in the clear: (y, witness) with every intermediate tensor.
 
     Witness keys: x, acc_q/k/v, r_q/k/v, q, k, v, ksq, z, r_s, m_chain (running maxima),
-    m, d, c, e, S, l, u, p, psq, o2, r_o, y, mask (L x L, True where computed). Square
-    (L, L) tensors hold 0 in masked positions.
+    m, d, c, e, S, l, u, p, psq, o2, r_o, y, mask (L x L, True where computed), and for RoPE
+    heads rot_q, rot_k (L, d_head). Square (L, L) tensors hold 0 in masked positions.
     """
     x = np.asarray(x)
     cfg = head.config
@@ -383,6 +495,7 @@ def run_reference(x, head: QuantizedHead, check: bool = True):
         raise TypeError(f"x must be an integer array, got {x.dtype}")
     x = x.astype(np.int64)
     _check_input(x, head)
+    _check_rope(head)
     rec: dict = {}
     ops = NumpyOps(check=check, record=rec)
     y = attention_head(x, head, ops)
@@ -390,6 +503,36 @@ def run_reference(x, head: QuantizedHead, check: bool = True):
     wit["x"] = x
     wit["y"] = y
     return y, wit
+
+
+def _check_rope(head: QuantizedHead) -> None:
+    cfg = head.config
+    if not cfg.rope:
+        return
+    shape = (cfg.seq_len, cfg.d_head // 2)
+    for name in ("rope_cos", "rope_sin"):
+        t = getattr(head, name)
+        if t is None or np.shape(t) != shape:
+            raise ValueError(f"a RoPE head needs {name} of shape {shape}")
+        if np.abs(t).max() > (1 << cfg.rope_bits):
+            raise ValueError(f"{name} entries must lie in [-2^rope_bits, 2^rope_bits]")
+
+
+def head_prefix(head: QuantizedHead, n: int) -> QuantizedHead:
+    """The causal head on the first n positions (1 <= n <= L): same weights, scales, tables
+    and bounds, RoPE tables cut to n rows. Row i of a causal head depends on rows 0..i only,
+    so its outputs are the first n rows of the full head's on any input extending x
+    (generation with a growing prompt)."""
+    cfg = head.config
+    if not cfg.causal:
+        raise ValueError("only a causal head has prefixes")
+    if not 1 <= n <= cfg.seq_len:
+        raise ValueError(f"n must be in 1..{cfg.seq_len}")
+    from dataclasses import replace
+
+    cos = None if head.rope_cos is None else head.rope_cos[:n]
+    sin = None if head.rope_sin is None else head.rope_sin[:n]
+    return replace(head, config=replace(cfg, seq_len=n), rope_cos=cos, rope_sin=sin)
 
 
 def _check_input(x: np.ndarray, head: QuantizedHead) -> None:
@@ -408,12 +551,16 @@ def _check_input(x: np.ndarray, head: QuantizedHead) -> None:
 # ----------------------------------------------------------------------------- float head
 
 
-def float_head(x, Wq, Wk, Wv, bq, bk, bv, causal: bool = True) -> np.ndarray:
-    """The float head: softmax(q k^T / sqrt(d_head) + mask) v, for x (L, d_model)."""
+def float_head(x, Wq, Wk, Wv, bq, bk, bv, causal: bool = True,
+               rope_theta: Optional[float] = None) -> np.ndarray:
+    """The float head: softmax(q k^T / sqrt(d_head) + mask) v, for x (L, d_model); with
+    rope_theta, q and k are rotated first (RoPE at positions 0..L-1, transformers' convention)."""
     x = np.asarray(x, dtype=np.float64)
     q = x @ Wq + bq
     k = x @ Wk + bk
     v = x @ Wv + bv
+    if rope_theta is not None:
+        q, k = rope_float(q, rope_theta), rope_float(k, rope_theta)
     a = q @ k.T / math.sqrt(q.shape[-1])
     if causal:
         L = a.shape[0]
@@ -428,9 +575,16 @@ def float_head(x, Wq, Wk, Wv, bq, bk, bv, causal: bool = True) -> np.ndarray:
 
 
 def quantize_input(x_float, head: QuantizedHead) -> np.ndarray:
-    """Float activations -> admissible integer input (rounded half up, clipped)."""
+    """Float activations -> admissible integer input (smoothed, rounded half up, clipped).
+
+    ``head`` is a QuantizedHead or anything with its public ``scales``, ``bounds``,
+    ``config`` and ``smooth`` (the model commitment)."""
     lo, hi = head.bounds["x"]
-    xi = np.clip(rnd(np.asarray(x_float) / head.scales["x"]), lo, hi)
+    x_float = np.asarray(x_float, dtype=np.float64)
+    smooth = getattr(head, "smooth", None)
+    if smooth is not None:  # SmoothQuant: channel j divided by smooth[j] (public)
+        x_float = x_float / np.asarray(smooth, dtype=np.float64)
+    xi = np.clip(rnd(x_float / head.scales["x"]), lo, hi)
     nb = head.config.x_norm2_bound
     if nb is not None:  # shrink tokens over the norm bound (rare: a calibration margin exists)
         xi = np.array(xi)
@@ -462,27 +616,54 @@ def _requant_table(name, r_lo, r_hi, unit: float, scale_out: float, qmax: int) -
     return Table(name, r_lo, vals.astype(np.int64))
 
 
-def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> QuantizedHead:
+def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
+                  weight_scheme: str = "tensor", channel_bits: int = 6,
+                  smooth_alpha: Optional[float] = None, x_clip: Optional[float] = None,
+                  w_clip: bool = False) -> QuantizedHead:
     """Quantize a float head (numpy arrays, W: d_model x d_head) with calibration activations.
 
     calib_x: float array (..., d_model) of activations the head sees (e.g. LayerNorm outputs of
-    real text). Scales are symmetric per tensor; the score grid, tables and every static bound
-    follow from them and from the input domain.
+    real text); for RoPE heads it is read as sequences of L = seq_len tokens at positions
+    0..L-1. Every scale is static (fixed here). weight_scheme "tensor": one scale per W_t;
+    "channel": a scale per output column, folded into the integer weights as an integer
+    multiplier of ``channel_bits`` bits (module docstring). smooth_alpha: SmoothQuant
+    smoothing strength (None: none; 0.5 is the usual choice), stored in ``head.smooth``.
+    x_clip: the input scale maps this quantile of |x| (after smoothing) to xq (None: the
+    maximum; larger inputs are clipped by ``quantize_input``). w_clip: each weight scale (per
+    tensor or per column) minimises the squared rounding + clipping error instead of mapping
+    the maximum. The score grid, tables and every static bound follow from the scales and the
+    input domain.
     """
     cfg = config
     Wq, Wk, Wv = (np.asarray(w, dtype=np.float64) for w in (Wq, Wk, Wv))
     bq, bk, bv = (np.asarray(b, dtype=np.float64).reshape(-1) for b in (bq, bk, bv))
     if Wq.shape != (cfg.d_model, cfg.d_head):
         raise ValueError(f"weights must be {(cfg.d_model, cfg.d_head)}, got {Wq.shape}")
+    if weight_scheme not in ("tensor", "channel"):
+        raise ValueError("weight_scheme must be 'tensor' or 'channel'")
+    if not 0 <= channel_bits <= 12:
+        raise ValueError("channel_bits must be in [0, 12]")
     X = np.asarray(calib_x, dtype=np.float64).reshape(-1, cfg.d_model)
     if X.shape[0] == 0:
         raise ValueError("calibration set is empty")
+    smooth = None
+    if smooth_alpha is not None:
+        if not 0.0 < smooth_alpha < 1.0:
+            raise ValueError("smooth_alpha must be in (0, 1)")
+        smooth = _smoothing(X, (Wq, Wk, Wv), smooth_alpha)
+        X = X / smooth
+        Wq, Wk, Wv = (w * smooth[:, None] for w in (Wq, Wk, Wv))
 
     xq = (1 << (cfg.n_bits - 1)) - 1
     wq_max = xq
     aq = (1 << (cfg.a_bits - 1)) - 1
     yq = (1 << (cfg.y_bits - 1)) - 1
-    sx = float(np.abs(X).max()) / xq or 1.0
+    if x_clip is None:
+        sx = float(np.abs(X).max()) / xq or 1.0
+    else:
+        if not 0.5 < x_clip <= 1.0:
+            raise ValueError("x_clip must be a quantile in (0.5, 1]")
+        sx = float(np.quantile(np.abs(X), x_clip)) / xq or 1.0
     scales: dict = {"x": sx}
     B: dict = {"x": (-xq, xq)}
     tables: dict = {}
@@ -490,9 +671,12 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> Quanti
     ints = {}
     norm2 = cfg.x_norm2_bound
     Xi = np.clip(rnd(X / sx), -xq, xq)
+    rope_cos = rope_sin = None
+    if cfg.rope:
+        rope_cos, rope_sin = rope_tables(cfg.seq_len, cfg.d_head, cfg.rope_theta, cfg.rope_bits)
+        Xseq = _sequences(Xi, cfg.seq_len)  # (n, L, d_model): positions 0..L-1
     for t, W, b in (("q", Wq, bq), ("k", Wk, bk), ("v", Wv, bv)):
-        sw = float(np.abs(W).max()) / wq_max or 1.0
-        Wi = np.clip(rnd(W / sw), -wq_max, wq_max).astype(np.int64)
+        Wi, sw = _quantize_weight(W, wq_max, weight_scheme, channel_bits, w_clip)
         bi = rnd(b / (sx * sw)).astype(np.int64)
         ints["W" + t], ints["b" + t] = Wi, bi
         scales["w_" + t] = sw
@@ -502,7 +686,18 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> Quanti
         if cfg.bounds_mode == "calibrated":
             lo, hi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
         B["acc_" + t] = (lo, hi)
-        kt = _shift_to_fit(lo, hi, cfg.tlu_bits)
+        if cfg.rope and t in ("q", "k"):
+            # the rounding acts on rot = ROPE(acc), whose unit is 2^-c accumulator units
+            acc_int = np.concatenate([rope_rotate(s_ @ Wi + bi, rope_cos, rope_sin)
+                                      for s_ in Xseq])
+            lo, hi = rope_bounds(lo, hi, rope_cos, rope_sin)
+            if cfg.bounds_mode == "calibrated":
+                lo, hi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
+            B["rot_" + t] = (lo, hi)
+            unit = unit / (1 << cfg.rope_bits)
+        # RoPE heads: k >= 1 on every projection, so that each table's input is separated by a
+        # rounding from the (2^rope_bits wider) rotated accumulators linked to the same x
+        kt = _shift_to_fit(lo, hi, cfg.tlu_bits, min_k=1 if cfg.rope else 0)
         shifts[t] = kt
         r_lo, r_hi = round_shift(lo, kt), round_shift(hi, kt)
         B["r_" + t] = (r_lo, r_hi)
@@ -593,7 +788,7 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig) -> Quanti
     B = {k_: (int(a), int(b_)) for k_, (a, b_) in B.items()}
     return QuantizedHead(
         cfg, ints["Wq"], ints["Wk"], ints["Wv"], ints["bq"], ints["bk"], ints["bv"],
-        shifts, tables, B, scales,
+        shifts, tables, B, scales, rope_cos, rope_sin, smooth,
     )
 
 
@@ -622,8 +817,58 @@ def _calib_out_scale(X, Wq, Wk, Wv, bq, bk, bv, cfg: HeadConfig) -> float:
     if n == 0:  # fewer rows than one sequence: pad by repetition
         X = np.resize(X, (L, X.shape[1]))
         n = L
-    ys = [float_head(X[s: s + L], Wq, Wk, Wv, bq, bk, bv, cfg.causal) for s in range(0, n, L)]
+    ys = [float_head(X[s: s + L], Wq, Wk, Wv, bq, bk, bv, cfg.causal, cfg.rope_theta)
+          for s in range(0, n, L)]
     return float(np.abs(np.stack(ys)).max())
+
+
+def _sequences(X: np.ndarray, L: int) -> np.ndarray:
+    """Rows (n, d) -> (n // L, L, d) whole sequences (fewer than L rows: padded by repetition)."""
+    n = (X.shape[0] // L) * L
+    if n == 0:
+        return np.resize(X, (1, L, X.shape[1]))
+    return X[:n].reshape(-1, L, X.shape[1])
+
+
+def _smoothing(X: np.ndarray, Ws, alpha: float) -> np.ndarray:
+    """SmoothQuant factors sm_j = max|X_j|^alpha / max|W_j.|^(1-alpha) over the three W_t
+    (they share the input), 1 for channels that are zero in X or in every W."""
+    ax = np.abs(X).max(axis=0)
+    aw = np.max([np.abs(W).max(axis=1) for W in Ws], axis=0)
+    ok = (ax > 0) & (aw > 0)
+    sm = np.ones_like(ax)
+    sm[ok] = ax[ok] ** alpha / aw[ok] ** (1.0 - alpha)
+    return sm / float(np.exp(np.mean(np.log(sm))))  # normalised: geometric mean 1
+
+
+def _mse_scale(W: np.ndarray, wq: int, axis) -> np.ndarray:
+    """Scales (per column for axis=0, one for axis=None) minimising the squared error of
+    clip(rnd(W / s)) s over s = r max|W| / wq, r in 0.30..1.00."""
+    amax = np.abs(W).max(axis=axis) / wq
+    amax = np.where(amax > 0, amax, 1.0)
+    best, best_err = amax, np.full(np.shape(amax), np.inf)
+    for r in np.linspace(0.3, 1.0, 36):
+        s = amax * r
+        err = ((np.clip(rnd(W / s), -wq, wq) * s - W) ** 2).sum(axis=axis)
+        better = err < best_err
+        best = np.where(better, s, best)
+        best_err = np.where(better, err, best_err)
+    return best
+
+
+def _quantize_weight(W: np.ndarray, wq: int, scheme: str, g: int, mse: bool = False
+                     ) -> tuple[np.ndarray, float]:
+    """(integer W, unit u): W ~ u Wi. "channel": Wi[:, c] = M_c clip(rnd(W[:, c] / (u M_c))),
+    M_c = clip(rnd(s_c / u), 1, 2^g), s_c = max|W[:, c]| / wq (or the squared-error optimal
+    scale with mse), u = max_c s_c / 2^g."""
+    if scheme == "tensor":
+        sw = float(_mse_scale(W, wq, None)) if mse else float(np.abs(W).max()) / wq or 1.0
+        return np.clip(rnd(W / sw), -wq, wq).astype(np.int64), sw
+    col = _mse_scale(W, wq, 0) if mse else np.abs(W).max(axis=0) / wq
+    u = float(col.max()) / (1 << g) or 1.0
+    M = np.clip(rnd(col / u), 1, 1 << g)
+    Wi = M[None, :] * np.clip(rnd(W / (u * M[None, :])), -wq, wq)
+    return Wi.astype(np.int64), u
 
 
 def random_head(config: HeadConfig, seed: int = 0, n_calib: int = 8, weight_std: float = 0.02):

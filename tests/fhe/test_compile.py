@@ -22,6 +22,9 @@ SIM_CONFIGS = [
     HeadConfig(12, 4, 3, causal=False, score_bits=6, tlu_bits=6, out_tlu_bits=6, exp_bits=4,
                prob_bits=3),
     HeadConfig(16, 8, 4),
+    # Llama-style: RoPE on q and k, 5 positions (not a power of two)
+    HeadConfig(12, 4, 5, score_bits=6, tlu_bits=6, out_tlu_bits=6, exp_bits=4, prob_bits=3,
+               rope_theta=10000.0, rope_bits=6),
 ]
 
 
@@ -43,7 +46,8 @@ def _inputs(head, n, seed):
 
 
 @pytest.mark.parametrize("cfg", SIM_CONFIGS,
-                         ids=lambda c: f"{c.d_model}x{c.d_head}L{c.seq_len}{'c' if c.causal else 'e'}")
+                         ids=lambda c: f"{c.d_model}x{c.d_head}L{c.seq_len}{'c' if c.causal else 'e'}"
+                         f"{'-rope' if c.rope else ''}")
 def test_simulate_equals_reference(cfg):
     head, _, calib = random_head(cfg, seed=4, n_calib=16)
     circuit = compile_head(head, make_inputset(head, calib), fhe_execution=False)
@@ -52,7 +56,9 @@ def test_simulate_equals_reference(cfg):
         assert np.array_equal(circuit.simulate(x), run_reference(x, head)[0])
     st = fhe_stats(circuit)
     assert st["pbs"] > 0 and st["global_p_error"] <= 1e-9
-    assert st["max_tlu_input_bits"] <= 12
+    # a RoPE head's rounding acts on the rotated accumulator (2^rope_bits wider): the shift
+    # after round_bit_pattern is nominally as wide, though only its kept bits are looked up
+    assert st["max_tlu_input_bits"] <= (12 + cfg.rope_bits if cfg.rope else 12)
 
 
 def test_certified_mode_simulates_uniform_inputs():

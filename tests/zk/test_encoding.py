@@ -474,3 +474,56 @@ def test_fuzz_mutated_valid_encodings(toy: Toy, muts) -> None:
     else:
         assert to_bytes(obj) == data  # canonical: accepted bytes re-encode identically
     read_everything(data)
+
+
+# ---------------------------------------------------------------- model commitment v2 (RoPE)
+
+
+def _rope_head():
+    from zk.attention_ref import HeadConfig, random_head
+
+    cfg = HeadConfig(12, 4, 3, rope_theta=10000.0, rope_bits=6)
+    _, W, calib = random_head(cfg, seed=3)
+    from zk.attention_ref import quantize_head
+
+    return quantize_head(W["Wq"], W["Wk"], W["Wv"], W["bq"] * 0, W["bk"] * 0, W["bv"] * 0,
+                         calib, cfg, weight_scheme="channel", smooth_alpha=0.5)
+
+
+def test_rope_model_commitment_round_trip_and_strict_reading():
+    from zk import attention_model as am
+    from zk.encoding import from_bytes, to_bytes
+
+    head = _rope_head()
+    origin = {"model": "SmolLM2-135M-Instruct", "layer": 0, "head": 4, "kv_head": 1}
+    pm, mc = am.commit(head, rng=np.random.default_rng(0), origin=origin)
+    data = to_bytes(mc)
+    back = from_bytes(am.ModelCommitment, data)
+    assert back.digest == mc.digest and back.origin == origin
+    assert np.array_equal(back.rope_cos, head.rope_cos) and np.array_equal(back.rope_sin, head.rope_sin)
+    assert np.array_equal(back.smooth, head.smooth)
+    pm2 = from_bytes(am.ProvingModel, to_bytes(pm))
+    assert np.array_equal(pm2.head.rope_sin, head.rope_sin)
+    assert np.array_equal(pm2.head.smooth, head.smooth)
+    # another origin, another table entry: another model
+    _, mc3 = am.commit(head, rng=np.random.default_rng(0), origin=dict(origin, head=5))
+    assert mc3.digest != mc.digest
+    # a RoPE entry outside [-2^c, 2^c] is refused on reading
+    raw = np.asarray(head.rope_cos, dtype="<i8").tobytes()
+    i = data.index(raw)
+    bad = bytearray(data)
+    bad[i: i + 8] = np.array([1 << 20], dtype="<i8").tobytes()
+    with pytest.raises(MalformedProofError, match="RoPE"):
+        from_bytes(am.ModelCommitment, bytes(bad))
+    # the header is strict: a smoothing vector of the wrong length, a negative factor, an
+    # origin that is not a small map of names
+    for kw, msg in ((dict(smooth=head.smooth[:-1]), "smooth"),
+                    (dict(smooth=-head.smooth), "smooth"),
+                    (dict(origin={"layer": [0]}), "origin")):
+        with pytest.raises(MalformedProofError, match=msg):
+            from_bytes(am.ModelCommitment, to_bytes(replace(mc, **kw)))
+    # version 1 files are no longer read
+    with pytest.raises(MalformedProofError):
+        from_bytes(am.ModelCommitment, data, versions=(1,))
+    with pytest.raises(MalformedProofError):
+        from_bytes(am.ModelCommitment, data[:-1])

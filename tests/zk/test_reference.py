@@ -14,11 +14,16 @@ from zk.attention_ref import (
     causal_cols,
     dequantize_output,
     float_head,
+    head_prefix,
     layer_norm_like,
     quantize_head,
     quantize_input,
     random_head,
     rnd,
+    rope_bounds,
+    rope_float,
+    rope_rotate,
+    rope_tables,
     round_shift,
     run_reference,
 )
@@ -219,3 +224,135 @@ def test_norm_bound_is_enforced_and_tightens_bounds():
     assert h2.bounds["acc_q"][1] < h1.bounds["acc_q"][1]
     with pytest.raises(BoundsViolation):
         run_reference(np.full((3, 64), 7), h2)
+
+
+# ---------------------------------------------------------------- GPT-2 heads are unchanged
+
+
+def _witness_digest(head, x):
+    import hashlib
+
+    _, wit = run_reference(x, head)
+    h = hashlib.sha256()
+    for k in sorted(wit):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(wit[k]).astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def test_gpt2_style_head_witness_is_unchanged():
+    """The whole witness of a GPT-2-style head (bias, no RoPE), fingerprinted before the
+    Llama-style steps were added: same keys, same values."""
+    head, _, _ = random_head(HeadConfig(16, 8, 5), seed=11)
+    x = quantize_input(layer_norm_like(np.random.default_rng(5), (5, 16)), head)
+    assert head.rope_cos is None and head.smooth is None
+    assert _witness_digest(head, x) == (
+        "e69e47f1a1767576925cf26a99ecf22ad5660ea6bc7f47d82cd330488a236918")
+
+
+# ---------------------------------------------------------------- Llama-style heads (RoPE)
+
+
+def test_rope_tables_are_quantized_rotations():
+    cos, sin = rope_tables(7, 8, 10000.0, 8)
+    assert cos.shape == sin.shape == (7, 4)
+    assert np.all(cos[0] == 256) and np.all(sin[0] == 0)  # position 0: identity
+    assert np.abs(cos).max() <= 256 and np.abs(sin).max() <= 256
+    # |(cos, sin)| = 2^c up to the rounding of each entry
+    assert np.all(np.abs(np.sqrt(cos**2 + sin**2) - 256) <= 1.0)
+    # the integer rotation is the float RoPE at scale 2^c (transformers' rotate_half layout)
+    a = np.random.default_rng(0).integers(-1000, 1000, (7, 8))
+    assert np.allclose(rope_rotate(a, cos, sin) / 256, rope_float(a, 10000.0), atol=2000 / 256)
+    # the rotation is C o a + S' o swap(a), entry by entry
+    rot = rope_rotate(a, cos, sin)
+    for i in range(7):
+        for f in range(4):
+            assert rot[i, f] == cos[i, f] * a[i, f] - sin[i, f] * a[i, f + 4]
+            assert rot[i, f + 4] == cos[i, f] * a[i, f + 4] + sin[i, f] * a[i, f]
+    lo, hi = rope_bounds(-1000, 1000, cos, sin)
+    assert lo <= rot.min() and rot.max() <= hi
+
+
+@pytest.mark.parametrize("L", [3, 5, 7])  # positions that are not a power of two
+def test_rope_head_witness_and_accuracy(L):
+    cfg = HeadConfig(32, 8, L, n_bits=8, tlu_bits=12, out_tlu_bits=12, score_bits=12,
+                     exp_bits=8, prob_bits=8, rope_theta=10000.0, rope_bits=10)
+    head, W, calib = random_head(cfg, seed=5, n_calib=16)
+    assert head.rope_cos.shape == (L, 4)
+    rng = np.random.default_rng(L)
+    errs = []
+    for _ in range(4):
+        xf = layer_norm_like(rng, (L, 32))
+        x = quantize_input(xf, head)
+        y, wit = run_reference(x, head)
+        for t in ("q", "k"):
+            acc = x @ getattr(head, "W" + t) + getattr(head, "b" + t)
+            assert np.array_equal(wit["acc_" + t], acc)
+            assert np.array_equal(wit["rot_" + t], rope_rotate(acc, head.rope_cos, head.rope_sin))
+            assert np.array_equal(wit["r_" + t], round_shift(wit["rot_" + t], head.shifts[t]))
+            assert np.array_equal(wit[t], head.tables[t](wit["r_" + t]))
+            lo, hi = head.bounds["rot_" + t]
+            assert lo <= wit["rot_" + t].min() and wit["rot_" + t].max() <= hi
+        assert "rot_v" not in wit
+        assert np.array_equal(wit["r_v"], round_shift(wit["acc_v"], head.shifts["v"]))
+        yf = float_head(xf, W["Wq"], W["Wk"], W["Wv"], W["bq"], W["bk"], W["bv"], True, 10000.0)
+        errs.append(np.linalg.norm(dequantize_output(y, head) - yf) / np.linalg.norm(yf))
+    assert max(errs) < 0.12, errs
+    # without the rotation the head would compute something else
+    yn = float_head(xf, W["Wq"], W["Wk"], W["Wv"], W["bq"], W["bk"], W["bv"], True)
+    if L > 1:
+        assert not np.allclose(yn, yf)
+
+
+def test_rope_head_prefix_gives_the_first_rows():
+    cfg = HeadConfig(16, 8, 6, rope_theta=10000.0)
+    head, _, _ = random_head(cfg, seed=6)
+    x = quantize_input(layer_norm_like(np.random.default_rng(2), (6, 16)), head)
+    y, _ = run_reference(x, head)
+    for n in (1, 3, 5):
+        yp, _ = run_reference(x[:n], head_prefix(head, n))
+        assert np.array_equal(yp, y[:n])
+    with pytest.raises(ValueError):
+        head_prefix(head, 7)
+
+
+def test_rope_head_needs_its_tables():
+    from dataclasses import replace
+
+    head, _, _ = random_head(HeadConfig(16, 8, 4, rope_theta=10000.0), seed=1)
+    x = np.zeros((4, 16), dtype=np.int64)
+    with pytest.raises(ValueError, match="rope_cos"):
+        run_reference(x, replace(head, rope_cos=head.rope_cos[:3]))
+    with pytest.raises(ValueError):
+        HeadConfig(16, 7, 4, rope_theta=10000.0)  # odd d_head
+
+
+def test_per_channel_weights_and_smoothing():
+    """Per-channel scales are integer multipliers inside W (one table per projection); the
+    smoothing vector is applied by quantize_input; both keep the head close to float."""
+    cfg = HeadConfig(32, 8, 5, n_bits=6, rope_theta=10000.0)
+    _, W, calib = random_head(cfg, seed=7, n_calib=16)
+    Wq = W["Wq"] * np.linspace(0.05, 1.0, 8)[None, :]  # columns of very different scales
+    calib = calib * np.where(np.arange(32) == 3, 20.0, 1.0)  # one outlier input channel
+    args = (Wq, W["Wk"], W["Wv"], W["bq"], W["bk"], W["bv"], calib, cfg)
+    tensor = quantize_head(*args)
+    chan = quantize_head(*args, weight_scheme="channel", channel_bits=6, smooth_alpha=0.5)
+    assert tensor.smooth is None and chan.smooth.shape == (32,)
+    # every column is an integer multiple M_c of a (2^(n-1)-1)-level grid
+    for c in range(8):
+        col = chan.Wq[:, c]
+        m = np.gcd.reduce(np.abs(col[col != 0]))
+        assert np.abs(col // m).max() <= 31
+    # quantize_input divides by the smoothing factors first
+    xf = calib[0]
+    manual = np.clip(rnd(xf / chan.smooth / chan.scales["x"]), -31, 31)
+    assert np.array_equal(quantize_input(xf, chan), manual)
+    errs = {}
+    for name, h in (("tensor", tensor), ("channel", chan)):
+        e = []
+        for xs in calib[8:]:
+            y, _ = run_reference(quantize_input(xs, h), h)
+            yf = float_head(xs, *args[:6], True, 10000.0)
+            e.append(np.linalg.norm(dequantize_output(y, h) - yf) / np.linalg.norm(yf))
+        errs[name] = np.mean(e)
+    assert errs["channel"] < errs["tensor"], errs
