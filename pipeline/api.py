@@ -41,9 +41,6 @@ def prove(model: am.ProvingModel, inputs, response: S.Response | None = None,
         if response is None or opening is None:
             raise TypeError("an encrypted session needs the request, the response and the opening")
         return S.Server(model, fhe_server=None).prove(inputs, response, opening)
-    why = S.proof_unavailable(model.commitment)
-    if why is not None:
-        raise S.ProofUnavailable(why)
     return zkattn.prove(model, np.asarray(inputs))
 
 
@@ -67,9 +64,6 @@ def verify(proof, commitment, request: S.Request | None = None,
     MalformedProofError only for bytes that do not decode."""
     if isinstance(commitment, (bytes, bytearray)):
         commitment = from_bytes(am.ModelCommitment, bytes(commitment))
-    why = S.proof_unavailable(commitment)
-    if why is not None:
-        return Verdict(False, why)
     if isinstance(proof, (bytes, bytearray)):
         proof = _decode(bytes(proof), commitment)
     try:

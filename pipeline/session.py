@@ -48,22 +48,6 @@ class CheatingDetected(VerificationError):
     """A decrypted canary output differs from its proven output: the server deviated."""
 
 
-class ProofUnavailable(ValueError):
-    """zkAttn cannot prove (or verify) this kind of head yet: nothing was proven."""
-
-
-def proof_unavailable(commitment: ModelCommitment) -> str | None:
-    """Why zkAttn cannot prove this head's statement, or None if it can.
-
-    zkAttn proves RoPE (Llama-style) heads once ``zk.zkattn.SUPPORTS_ROPE`` is true; until
-    then it would prove (and its verifier would check) a statement without the rotation, so
-    both sides refuse such commitments here."""
-    if commitment.config.rope and not getattr(zkattn, "SUPPORTS_ROPE", False):
-        return ("the zkAttn proof of RoPE (Llama-style) heads is not available yet: "
-                "zk/zkattn.py does not prove the rotation")
-    return None
-
-
 def _sha3(data: bytes) -> bytes:
     return hashlib.sha3_256(data).digest()
 
@@ -285,9 +269,6 @@ class Server:
     def prove(self, request: Request, response: Response, opening: CanaryOpening,
               progress=None) -> ProofBundle:
         """One zkAttn proof per opened canary, each bound to the receipt."""
-        why = proof_unavailable(self.model.commitment)
-        if why is not None:
-            raise ProofUnavailable(why)
         receipt = check_opening(request, response, opening)
         proofs = []
         for i, (pos, x) in enumerate(zip(opening.positions, opening.inputs)):
@@ -358,9 +339,6 @@ def verify_bundle(bundle: ProofBundle, commitment: ModelCommitment,
     response files it also checks that their ciphertexts are the ones the receipt binds.
     Raises VerificationError otherwise.
     """
-    why = proof_unavailable(commitment)
-    if why is not None:
-        raise VerificationError(why)
     if request is not None:
         if request.model_digest != commitment.digest:
             raise VerificationError("the request names another model commitment")

@@ -217,17 +217,13 @@ def test_fuzzed_session_files_raise_only_malformed(world):
                 pass
 
 
-def test_rope_head_session_runs_and_its_proof_is_refused_clearly(monkeypatch):
-    """A Llama-style (RoPE) head commits, evaluates and opens its canaries; zkAttn cannot
-    prove the rotation yet, so proving refuses with ProofUnavailable and verifying rejects
-    (a proof of the head without the rotation must not pass for this commitment)."""
-    from zk import zkattn
-
-    monkeypatch.delattr(zkattn, "SUPPORTS_ROPE", raising=False)
+def test_rope_head_session_proven_end_to_end():
+    """A Llama-style (RoPE, GQA-shaped, no bias) head: the session runs, every canary is proven
+    in zero knowledge with the rotation, the client accepts; a proof for a GPT-2-style head is
+    not accepted in place of the RoPE statement."""
     cfg = HeadConfig(8, 4, 3, rope_theta=10000.0, rope_bits=6)
     head, _, calib = random_head(cfg, seed=2, n_calib=16)
     model, commitment = api.commit(head, origin={"model": "test", "layer": 0, "head": 1})
-    assert S.proof_unavailable(commitment) is not None
     backend = SimulatedFhe(head)
     canaries = ActivationCanaries(head, calib[1:])
     client = S.Client(commitment, backend.client(), canaries, k=2)
@@ -236,19 +232,14 @@ def test_rope_head_session_runs_and_its_proof_is_refused_clearly(monkeypatch):
     request = client.request(x)
     response = server.evaluate(request)
     opening = client.open(response)
-    with pytest.raises(S.ProofUnavailable, match="RoPE"):
-        server.prove(request, response, opening)
-    with pytest.raises(S.ProofUnavailable, match="RoPE"):
-        api.prove(model, x)
-    assert np.array_equal(client.fhe.decrypt(response.outputs[client.real_position]),
-                          run_reference(x, head)[0])
-    # the GPT-2-style proof of a commitment is not accepted in place of the RoPE statement
+    bundle = server.prove(request, response, opening)
+    assert api.verify(bundle, commitment, request, response)
+    assert np.array_equal(client.finish(response, bundle), run_reference(x, head)[0])
+    proof = api.prove(model, x)
+    assert api.verify(proof, commitment)
     gpt2 = HeadConfig(8, 4, 3)
     g_head, _, _ = random_head(gpt2, seed=2, n_calib=16)
     g_model, g_com = api.commit(g_head)
     proof = api.prove(g_model, np.zeros((3, 8), dtype=np.int64))
     verdict = api.verify(proof, commitment)
-    assert not verdict and "RoPE" in verdict.reason
-    # once zkAttn declares RoPE support, the guard steps aside
-    monkeypatch.setattr(zkattn, "SUPPORTS_ROPE", True, raising=False)
-    assert S.proof_unavailable(commitment) is None
+    assert not verdict and "another model" in verdict.reason

@@ -206,3 +206,62 @@ def test_flipped_commitment_bytes_rejected(honest):
             continue
         with pytest.raises(VerificationError):
             zkattn.verify(proof, other)
+
+
+# ---------------------------------------------------------------- Llama-style heads (RoPE)
+
+
+def make_rope(d_model, d_head, L, seed=2, origin=None):
+    cfg = HeadConfig(d_model=d_model, d_head=d_head, seq_len=L, rope_theta=10000.0, rope_bits=6)
+    head, _, calib = random_head(cfg, seed=seed, n_calib=8)
+    pm, mc = am.commit(head, origin=origin or {"model": "test", "layer": 0, "head": 0})
+    return pm, mc, [quantize_input(c, head) for c in calib]
+
+
+@pytest.mark.parametrize("d_model,d_head,L", [(8, 4, 3), (12, 6, 5), (16, 8, 7)])
+def test_rope_heads_verify(d_model, d_head, L):
+    """Sequence lengths that are not powers of two, and a d_head whose half swap is not a bit
+    flip (6 of 8 padded columns)."""
+    pm, mc, xs = make_rope(d_model, d_head, L)
+    proof = zkattn.prove(pm, xs[0])
+    back = zkattn.verify_bytes(proof.to_bytes(), mc)
+    assert np.array_equal(back.y, run_reference(xs[0], pm.head)[0])
+
+
+def test_rope_tampering_rejected():
+    pm, mc, xs = make_rope(16, 8, 5)
+    proof = zkattn.prove(pm, xs[0])
+    # a RoPE table entry changed (even with the digest forced equal, the kernel differs)
+    for name in ("rope_cos", "rope_sin"):
+        tab = getattr(mc, name).copy()
+        tab[2, 1] += 1
+        other = replace(mc, **{name: tab})
+        other.__dict__["digest"] = mc.digest
+        with pytest.raises(VerificationError):
+            zkattn.verify(proof, other)
+    # the proof of another head of the same model (another origin, other weights)
+    pm2, mc2, _ = make_rope(16, 8, 5, seed=3, origin={"model": "test", "layer": 0, "head": 1})
+    with pytest.raises(VerificationError, match="another model"):
+        zkattn.verify(proof, mc2)
+    other = zkattn.prove(pm2, xs[0])
+    other_proof = replace(other, model_digest=mc.digest)
+    with pytest.raises(VerificationError):
+        zkattn.verify(other_proof, mc)
+    # a prover that skips the rotation (rounds the plain accumulator) is caught
+    head = copy.deepcopy(pm.head)
+    with U.cheating():
+        import zk.head.zkattn as Z
+        real = Z._witness
+
+        def no_rotation(model, x, sh):
+            w = real(model, x, sh)
+            for t in ("q", "k"):
+                w["acc_" + t] = w["rot_" + t]  # claims the rotated values are the accumulator
+            return w
+        try:
+            Z._witness = no_rotation
+            bad = zkattn.prove(am.ProvingModel(head, mc, pm.weights, pm.biases), xs[0])
+        finally:
+            Z._witness = real
+    with pytest.raises(VerificationError):
+        zkattn.verify(bad, mc)

@@ -38,6 +38,15 @@ opening or computed by the verifier from public data:
    acc_t = x W_t + ind_L b_t for the committed weights and biases (one sumcheck batched over
    q, k, v); the final products of hidden values are proven with proofs of product.
 
+Llama-style heads (RoPE, :mod:`zk.attention_ref`): q and k round the rotated accumulator
+rot_t = C o acc_t + S' o acc_t(., sigma(.)) (C, S' the public integer cos/sin tables of the
+model commitment on the padded grid, sigma the half swap of the columns), so step 2 gives
+commitments to rot_q~, rot_k~ (and acc_v~) at rho_LH. One more sumcheck, of
+sum_x K(x) (acc_q + g acc_k)(x) + g^2 eq(rho, x) acc_v(x) with the public kernel
+K(i, e) = eq(rho, (i, e)) C(i, e) + eq(rho, (i, sigma e)) S'(i, sigma e) (both sides build it;
+the verifier evaluates its extension), moves all three to one point, where step 4's projection
+sumcheck takes them. No bias (committed as zeros); grouped-query attention is in the weights.
+
 zkLLM's release leaves the softmax's row-sum check and several openings unchecked and sends
 every evaluation in the clear; here every link is checked and nothing hidden is sent in the
 clear: sumcheck rounds are commitments, their checks one dot-product proof, equalities one
@@ -72,7 +81,7 @@ from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_
 from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_cols, fold_rows
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
-from zk.protocol.context import Context, Stream
+from zk.protocol.context import Com, Context, Stream
 from zk.transcript import Transcript
 
 PROTOCOL = b"zkfhe/zkattn/v2"
@@ -139,6 +148,36 @@ class Shape:
         self.sel_l = Selector.first(self.L, d.L)
         self.col_tables = [T_Q, T_K, T_V, T_RQ, T_RK, T_RV, T_RO, T_OUT,
                            T_RS, T_SCORE, T_CLIPD, T_EXP, T_EXP2, T_BIT, T_LOG]
+        self.rope = bool(cfg.rope)
+        if self.rope:
+            self._rope_grids(mc)
+
+    def _rope_grids(self, mc: ModelCommitment) -> None:
+        """C, S' on the padded L' x H' grid (zero outside the real block) and the column swap
+        sigma (d -> d + H mod d_head on real columns, the identity on padding): rot = C o acc +
+        S' o acc(., sigma(.))."""
+        d = self.dims
+        cos = np.asarray(mc.rope_cos, dtype=np.int64)
+        sin = np.asarray(mc.rope_sin, dtype=np.int64)
+        if cos.shape != (self.L, self.Hd // 2) or sin.shape != cos.shape or self.Hd % 2:
+            raise ValueError("RoPE tables do not match the head's shape")
+        c = np.zeros((d.L, d.H), dtype=np.int64)
+        sp = np.zeros((d.L, d.H), dtype=np.int64)
+        c[: self.L, : self.Hd] = np.concatenate([cos, cos], axis=1)
+        sp[: self.L, : self.Hd] = np.concatenate([-sin, sin], axis=1)
+        half = self.Hd // 2
+        sigma = np.arange(d.H)
+        sigma[: self.Hd] = (np.arange(self.Hd) + half) % self.Hd
+        self.rope_c = Fr.from_signed(c)
+        self.rope_s = Fr.from_signed(sp)
+        cols = np.arange(d.L * d.H) % d.H
+        self.rope_perm = np.arange(d.L * d.H) - cols + sigma[cols]  # (i, e) -> (i, sigma(e))
+
+    def rope_kernel(self, point: Sequence[int]) -> np.ndarray:
+        """K with rot~(point) = sum_x K(x) acc(x): K(i, e) = eq(point, (i, e)) C(i, e) +
+        eq(point, (i, sigma e)) S'(i, sigma e) (sigma is an involution). Both sides build it."""
+        e = eq_table(list(point))
+        return Fr.add(Fr.mul(e, self.rope_c), Fr.mul(e, self.rope_s)[self.rope_perm])
 
     def columns(self, w: dict | None = None) -> list[Column]:
         """The lookup's columns (with the prover's values when ``w`` is given)."""
@@ -287,7 +326,10 @@ def _witness(model: ProvingModel, x: np.ndarray, sh: Shape) -> dict[str, np.ndar
         r = lh(wit["r_" + t])
         w["acc_" + t] = acc
         w["r_" + t] = r
-        w["R_" + t] = acc + _half(k[t]) * sh.real.reshape(d.L, d.H) - (r << k[t])
+        rounded = acc
+        if sh.rope and t in ("q", "k"):  # the rounding acts on the rotated accumulator
+            rounded = w["rot_" + t] = lh(wit["rot_" + t])
+        w["R_" + t] = rounded + _half(k[t]) * sh.real.reshape(d.L, d.H) - (r << k[t])
         w[t] = lh(wit[t])
     o2 = lh(wit["o2"])
     r_o = lh(wit["r_o"])
@@ -389,10 +431,13 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     book.add("lv", sh.lv, "S", rho_l, S_l)
     book.add("lv", sh.lv, "l", rho_l, l_l)
 
-    # 2. linear relations at rho: the accumulators before rounding
+    # 2. linear relations at rho: the accumulators before rounding (rotated, for RoPE q and k)
     k = mc.shifts
     real = sh.real_mle(rho_lh)
     acc = [C["r_" + t] * (1 << k[t]) + C["R_" + t] - _half(k[t]) * real for t in PROJ]
+    proj_point = rho_lh
+    if sh.rope:
+        acc, proj_point = _rope(ctx, sh, acc, rho_lh, w)
     o2 = C["r_o"] * (1 << k["out"]) + C["R_o"] - _half(k["out"]) * real
     z = C["r_s"] * (1 << k["score"]) + C["R_s"] - _half(k["score"]) * sh.mask_mle(rho_ll)
 
@@ -447,11 +492,11 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     book.add("lh", sh.lh, "k", tuple(rho9[: d.h]) + tuple(rho8_j), kb_v)
 
     # 4b. o2 = 2 (M o p) V
-    om_c, om_i = rho_lh[: d.h], rho_lh[d.h:]
+    o_c, o_i = rho_lh[: d.h], rho_lh[d.h:]
 
     def pv_tables() -> list[np.ndarray]:
-        Ei = np.repeat(eq_table(list(om_i)), d.L, axis=0)
-        Vb = np.tile(fold_cols(fr["v"], d.L, d.H, list(om_c)), (d.L, 1))
+        Ei = np.repeat(eq_table(list(o_i)), d.L, axis=0)
+        Vb = np.tile(fold_cols(fr["v"], d.L, d.H, list(o_c)), (d.L, 1))
         return [Ei, Mf, fr["p"], Vb]
 
     sc = zs.run(ctx, o2, 2 * d.l, 4, hidden=[2, 3], terms=_PV_TERMS,
@@ -459,11 +504,12 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     rho10 = sc.point
     p_v, vb_v = sc.values[2:]
     prod = sigma.product(ctx, p_v, vb_v)
-    sc.close(prod * (2 * eq_eval(om_i, rho10[d.l:]) * sh.mask_mle(rho10) % P))
+    sc.close(prod * (2 * eq_eval(o_i, rho10[d.l:]) * sh.mask_mle(rho10) % P))
     book.add("ll", sh.ll, "p", rho10, p_v)
-    book.add("lh", sh.lh, "v", tuple(om_c) + tuple(rho10[: d.l]), vb_v)
+    book.add("lh", sh.lh, "v", tuple(o_c) + tuple(rho10[: d.l]), vb_v)
 
     # 4c. projections: acc_t = x W_t + ind_L b_t, batched over t
+    om_c, om_i = proj_point[: d.h], proj_point[d.h:]
     gammas = ctx.challenges(L_GAMMA, 3)
     b_coms = ctx.commit(L_VALUES, 3, lambda: [
         model.biases.evaluate(sh.b.point(n, om_c)) for n in BIASES])
@@ -494,6 +540,28 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     # 5. every committed tensor opened once
     for name in ("lh", "ll", "lv", "w", "b"):
         book.open(ctx, name, tensors[name])
+
+
+def _rope(ctx: Context, sh: Shape, rot: list[Com], rho: Sequence[int], w: dict | None
+          ) -> tuple[list[Com], tuple[int, ...]]:
+    """RoPE heads: rot_q, rot_k at rho (and acc_v there) to acc_q, acc_k, acc_v at one new
+    point, by one sumcheck of sum_x K(x) (acc_q + g acc_k)(x) + g^2 eq(rho, x) acc_v(x), K the
+    public rotation kernel (:meth:`Shape.rope_kernel`). The accumulators are never committed;
+    their values at the sumcheck's point are, for the projection sumcheck to discharge."""
+    d = sh.dims
+    g = ctx.challenge(L_GAMMA)
+    g2 = g * g % P
+    kern = sh.rope_kernel(rho)
+    terms = [(1, (0, 2)), (g, (0, 3)), (g2, (1, 4))]
+
+    def tables() -> list[np.ndarray]:
+        return [kern, eq_table(list(rho))] + [Fr.from_signed(w["acc_" + t]) for t in PROJ]
+
+    sc = zs.run(ctx, rot[0] + rot[1] * g + rot[2] * g2, d.h + d.l, 2, hidden=[2, 3, 4],
+                terms=terms, tables=tables if ctx.proving else None, num_factors=5)
+    sc.close_terms(terms, [evaluate(kern, list(sc.point)), eq_eval(rho, sc.point),
+                           None, None, None])
+    return list(sc.values[2:]), tuple(sc.point)
 
 
 # ---------------------------------------------------------------- prover and verifier
