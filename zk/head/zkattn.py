@@ -81,7 +81,7 @@ from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_
 from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_cols, fold_rows
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
-from zk.protocol.context import Com, Context, Stream
+from zk.protocol.context import Com, Context, Stream, one_thread
 from zk.transcript import Transcript
 
 PROTOCOL = b"zkfhe/zkattn/v2"
@@ -603,10 +603,11 @@ def verify(proof: AttentionProof, commitment: ModelCommitment, context: bytes = 
     y = np.asarray(proof.y, dtype=np.int64)
     if x.shape != (sh.L, sh.D) or y.shape != (sh.L, sh.Hd):
         raise VerificationError("zkattn: public input or output of the wrong shape")
-    ctx = Context.verifier(Transcript(PROTOCOL), proof.stream)
     try:
-        _protocol(ctx, sh, x, y, context)
-        ctx.finish()
+        with one_thread():
+            ctx = Context.verifier(Transcript(PROTOCOL), proof.stream)
+            _protocol(ctx, sh, x, y, context)
+            ctx.finish()
     except VerificationError:
         raise
     except (ValueError, ArithmeticError) as e:  # degenerate challenges, malformed shapes

@@ -42,7 +42,7 @@ from zk.lookup.tables import (
     indicator_mle,
 )
 from zk.multilinear import P, evaluate
-from zk.protocol.context import Com, Context, Stream
+from zk.protocol.context import Com, Context, Stream, one_thread
 from zk.transcript import Transcript
 
 __all__ = [
@@ -262,10 +262,11 @@ def _run(name: str, body, rng) -> StatementProof:
 def _check(name: str, proof: StatementProof, body) -> None:
     if proof.statement != name:
         raise VerificationError(f"a proof of {proof.statement!r}, expected {name!r}")
-    ctx = Context.verifier(_transcript(name), proof.stream)
     try:
-        body(ctx)
-        ctx.finish()
+        with one_thread():
+            ctx = Context.verifier(_transcript(name), proof.stream)
+            body(ctx)
+            ctx.finish()
     except VerificationError:
         raise
     except (ValueError, ArithmeticError) as e:
