@@ -180,3 +180,42 @@ def test_smollm2_head_reference_equals_circuit_simulate(smollm2):
         assert np.array_equal(circuit.simulate(x), y)
         checked += 1
     assert checked >= 4
+
+
+def test_smollm2_head_proven_in_zero_knowledge(smollm2):
+    """A real SmolLM2 head (layer 0, query head 1: RoPE, GQA, per-channel + smoothing, 4-bit)
+    committed and proven on real activations; a tampered RoPE table entry, another head of the
+    same model (query head 2 shares its key/value head) and changed outputs are rejected."""
+    from dataclasses import replace
+
+    from pipeline import generate as G
+    from zk import attention_model as am
+    from zk.attention_ref import quantize_input, run_reference
+    from zk.errors import VerificationError
+    from zk.head import zkattn
+
+    model, tok = smollm2
+    L = 5
+    calib = G.calibration_windows(model, tok, 0, L, n=16)
+    fresh = G.calibration_windows(model, tok, 0, L, 2, G.CANARY_TEXTS)
+    heads = {h: G.private_head(model, tok, 0, h, 4, L, calib=calib) for h in (1, 2)}
+    pm, mc = am.commit(heads[1], origin={"model": "SmolLM2-135M-Instruct", "layer": 0,
+                                         "head": 1, "kv_head": 0})
+    x = quantize_input(fresh[0], heads[1])
+    proof = zkattn.prove(pm, x)
+    back = zkattn.verify_bytes(proof.to_bytes(), mc)
+    assert np.array_equal(back.y, run_reference(x, heads[1])[0])
+    tab = mc.rope_sin.copy()
+    tab[3, 5] += 1
+    other = replace(mc, rope_sin=tab)
+    other.__dict__["digest"] = mc.digest
+    with pytest.raises(VerificationError):
+        zkattn.verify(proof, other)
+    pm2, mc2 = am.commit(heads[2], origin={"model": "SmolLM2-135M-Instruct", "layer": 0,
+                                           "head": 2, "kv_head": 0})
+    with pytest.raises(VerificationError, match="another model"):
+        zkattn.verify(zkattn.prove(pm2, quantize_input(fresh[0], heads[2])), mc)
+    y = proof.y.copy()
+    y[2, 7] += 1
+    with pytest.raises(VerificationError):
+        zkattn.verify(replace(proof, y=y), mc)
