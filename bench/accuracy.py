@@ -232,7 +232,7 @@ def gpt2_rows(n_eval: int = 32):
 SMOL_SETTINGS = [("1 head, layer 0", [(0, 0)]), ("1 head, layer 28", [(28, 0)]),
                  ("9 heads, layer 0", [(0, h) for h in range(9)])]
 SMOL_SCHEMES = ("tensor", "channel")
-SCHEME_NAMES = {"tensor": "per-tensor", "channel": "per-channel+smooth"}
+SCHEME_NAMES = {"tensor": "per-tensor", "channel": "per-channel+smooth+GPTQ"}
 
 
 class SmolEval:
@@ -320,7 +320,7 @@ def smollm2_rows(bits, seq_len: int, n_eval: int, n_calib: int, out: str,
     print(SMOL_HDR)
     print("-" * len(SMOL_HDR), flush=True)
     rows = []
-    extra = [("channel", "per-channel+smooth, q/k/v/y 6 bits", dict(qkv_bits=6, out_bits=6))]
+    extra = [("channel", "per-channel+smooth+GPTQ, q/k/v/y 6 bits", dict(qkv_bits=6, out_bits=6))]
     for setting, pairs in SMOL_SETTINGS:
         for scheme in schemes:
             for nb in bits:

@@ -27,10 +27,12 @@ from zk.attention_ref import (
 LICENSES = Path("/usr/share/common-licenses")
 CALIBRATION_TEXTS = ("Apache-2.0", "MPL-2.0", "Artistic")  # real prose nobody here wrote
 CANARY_TEXTS = ("GPL-2", "LGPL-2.1")
-# Llama-style heads: per-channel weights with SmoothQuant smoothing (bench/accuracy.py)
+# Llama-style heads: per-channel weights with SmoothQuant smoothing, rounded by GPTQ on the
+# quantized calibration inputs (bench/accuracy.py; one head of layer 0 at 4 bits: 94.7% top-1
+# agreement with round-to-nearest, 95.9% with GPTQ; at 8 bits 99.3%)
 LLAMA_SCHEMES = {
     "tensor": dict(weight_scheme="tensor"),
-    "channel": dict(weight_scheme="channel", smooth_alpha=0.7),
+    "channel": dict(weight_scheme="channel", smooth_alpha=0.7, gptq=True),
 }
 
 

@@ -619,7 +619,7 @@ def _requant_table(name, r_lo, r_hi, unit: float, scale_out: float, qmax: int) -
 def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
                   weight_scheme: str = "tensor", channel_bits: int = 6,
                   smooth_alpha: Optional[float] = None, x_clip: Optional[float] = None,
-                  w_clip: bool = False) -> QuantizedHead:
+                  w_clip: bool = False, gptq: bool = False) -> QuantizedHead:
     """Quantize a float head (numpy arrays, W: d_model x d_head) with calibration activations.
 
     calib_x: float array (..., d_model) of activations the head sees (e.g. LayerNorm outputs of
@@ -631,8 +631,9 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     x_clip: the input scale maps this quantile of |x| (after smoothing) to xq (None: the
     maximum; larger inputs are clipped by ``quantize_input``). w_clip: each weight scale (per
     tensor or per column) minimises the squared rounding + clipping error instead of mapping
-    the maximum. The score grid, tables and every static bound follow from the scales and the
-    input domain.
+    the maximum. gptq: the weights are rounded by GPTQ on the quantized calibration inputs
+    (each input row's rounding error compensated by the rows after it) instead of to nearest.
+    The score grid, tables and every static bound follow from the scales and the input domain.
     """
     cfg = config
     Wq, Wk, Wv = (np.asarray(w, dtype=np.float64) for w in (Wq, Wk, Wv))
@@ -676,7 +677,8 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
         rope_cos, rope_sin = rope_tables(cfg.seq_len, cfg.d_head, cfg.rope_theta, cfg.rope_bits)
         Xseq = _sequences(Xi, cfg.seq_len)  # (n, L, d_model): positions 0..L-1
     for t, W, b in (("q", Wq, bq), ("k", Wk, bk), ("v", Wv, bv)):
-        Wi, sw = _quantize_weight(W, wq_max, weight_scheme, channel_bits, w_clip)
+        Wi, sw = _quantize_weight(W, wq_max, weight_scheme, channel_bits, w_clip,
+                                  Xi * sx if gptq else None)
         bi = rnd(b / (sx * sw)).astype(np.int64)
         ints["W" + t], ints["b" + t] = Wi, bi
         scales["w_" + t] = sw
@@ -856,17 +858,47 @@ def _mse_scale(W: np.ndarray, wq: int, axis) -> np.ndarray:
     return best
 
 
-def _quantize_weight(W: np.ndarray, wq: int, scheme: str, g: int, mse: bool = False
-                     ) -> tuple[np.ndarray, float]:
+def _gptq_round(W: np.ndarray, steps: np.ndarray, wq: int, Xq: np.ndarray,
+                damp: float = 0.01, act_order: bool = False) -> np.ndarray:
+    """Integers Q (d_in x d_out), |Q| <= wq, with Q * steps ~ W chosen to minimise
+    ||Xq W - Xq (Q * steps)|| (GPTQ, Frantar et al. 2022): the input rows are rounded one after
+    another (the most active inputs first with act_order) and each row's rounding error is
+    pushed onto the rows not yet rounded, weighted by the inverse Hessian of the calibration
+    inputs Xq (the inputs the head really sees, already quantized). steps: the grid step of
+    each output column."""
+    d_in = W.shape[0]
+    H = Xq.T @ Xq
+    H = H + damp * float(np.mean(np.diag(H)) or 1.0) * np.eye(d_in)
+    perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(d_in)
+    H = H[np.ix_(perm, perm)]
+    Hinv = np.linalg.cholesky(np.linalg.inv(H)).T  # upper triangular
+    W = W.astype(np.float64)[perm].copy()
+    Q = np.zeros(W.shape, dtype=np.int64)
+    for j in range(d_in):
+        q = np.clip(rnd(W[j] / steps), -wq, wq)
+        Q[j] = q
+        err = (W[j] - q * steps) / Hinv[j, j]
+        W[j + 1:] -= np.outer(Hinv[j, j + 1:], err)
+    out = np.empty_like(Q)
+    out[perm] = Q
+    return out
+
+
+def _quantize_weight(W: np.ndarray, wq: int, scheme: str, g: int, mse: bool = False,
+                     Xq: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
     """(integer W, unit u): W ~ u Wi. "channel": Wi[:, c] = M_c clip(rnd(W[:, c] / (u M_c))),
     M_c = clip(rnd(s_c / u), 1, 2^g), s_c = max|W[:, c]| / wq (or the squared-error optimal
     scale with mse), u = max_c s_c / 2^g."""
     if scheme == "tensor":
         sw = float(_mse_scale(W, wq, None)) if mse else float(np.abs(W).max()) / wq or 1.0
+        if Xq is not None:
+            return _gptq_round(W, np.full(W.shape[1], sw), wq, Xq), sw
         return np.clip(rnd(W / sw), -wq, wq).astype(np.int64), sw
     col = _mse_scale(W, wq, 0) if mse else np.abs(W).max(axis=0) / wq
     u = float(col.max()) / (1 << g) or 1.0
     M = np.clip(rnd(col / u), 1, 1 << g)
+    if Xq is not None:
+        return (M[None, :] * _gptq_round(W, u * M, wq, Xq)).astype(np.int64), u
     Wi = M[None, :] * np.clip(rnd(W / (u * M[None, :])), -wq, wq)
     return Wi.astype(np.int64), u
 
