@@ -9,7 +9,7 @@ from pipeline.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 
 def test_demo_then_verify_then_tamper(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["demo", "--simulate", "--tokens", "3", "--d-model", "8", "--d-head", "4",
+    args = ["demo", "--toy", "--simulate", "--tokens", "3", "--d-model", "8", "--d-head", "4",
             "--out", str(out)]
     assert main(args) == EXIT_OK
     assert "ACCEPTED" in capsys.readouterr().out
