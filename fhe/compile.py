@@ -1,25 +1,42 @@
 """Compile the integer reference head (zk.attention_ref) with concrete-python.
 
 The circuit is ``zk.attention_ref.attention_head`` itself, traced with ``fhe.ops.ConcreteOps``;
-there is no second hand-written version. Rounding is exact (``Exactness.EXACT``), the global
-error probability is at most 1e-9, and every node's bounds are widened to the reference's static
-intervals, so ``circuit.simulate(x) == run_reference(x, head)[0]`` for every input the reference
-accepts.
+there is no second hand-written version. The global error probability is at most 1e-9 and every
+node's bounds are widened to the reference's static intervals.
+
+Two modes, chosen by the head (``QuantizedHead.approximate``, published in the model
+commitment):
+
+* **exact** (no approximate roundings; the default): every rounding is concrete's exact
+  rounding, so ``circuit.simulate(x) == run_reference(x, head)[0]`` for every input the
+  reference accepts, and a real run decrypts to the same (up to the 1e-9 error probability).
+* **approximate**: the named roundings use concrete's approximate rounding (no bootstrap, but
+  off by one near a rounding boundary, at random), so the decrypted output is within the
+  published tolerance ``delta`` (``zk.tolerance``) of the reference, which the proof proves.
+  ``APPROXIMATE_ROUNDINGS`` is the set this project uses: only the output rounding r_o, where
+  a +-1 stays +-1; approximate rounding of the projections or the scores is allowed but its
+  rigorous delta is the whole output range (every +-1 of q or k can move every score).
+
+Large heads should use ``zk.attention_ref.HeadConfig.for_fhe`` (small tables, calibrated sums:
+the widths and keys that fit a small machine).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterable, Optional
 
 import numpy as np
 from concrete import fhe
 
-from zk.attention_ref import QuantizedHead, attention_head, quantize_input
+from zk.attention_ref import QuantizedHead, attention_head, check_roundings, quantize_input
 
 from .ops import ConcreteOps, static_bounds
 
 DEFAULT_P_ERROR = 1e-9
+# the roundings an approximate-mode head evaluates approximately (module docstring)
+APPROXIMATE_ROUNDINGS = ("r_o",)
 # Heads with d_model * seq_len up to this size compile with one parameter set (MONO): measured
 # here, MONO gives the smallest evaluation keys (4x2 L2: 109 MB compressed against 118 MB with
 # MULTI; 8x4 L3: 499 MB against 790 MB; 16x8 L4: 6.8 GB of bootstrap keys against 34 GB of
@@ -36,13 +53,21 @@ def default_strategy(head: QuantizedHead) -> str:
 
 
 def head_function(head: QuantizedHead):
-    """The function concrete traces: x (L, d_model) -> y (L, d_head)."""
-    ops = ConcreteOps()
+    """The function concrete traces: x (L, d_model) -> y (L, d_head). The roundings named in
+    ``head.approximate`` use concrete's approximate rounding, every other one exact rounding."""
+    ops = ConcreteOps(head.approximate)
 
     def f(x):
         return attention_head(x, head, ops)
 
     return f
+
+
+def approximate_head(head: QuantizedHead, roundings=APPROXIMATE_ROUNDINGS) -> QuantizedHead:
+    """The head in approximate mode: the same weights and tables, with ``roundings``
+    evaluated approximately by its circuit (commit this head: the commitment publishes them
+    and their tolerance)."""
+    return dataclasses.replace(head, approximate=check_roundings(roundings))
 
 
 def make_configuration(global_p_error: float = DEFAULT_P_ERROR, **kw) -> fhe.Configuration:
@@ -84,7 +109,10 @@ def compile_head(
 ) -> fhe.Circuit:
     """Trace and compile the head; returns a concrete ``fhe.Circuit`` (``.head`` is attached).
 
-    Unless given, the parameter selection strategy is ``default_strategy(head)``.
+    Unless given, the parameter selection strategy is ``default_strategy(head)``. The mode
+    follows the head: exact (``head.approximate`` empty; ``circuit.simulate`` equals the
+    reference bit for bit) or approximate (those roundings approximate; the decrypted output is
+    within ``zk.tolerance.tolerance(head, head.approximate)`` of the reference).
     """
     inputset = [np.asarray(x, dtype=np.int64) for x in inputset]
     if not inputset:
@@ -122,11 +150,18 @@ def fhe_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:
         st["pbs_per_parameter"] = {str(k): int(v) for k, v in per.items()}
     except Exception:  # pragma: no cover - depends on the concrete build
         pass
-    tlu_widths = []
+    tlu_widths, round_widths = [], []
     for node in circuit.graph.query_nodes():
         if node.converted_to_table_lookup:
-            tlu_widths.append(node.inputs[0].dtype.bit_width)
+            if node.properties.get("name") in ("round_bit_pattern", "right_shift"):
+                # a rounding (and the shift after it) reads the wide accumulator; exact rounding
+                # removes its low bits with small bootstraps, approximate rounding with none, and
+                # the shift's table reads only the kept high bits
+                round_widths.append(node.inputs[0].dtype.bit_width)
+            else:
+                tlu_widths.append(node.inputs[0].dtype.bit_width)
     st["max_tlu_input_bits"] = max(tlu_widths) if tlu_widths else 0
+    st["max_rounding_input_bits"] = max(round_widths) if round_widths else 0
     for name in ("bootstrap_keys", "keyswitch_keys", "secret_keys", "inputs", "outputs"):
         try:
             st["size_of_" + name] = int(getattr(circuit, "size_of_" + name))

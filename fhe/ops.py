@@ -41,9 +41,17 @@ def _mark(t, lo: int, hi: int):
 
 
 class ConcreteOps:
-    """Ops acting on concrete tracers (also callable on plain numpy arrays)."""
+    """Ops acting on concrete tracers (also callable on plain numpy arrays).
+
+    ``approximate``: names of the roundings (``r_q``, ``r_k``, ``r_v``, ``r_s``, ``r_o``) the
+    circuit evaluates with concrete's approximate rounding (free, but off by one near a
+    rounding boundary); every other rounding is exact.
+    """
 
     record = None
+
+    def __init__(self, approximate: frozenset = frozenset()):
+        self.approximate = frozenset(approximate)
 
     def bound(self, a, lo, hi, name=""):
         return _mark(a, lo, hi)
@@ -53,10 +61,18 @@ class ConcreteOps:
             return a
         if not isinstance(a, fhe.tracing.Tracer):
             return round_shift(np.asarray(a, dtype=np.int64), k)
-        r = fhe.round_bit_pattern(a, lsbs_to_remove=k, exactness=fhe.Exactness.EXACT)
-        _mark(r, min(lo, round_shift(lo, k) << k), max(hi, round_shift(hi, k) << k))
-        s = r >> k
-        return _mark(s, round_shift(lo, k), round_shift(hi, k))
+        approx = name in self.approximate
+        exactness = fhe.Exactness.APPROXIMATE if approx else fhe.Exactness.EXACT
+        # an approximate rounding may land one unit beyond the exact one (also at the ends of
+        # the interval): the widths hold that unit, so it can never wrap around
+        slack = 1 if approx else 0
+        slo, shi = round_shift(lo, k) - slack, round_shift(hi, k) + slack
+        wlo, whi = min(lo, slo << k), max(hi, shi << k)
+        with fhe.tag(name or "round"):
+            r = fhe.round_bit_pattern(a, lsbs_to_remove=k, exactness=exactness)
+            _mark(r, wlo, whi)
+            s = r >> k
+        return _mark(s, slo, shi)
 
     def lookup(self, table: Table, a):
         vals = np.asarray(table.values, dtype=np.int64)
@@ -68,14 +84,20 @@ class ConcreteOps:
 
         if not isinstance(a, fhe.tracing.Tracer):
             return table(a)
-        out = fhe.univariate(f)(a)
+        if table.is_identity:
+            # no bootstrap. One more unit each side: an approximate rounding may land one
+            # beyond the domain (zk.tolerance counts it), and must not overflow the width
+            return _mark(a, table.lo - 1, table.hi + 1)
+        with fhe.tag(table.name):
+            out = fhe.univariate(f)(a)
         return _mark(out, *table.out_range)
 
     def square(self, a, lo, hi, name=""):
         if not isinstance(a, fhe.tracing.Tracer):
             a = np.asarray(a, dtype=np.int64)
             return a * a
-        s = a**2
+        with fhe.tag(name or "square"):
+            s = a**2
         top = max(lo * lo, hi * hi)
         bot = 0 if lo <= 0 <= hi else min(lo * lo, hi * hi)
         return _mark(s, bot, top)

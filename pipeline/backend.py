@@ -135,16 +135,28 @@ class SimulatedFhe:
     """The session interface without encryption (tests and benchmarks only).
 
     ``circuit`` (a compiled concrete circuit) makes evaluation ``circuit.simulate``; without
-    it the numpy reference evaluates, which the FHE tests show is bit-exact with simulate.
+    it the numpy reference evaluates, which the FHE tests show is bit-exact with simulate in
+    exact mode. An approximate-mode head without a circuit is evaluated by the noise model of
+    approximate rounding (``fhe.noise``; ``sigmas`` per rounding, default
+    ``fhe.noise.DEFAULT_SIGMA``; ``seed`` for the model's draws).
     """
 
     simulated = True
 
-    def __init__(self, head: QuantizedHead, circuit=None) -> None:
+    def __init__(self, head: QuantizedHead, circuit=None, sigmas=None, seed=None) -> None:
         self.head = head
         self.circuit_id = simulated_circuit_id(head.config)
         if circuit is not None:
             evaluate = circuit.simulate
+        elif head.approximate:
+            from fhe.noise import DEFAULT_SIGMA, run_noisy
+
+            sig = dict(sigmas) if sigmas is not None else {s: DEFAULT_SIGMA
+                                                          for s in head.approximate}
+            rng = np.random.default_rng(seed)
+
+            def evaluate(x):
+                return run_noisy(x, head, sig, rng)
         else:
             def evaluate(x):
                 return run_reference(x, head)[0]

@@ -414,9 +414,19 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     head, _, calib = _built_in_head(args)
+    if args.approximate:
+        from fhe.compile import approximate_head
+
+        head = approximate_head(head)
     st = Steps()
     st.start("commit")
     model, commitment = api.commit(head)
+    if commitment.approximate:
+        lo, hi = commitment.bounds["y"]
+        d = int(commitment.delta.max())
+        print(f"approximate mode ({', '.join(commitment.approximate)}): clients accept canary "
+              f"outputs within delta = {d} of the proven ones (y in [{lo}, {hi}]: "
+              f"{100.0 * d / (hi - lo):.0f}% of the range)")
     write_atomic(out / "model.commitment", to_bytes(commitment))
     write_atomic(out / "model.private", to_bytes(model))
     st.done("commit (model.commitment, model.private)", len(to_bytes(commitment)))
@@ -733,6 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("commit", help="owner: commit to the built-in head, compile its circuit")
     head_options(p)
+    p.add_argument("--approximate", action="store_true",
+                   help="approximate mode: the circuit rounds the output approximately and the "
+                        "commitment publishes the tolerance delta clients allow")
     p.add_argument("--out", default="model", help="model folder to write (default model/)")
     p.set_defaults(func=cmd_commit)
     p = sub.add_parser("encrypt", help="client: encrypt an input with k canaries (fresh keys)")

@@ -11,7 +11,9 @@ One session, with the files each step produces::
     anyone  verify_bundle(bundle, commitment, request, response)      no keys needed
     client  y        = Client.finish(response, bundle)
                                                    decrypted canary outputs must equal the proven
-                                                   ones; returns the real output
+                                                   ones (within the commitment's published
+                                                   tolerance delta in approximate mode);
+                                                   returns the real output
 
 What it guarantees: every canary's output is proven to be the committed model's output, and
 the client checks that the ciphertext it received decrypts to exactly that. The real query is
@@ -21,6 +23,12 @@ probability 1/(k+1) per session, and one corrupting the inputs of a set S escape
 probability about (1 - p_S)^k, p_S being the chance that a canary falls in S. Canaries must
 therefore come from the distribution of real queries (:mod:`pipeline.canaries`); targeted
 corruption of rare inputs is not covered. Use fresh keys per session (the client does).
+
+Approximate mode (a commitment with approximate roundings, ``fhe.compile``): an honest
+evaluation decrypts to the proven output up to +-delta elementwise (``zk.tolerance``: a
+rigorous bound from public data), so the canary check accepts |decrypted - proven| <= delta.
+A server can then shift any output by at most delta undetected, the band an honest encrypted
+evaluation has anyway; a larger deviation is caught like any other. delta = 0 in exact mode.
 """
 
 from __future__ import annotations
@@ -294,6 +302,17 @@ def check_opening(request: Request, response: Response, opening: CanaryOpening) 
     return receipt
 
 
+def within_tolerance(decrypted: np.ndarray, proven: np.ndarray, delta: np.ndarray) -> bool:
+    """The canary check: |decrypted - proven| <= delta elementwise (delta = 0 in exact mode:
+    equality). A server can shift an output by at most delta undetected; delta is the band an
+    honest approximate evaluation has anyway (``zk.tolerance``)."""
+    decrypted = np.asarray(decrypted)
+    if decrypted.shape != np.shape(proven) or decrypted.shape != np.shape(delta):
+        return False
+    return bool(np.all(np.abs(decrypted.astype(np.int64) - np.asarray(proven, np.int64))
+                       <= np.asarray(delta, np.int64)))
+
+
 def prove_canary(model: ProvingModel, position: int, x: np.ndarray, receipt: bytes) -> bytes:
     """The proof file of one canary: y = f_W(x), bound to the session's receipt.
     ValueError (naming the position) if the prover refuses x."""
@@ -435,9 +454,11 @@ class Client:
             if not np.array_equal(c.x, st["inputs"][pos]):
                 raise CheatingDetected(f"the proof for position {pos} is for another input")
             got = self.fhe.decrypt(response.outputs[pos])
-            if not np.array_equal(got, c.y):
-                raise CheatingDetected(f"canary at position {pos}: the decrypted output differs "
-                                       "from the proven output")
+            if not within_tolerance(got, c.y, self.commitment.delta):
+                raise CheatingDetected(
+                    f"canary at position {pos}: the decrypted output differs from the proven "
+                    + ("output" if not self.commitment.approximate else
+                       "output by more than the model's published tolerance"))
         return self.fhe.decrypt(response.outputs[st["real"]])
 
     def _require(self) -> dict:

@@ -13,7 +13,14 @@ they are integer multipliers inside the committed weights. ``origin`` names wher
 from (model, layer, query head, key/value head of grouped-query attention). The commitment's
 digest (SHA3-256 of its canonical file) names the model in every proof.
 
-Version 2 (RoPE tables, smoothing, origin); version 1 files are not read.
+The FHE tolerance (version 3): ``approximate`` names the roundings an FHE circuit of this head
+evaluates with approximate rounding (empty: every rounding exact, the circuit bit-exact with
+the reference), and ``delta`` (L x d_head integers) is the published bound on |decrypted FHE
+output - proven output| that a client's canary check allows (``zk.tolerance``: interval
+arithmetic over public data only; zero in exact mode). The reader recomputes delta from the
+commitment's public data and refuses a file whose stored delta differs.
+
+Version 3 (the FHE tolerance); versions 1 and 2 are not read.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from zk.encoding import Reader, Writer, to_bytes
 from zk.field import Fr
 from zk.head import stack
 from zk.multilinear import next_pow2, num_vars
+from zk.tolerance import check_sites, tolerance
 
 WEIGHTS = ("Wq", "Wk", "Wv")
 BIASES = ("bq", "bk", "bv")
@@ -84,7 +92,7 @@ class ModelCommitment:
     """The public commitment to a head (see the module docstring)."""
 
     KIND: ClassVar[str] = "zkattn-model-commitment"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     config: HeadConfig
     shifts: dict
@@ -97,6 +105,17 @@ class ModelCommitment:
     rope_sin: np.ndarray | None = None
     smooth: np.ndarray | None = None  # (d_model,) float64 input smoothing, or None
     origin: dict = field(default_factory=dict)  # str -> str | int
+    approximate: tuple = ()  # roundings an FHE circuit evaluates approximately (sorted names)
+    delta: np.ndarray | None = None  # (L, d_head) int64 tolerance; None: computed (zeros if exact)
+
+    def __post_init__(self) -> None:
+        sites = check_sites(self.approximate)
+        object.__setattr__(self, "approximate", sites)
+        expect = tolerance(self, sites)
+        if self.delta is None:
+            object.__setattr__(self, "delta", expect)
+        elif not np.array_equal(np.asarray(self.delta), expect):
+            raise ValueError("delta is not the tolerance of this head's approximate roundings")
 
     @property
     def dims(self) -> Dims:
@@ -112,7 +131,7 @@ class ModelCommitment:
             "config": self.config.to_dict(), "shifts": self.shifts,
             "bounds": {k: list(v) for k, v in self.bounds.items()}, "scales": self.scales,
             "smooth": None if self.smooth is None else [float(v) for v in self.smooth],
-            "origin": self.origin,
+            "origin": self.origin, "approximate": list(self.approximate),
         })
 
     def write(self, w: Writer) -> None:
@@ -126,6 +145,8 @@ class ModelCommitment:
             with w.section("rope"):
                 w.raw_bytes(np.asarray(self.rope_cos, dtype="<i8").tobytes())
                 w.raw_bytes(np.asarray(self.rope_sin, dtype="<i8").tobytes())
+        with w.section("tolerance"):
+            w.raw_bytes(np.asarray(self.delta, dtype="<i8").tobytes())
         self.weights.write(w)
         self.biases.write(w)
 
@@ -142,10 +163,16 @@ class ModelCommitment:
             scales = {str(k): float(v) for k, v in head["scales"].items()}
             if set(head["shifts"]) != set(SHIFT_NAMES):
                 raise ValueError("unexpected shifts")
-            if set(head) != {"config", "shifts", "bounds", "scales", "smooth", "origin"}:
+            if set(head) != {"config", "shifts", "bounds", "scales", "smooth", "origin",
+                             "approximate"}:
                 raise ValueError("unexpected fields")
             smooth = _read_smooth(head["smooth"], config.d_model)
             origin = _read_origin(head["origin"])
+            approximate = head["approximate"]
+            if (not isinstance(approximate, list)
+                    or any(not isinstance(a, str) for a in approximate)
+                    or list(check_sites(approximate)) != approximate):
+                raise ValueError("approximate must be a sorted list of distinct rounding names")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise r.error(f"model header: {e}") from e
         if max(config.d_model, config.d_head, config.seq_len) > MAX_DIM:
@@ -166,6 +193,13 @@ class ModelCommitment:
             shape = (config.seq_len, config.d_head // 2)
             with r.section("rope"):
                 rope_cos, rope_sin = (_read_rope(r, shape, config.rope_bits) for _ in range(2))
+        with r.section("tolerance"):
+            n = config.seq_len * config.d_head
+            raw = r.raw_bytes(8 * n)
+            if len(raw) != 8 * n:
+                raise r.error(f"tolerance: expected {n} int64 values")
+            delta = np.frombuffer(raw, dtype="<i8").astype(np.int64).reshape(
+                config.seq_len, config.d_head)
         dims = Dims.of(config)
         weights = hyrax.HyraxCommitment.read(r, 1)
         biases = hyrax.HyraxCommitment.read(r, 1)
@@ -173,8 +207,11 @@ class ModelCommitment:
             raise r.error("weight commitment does not match the dimensions")
         if biases.num_vars != bias_layout(dims).num_vars:
             raise r.error("bias commitment does not match the dimensions")
-        return cls(config, shifts, tables, bounds, scales, weights, biases, rope_cos, rope_sin,
-                   smooth, origin)
+        try:
+            return cls(config, shifts, tables, bounds, scales, weights, biases, rope_cos,
+                       rope_sin, smooth, origin, tuple(approximate), delta)
+        except (ValueError, KeyError, IndexError) as e:
+            raise r.error(f"model commitment: {e}") from e
 
 
 def _read_rope(r: Reader, shape: tuple[int, int], bits: int) -> np.ndarray:
@@ -219,7 +256,7 @@ class ProvingModel:
     the weights and the blinds: keep it private."""
 
     KIND: ClassVar[str] = "zkattn-proving-model"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     head: QuantizedHead
     commitment: ModelCommitment
@@ -252,7 +289,7 @@ class ProvingModel:
         head = QuantizedHead(cfg, arrays["Wq"], arrays["Wk"], arrays["Wv"], arrays["bq"],
                              arrays["bk"], arrays["bv"], dict(mc.shifts), dict(mc.tables),
                              dict(mc.bounds), dict(mc.scales), mc.rope_cos, mc.rope_sin,
-                             mc.smooth)
+                             mc.smooth, mc.approximate)
         padded = _padded_weights(head, mc.dims)
         ww = _witness(wl, padded, mc.weights.log_cols, wb)
         bw = _witness(bl, padded, mc.biases.log_cols, bb)
@@ -307,5 +344,6 @@ def commit(head: QuantizedHead, rng: np.random.Generator | None = None,
         {k: float(v) for k, v in head.scales.items()}, wcom, bcom,
         None if head.rope_cos is None else np.asarray(head.rope_cos, dtype=np.int64),
         None if head.rope_sin is None else np.asarray(head.rope_sin, dtype=np.int64),
-        None if head.smooth is None else np.asarray(head.smooth, dtype=np.float64), origin)
+        None if head.smooth is None else np.asarray(head.smooth, dtype=np.float64), origin,
+        check_sites(head.approximate))
     return ProvingModel(head, public, wwit, bwit), public

@@ -205,6 +205,11 @@ def rope_bounds(lo: int, hi: int, cos: np.ndarray, sin: np.ndarray) -> tuple[int
 # ----------------------------------------------------------------------------- data
 
 
+# HeadConfig.for_fhe's settings (its docstring says why)
+FHE_FRIENDLY = dict(calibrate_sums=True, tlu_bits=6, score_bits=7, exp_bits=4, prob_bits=3,
+                    log_frac_bits=2, out_table=False, out_tlu_bits=6)
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """Sizes and every bit-width / table parameter of the quantized head."""
@@ -233,6 +238,28 @@ class HeadConfig:
     # cos and sin quantized to rope_bits fractional bits (module docstring)
     rope_theta: Optional[float] = None
     rope_bits: int = 8
+    # calibrated mode only: the sums of squares (ksq, zsum, vsqsum, psq, pvsum) and o2 also get
+    # calibration intervals widened by calib_margin (the certified worst case otherwise). Narrower
+    # FHE widths (cheaper bootstraps, smaller keys) and a finer output rounding r_o; inputs
+    # outside are rejected like inputs outside the calibrated acc and z intervals.
+    calibrate_sums: bool = False
+    # False: no output requantization, y = r_o (OUT is the identity on r_o's interval, which an
+    # FHE circuit skips); y's scale is then the unit of r_o and out_tlu_bits sets y's width
+    out_table: bool = True
+
+    @classmethod
+    def for_fhe(cls, d_model: int, d_head: int, seq_len: int, **overrides) -> "HeadConfig":
+        """A configuration whose FHE circuit fits a small machine at GPT-2 size (measured on a
+        768 -> 64, L = 6 head, ``bench/fhe.py --approx``): small tables (6-bit projection
+        tables, 7-bit scores, 16-level exponentials with a log-sum-exp carrying 2 fraction
+        bits, 5-bit squares: 4-bit operands for every product of encrypted values), the sums of
+        squares calibrated (11-bit accumulators instead of 14), and no output requantization
+        (y = r_o, 6 bits: one fewer table per output). Coarser scores (score_bits 6,
+        log_frac_bits 0) are cheaper still but turn the softmax of a GPT-2-like head into a
+        hard maximum."""
+        kw = dict(FHE_FRIENDLY)
+        kw.update(overrides)
+        return cls(d_model, d_head, seq_len, **kw)
 
     def __post_init__(self):
         for name in ("d_model", "d_head", "seq_len"):
@@ -240,6 +267,9 @@ class HeadConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 2 <= self.n_bits <= 16:
             raise ValueError("n_bits must be in [2, 16]")
+        for name in ("causal", "calibrate_sums", "out_table"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool")
         if self.bounds_mode not in ("calibrated", "certified"):
             raise ValueError("bounds_mode must be 'calibrated' or 'certified'")
         if self.calib_margin < 1.0:
@@ -289,6 +319,11 @@ class Table:
     def out_range(self) -> tuple[int, int]:
         return int(self.values.min()), int(self.values.max())
 
+    @property
+    def is_identity(self) -> bool:
+        """TABLE[a] = a on the whole domain (an FHE circuit needs no bootstrap for it)."""
+        return bool(np.array_equal(self.values, np.arange(self.lo, self.hi + 1)))
+
     def __call__(self, a):
         a = np.asarray(a, dtype=np.int64)
         idx = a - self.offset
@@ -298,6 +333,22 @@ class Table:
                 f"[{int(a.min())}, {int(a.max())}]"
             )
         return self.values[idx]
+
+
+# the head's roundings, by the names the witness, fhe.ops and zk.tolerance use: the projections'
+# r_q, r_k, r_v, the scores' r_s and the output's r_o
+ROUNDINGS = ("r_q", "r_k", "r_v", "r_s", "r_o")
+
+
+def check_roundings(sites) -> tuple[str, ...]:
+    """Rounding names as a sorted tuple of distinct known names (ValueError otherwise)."""
+    if isinstance(sites, str):
+        raise ValueError("approximate roundings must be a sequence of names, not a string")
+    out = tuple(sorted(set(sites)))
+    bad = [s for s in out if s not in ROUNDINGS]
+    if bad:
+        raise ValueError(f"unknown roundings {bad}: expected names from {ROUNDINGS}")
+    return out
 
 
 @dataclass
@@ -320,6 +371,13 @@ class QuantizedHead:
     rope_sin: Optional[np.ndarray] = None
     # SmoothQuant smoothing: input channel j is divided by smooth[j] before quantization
     smooth: Optional[np.ndarray] = None
+    # roundings (names from ROUNDINGS) an FHE circuit of this head evaluates with approximate
+    # rounding; the reference itself always rounds to nearest (zk.tolerance bounds the
+    # difference, published in the model commitment)
+    approximate: tuple = ()
+
+    def __post_init__(self):
+        self.approximate = check_roundings(self.approximate)
 
     @property
     def x_range(self) -> tuple[int, int]:
@@ -772,15 +830,9 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     # sum_j (p+v)^2 = sum p^2 + 2 sum p v + sum v^2
     B["pvsum"] = (0, min(L * pv_hi, p_hi * psum + 2 * psum * max(-vlo, vhi) + L * vsq_hi))
     B["o2"] = (2 * psum * min(vlo, 0), 2 * psum * max(vhi, 0))
-    ko = _shift_to_fit(*B["o2"], cfg.out_tlu_bits, min_k=1)
-    shifts["out"] = ko
-    B["r_o"] = (round_shift(B["o2"][0], ko), round_shift(B["o2"][1], ko))
     # y = o * sp * sv, o2 unit = sv / 2^(P+1); output scale from the float head on calibration
-    unit_o = scales["v"] / (1 << (P + 1))
-    sy = _calib_out_scale(X, Wq, Wk, Wv, bq, bk, bv, cfg) / yq or 1.0
-    scales["y"] = sy
-    tables["out"] = _requant_table("out", *B["r_o"], unit_o * (1 << ko), sy, yq)
-    B["y"] = tables["out"].out_range
+    scales["y"] = _calib_out_scale(X, Wq, Wk, Wv, bq, bk, bv, cfg) / yq or 1.0
+    _output_stage(cfg, B, shifts, tables, scales)
     B["m"] = B["r_s"]
     B["qk_sq"] = (0, sq_hi)
     B["pv_sq"] = (0, pv_hi)
@@ -788,10 +840,60 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     B["v_sq"] = (0, vsq_hi)
     B["p_sq"] = (0, p_hi * p_hi)
     B = {k_: (int(a), int(b_)) for k_, (a, b_) in B.items()}
-    return QuantizedHead(
+    head = QuantizedHead(
         cfg, ints["Wq"], ints["Wk"], ints["Wv"], ints["bq"], ints["bk"], ints["bv"],
         shifts, tables, B, scales, rope_cos, rope_sin, smooth,
     )
+    if cfg.calibrate_sums and cfg.bounds_mode == "calibrated":
+        _calibrate_sums(head, _sequences(Xi, L))
+    return head
+
+
+def _output_stage(cfg: HeadConfig, B: dict, shifts: dict, tables: dict, scales: dict) -> None:
+    """k_o, r_o, the output table and y's interval from o2's interval (in place)."""
+    yq = (1 << (cfg.y_bits - 1)) - 1
+    ko = _shift_to_fit(*B["o2"], cfg.out_tlu_bits, min_k=1)
+    shifts["out"] = ko
+    B["r_o"] = (round_shift(B["o2"][0], ko), round_shift(B["o2"][1], ko))
+    unit_o = scales["v"] / (1 << (cfg.prob_bits + 1))
+    if cfg.out_table:
+        tables["out"] = _requant_table("out", *B["r_o"], unit_o * (1 << ko), scales["y"], yq)
+    else:
+        lo, hi = B["r_o"]
+        tables["out"] = Table("out", lo, np.arange(lo, hi + 1, dtype=np.int64))
+        scales["y"] = unit_o * (1 << ko)
+    B["y"] = tables["out"].out_range
+
+
+def _calibrate_sums(head: QuantizedHead, seqs: np.ndarray) -> None:
+    """HeadConfig.calibrate_sums: the intervals of the sums of squares and of o2 from the
+    calibration sequences (widened, inside the certified ones), then the output stage again."""
+    cfg, B = head.config, head.bounds
+    L = cfg.seq_len
+    seen: dict = {}
+
+    def see(name, v):
+        v = np.asarray(v)
+        lo, hi = int(v.min()), int(v.max())
+        old = seen.get(name, (lo, hi))
+        seen[name] = (min(lo, old[0]), max(hi, old[1]))
+
+    for x in seqs:
+        _, w = run_reference(np.asarray(x, dtype=np.int64), head, check=False)
+        q, k, v, p = w["q"], w["k"], w["v"], w["p"]
+        see("ksq", w["ksq"])
+        see("o2", w["o2"])
+        for i in range(L):
+            n = causal_cols(i, L, cfg.causal)
+            see("zsum", np.sum((q[i] + k[:n]) ** 2, axis=1))
+            see("vsqsum", np.sum(v[:n] ** 2, axis=0))
+            see("psq", np.sum(p[i, :n] ** 2))
+            see("pvsum", np.sum((p[i, :n, None] + v[:n]) ** 2, axis=0))
+    for name, (lo, hi) in seen.items():
+        B[name] = _widen(lo, hi, cfg.calib_margin, *B[name])
+    _output_stage(cfg, B, head.shifts, head.tables, head.scales)
+    for name in ("r_o", "y"):
+        B[name] = (int(B[name][0]), int(B[name][1]))
 
 
 def _widen(lo: int, hi: int, margin: float, clo: int, chi: int) -> tuple[int, int]:
@@ -919,6 +1021,25 @@ def random_head(config: HeadConfig, seed: int = 0, n_calib: int = 8, weight_std:
     calib = layer_norm_like(rng, (n_calib, config.seq_len, d))
     head = quantize_head(W["Wq"], W["Wk"], W["Wv"], W["bq"], W["bk"], W["bv"], calib, config)
     return head, W, calib
+
+
+def sample_inputs(head: QuantizedHead, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """n quantized LayerNorm-like inputs (L, d_model) that the reference accepts (inputs
+    outside the calibrated bounds are drawn again; ValueError after 50 n draws)."""
+    cfg = head.config
+    out: list[np.ndarray] = []
+    for _ in range(50 * n):
+        if len(out) == n:
+            break
+        x = quantize_input(layer_norm_like(rng, (cfg.seq_len, cfg.d_model)), head)
+        try:
+            run_reference(x, head)
+        except BoundsViolation:
+            continue
+        out.append(x)
+    if len(out) < n:
+        raise ValueError(f"only {len(out)} of {n} sampled inputs are inside the head's bounds")
+    return out
 
 
 def layer_norm_like(rng, shape) -> np.ndarray:

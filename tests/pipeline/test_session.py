@@ -25,9 +25,9 @@ def world():
     return head, pm, mc, ActivationCanaries(head, calib)
 
 
-def run_session(world, server_cls=None, k=3, files=True):
+def run_session(world, server_cls=None, k=3, files=True, backend=None):
     head, pm, mc, canaries = world
-    be = SimulatedFhe(head)
+    be = backend or SimulatedFhe(head)
     if server_cls is not None:
         be.server = server_cls(be.server)
     client = S.Client(mc, be.client(), canaries, k=k)
@@ -243,3 +243,75 @@ def test_rope_head_session_proven_end_to_end():
     proof = api.prove(g_model, np.zeros((3, 8), dtype=np.int64))
     verdict = api.verify(proof, commitment)
     assert not verdict and "another model" in verdict.reason
+
+
+# ------------------------------------------------------------------ approximate mode
+
+
+@pytest.fixture(scope="module")
+def approx_world():
+    """An approximate-mode head (y = r_o, r_o approximate: delta = 1), simulated by the noise
+    model with a large sigma so that honest outputs really are off by one now and then."""
+    from fhe.compile import approximate_head
+
+    head, _, calib = random_head(HeadConfig.for_fhe(8, 4, 3), seed=6, n_calib=24)
+    head = approximate_head(head)
+    pm, mc = am.commit(head)
+    assert mc.approximate == ("r_o",) and np.all(mc.delta == 1)
+    return head, pm, mc, ActivationCanaries(head, calib)
+
+
+def _approx_session(world, server_cls=None, sigma=0.3, seed=0):
+    be = SimulatedFhe(world[0], sigmas={"r_o": sigma}, seed=seed)
+    client, req, resp, opening, bundle, x = run_session(world, server_cls, files=False,
+                                                        backend=be)
+    return client, resp, bundle, x
+
+
+def test_approximate_session_accepts_honest_noisy_outputs(approx_world):
+    head = approx_world[0]
+    off = 0
+    for seed in range(8):
+        client, resp, bundle, x = _approx_session(approx_world, seed=seed)
+        y = client.finish(resp, bundle)  # accepted although outputs may be off by one
+        dev = np.abs(y - run_reference(x, head)[0])
+        assert dev.max() <= 1
+        off += int(np.count_nonzero(dev))
+    assert off > 0  # the noise model did move outputs: acceptance was not by equality
+
+
+class ShiftTwo(AlterOne):
+    """Adds 2 (> delta = 1) to the first output entry of every input."""
+
+    def run_batch(self, blobs):
+        from fhe.wire import Kind, pack, unpack
+
+        outs = self.inner.run_batch(blobs)
+        for i, o in enumerate(outs):
+            env = unpack(o, Kind.OUTPUT)
+            y = np.frombuffer(env.payload, dtype="<i8").copy()
+            y[0] += 2
+            outs[i] = pack(Kind.OUTPUT, y.tobytes(), env.circuit_id, env.key_id)
+        return outs
+
+
+def test_approximate_session_rejects_deviation_beyond_delta(approx_world):
+    client, resp, bundle, _ = _approx_session(approx_world, ShiftTwo, sigma=1e-9)
+    with pytest.raises(S.CheatingDetected, match="tolerance"):
+        client.finish(resp, bundle)
+
+
+def test_approximate_session_rejects_other_weights(approx_world):
+    client, resp, bundle, _ = _approx_session(approx_world, OtherWeights, sigma=1e-9)
+    with pytest.raises(S.CheatingDetected):
+        client.finish(resp, bundle)
+
+
+def test_within_tolerance_shapes_and_bounds():
+    delta = np.ones((2, 3), dtype=np.int64)
+    y = np.zeros((2, 3), dtype=np.int64)
+    assert S.within_tolerance(y + 1, y, delta) and S.within_tolerance(y - 1, y, delta)
+    assert not S.within_tolerance(y + 2, y, delta)
+    assert not S.within_tolerance(np.zeros((3, 2), np.int64), y, delta)
+    assert S.within_tolerance(y, y, np.zeros_like(delta))
+    assert not S.within_tolerance(y + 1, y, np.zeros_like(delta))
