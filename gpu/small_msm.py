@@ -44,19 +44,7 @@ def _to_affine_rows(jac, out):
     zinv = np.empty((n, 4), dtype=np.uint64)
     for i in range(n):
         store(zs, i, (jac[i, 8], jac[i, 9], jac[i, 10], jac[i, 11]))
-    acc = F.one(d)
-    for i in range(n):
-        store(zinv, i, acc)
-        z = load(zs, i)
-        if not is_zero(z):
-            acc = mul(acc, z, d)
-    acc = F.inv(acc, d)
-    for i in range(n - 1, -1, -1):
-        z = load(zs, i)
-        if is_zero(z):
-            continue
-        store(zinv, i, mul(acc, load(zinv, i), d))
-        acc = mul(acc, z, d)
+    C._batch_inv_range(zs, zinv, 0, n, d)
     for i in range(n):
         z = load(zs, i)
         if is_zero(z):
