@@ -153,13 +153,64 @@ def run_smollm2_row(L: int, real_limit=REAL_KEY_LIMIT, scheme: str = "channel"):
                 compile=t_compile, sim=t_sim, keys=keys, real_skip=keys > real_limit, **st)
 
 
+def real_runs(circuit, head, inputs, runs: int) -> None:
+    """Keygen, then ``runs`` real encrypted runs through the serialized client/server path on
+    ``inputs`` (cycled): time and bytes of each step, the decrypted outputs against the
+    reference and the published delta, and (approximate mode) the off-by-one rate against
+    the noise model's prediction on the same inputs."""
+    from fhe.noise import rounding_sigmas, run_noisy
+    from zk.tolerance import tolerance
+
+    delta = tolerance(head, head.approximate)
+    inputset = list(inputs)
+    sigmas = rounding_sigmas(circuit) if head.approximate else {}
+    server = HeadServer.from_circuit(circuit)
+    client = HeadClient(server.client_specs(), head=head)
+    t = time.perf_counter()
+    client.keygen()
+    ek = client.evaluation_keys()
+    t_keygen = time.perf_counter() - t
+    t = time.perf_counter()
+    server.add_evaluation_keys(ek)
+    print(f"{'':11s} keygen {t_keygen:.1f}s, evaluation keys {len(ek) / 1e9:.3f} GB "
+          f"compressed (server load {time.perf_counter() - t:.1f}s)"
+          + (f"; noise model sigma {sigmas}" if sigmas else ""), flush=True)
+    rng = np.random.default_rng(0)
+    real_off = model_off = n_el = 0
+    for i in range(runs if head.approximate else 1):
+        x = inputset[i % len(inputset)]
+        y_ref = run_reference(x, head)[0]
+        t = time.perf_counter()
+        ct = client.encrypt(x)
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        out = server.run(ct)
+        t_run = time.perf_counter() - t
+        t = time.perf_counter()
+        y = client.decrypt(out)
+        t_dec = time.perf_counter() - t
+        dev = np.abs(y - y_ref)
+        real_off += int(np.count_nonzero(dev))
+        n_el += dev.size
+        if sigmas:
+            model_off += sum(int(np.count_nonzero(run_noisy(x, head, sigmas, rng) != y_ref))
+                             for _ in range(50))
+        print(f"{'':11s} run {i}: encrypt {t_enc:.2f}s ({len(ct) / 1e3:.0f} KB) run "
+              f"{t_run:.1f}s decrypt {t_dec:.2f}s ({len(out) / 1e3:.0f} KB): "
+              f"max |FHE - reference| {int(dev.max())}, {int(np.count_nonzero(dev))}/"
+              f"{dev.size} off, within delta: {bool(np.all(dev <= delta))}", flush=True)
+    if sigmas:
+        print(f"{'':11s} off-by-one rate: real {real_off / n_el:.4f}, noise model "
+              f"{model_off / (50 * n_el):.4f}", flush=True)
+    del client, server
+
+
 def run_approx_rows(runs: int = 5, d_model: int = 768, d_head: int = 64, L: int = 6):
     """The GPT-2-size head in the large-head configuration (HeadConfig.for_fhe), exact and
     approximate mode, each with real encrypted runs through the serialized client/server path:
     the decrypted outputs against the reference and the published delta, and (approximate)
     the off-by-one rate against the noise model's prediction on the same inputs."""
     from fhe.compile import approximate_head
-    from fhe.noise import rounding_sigmas, run_noisy
     from zk.tolerance import tolerance
 
     base, _, calib = random_head(HeadConfig.for_fhe(d_model, d_head, L), seed=1, n_calib=16)
@@ -178,51 +229,18 @@ def run_approx_rows(runs: int = 5, d_model: int = 768, d_head: int = 64, L: int 
               f"BSK {gb(st['size_of_bootstrap_keys'])} GB KSK {gb(st['size_of_keyswitch_keys'])} GB"
               f" (uncompressed); delta {int(delta.max())} on y in [{lo}, {hi}] "
               f"({100.0 * delta.max() / (hi - lo):.1f}% of the range)", flush=True)
-        sigmas = rounding_sigmas(circuit) if head.approximate else {}
-        server = HeadServer.from_circuit(circuit)
-        client = HeadClient(server.client_specs(), head=head)
-        t = time.perf_counter()
-        client.keygen()
-        ek = client.evaluation_keys()
-        t_keygen = time.perf_counter() - t
-        t = time.perf_counter()
-        server.add_evaluation_keys(ek)
-        print(f"{'':11s} keygen {t_keygen:.1f}s, evaluation keys {len(ek) / 1e9:.3f} GB "
-              f"compressed (server load {time.perf_counter() - t:.1f}s)"
-              + (f"; noise model sigma {sigmas}" if sigmas else ""), flush=True)
-        rng = np.random.default_rng(0)
-        real_off = model_off = n_el = 0
-        for i in range(runs if head.approximate else 1):
-            x = inputset[i % len(inputset)]
-            y_ref = run_reference(x, head)[0]
-            t = time.perf_counter()
-            ct = client.encrypt(x)
-            t_enc = time.perf_counter() - t
-            t = time.perf_counter()
-            out = server.run(ct)
-            t_run = time.perf_counter() - t
-            t = time.perf_counter()
-            y = client.decrypt(out)
-            t_dec = time.perf_counter() - t
-            dev = np.abs(y - y_ref)
-            real_off += int(np.count_nonzero(dev))
-            n_el += dev.size
-            if sigmas:
-                model_off += sum(int(np.count_nonzero(run_noisy(x, head, sigmas, rng) != y_ref))
-                                 for _ in range(50))
-            print(f"{'':11s} run {i}: encrypt {t_enc:.2f}s ({len(ct) / 1e3:.0f} KB) run "
-                  f"{t_run:.1f}s decrypt {t_dec:.2f}s ({len(out) / 1e3:.0f} KB): "
-                  f"max |FHE - reference| {int(dev.max())}, {int(np.count_nonzero(dev))}/"
-                  f"{dev.size} off, within delta: {bool(np.all(dev <= delta))}", flush=True)
-        if sigmas:
-            print(f"{'':11s} off-by-one rate: real {real_off / n_el:.4f}, noise model "
-                  f"{model_off / (50 * n_el):.4f}", flush=True)
-        del client, server, circuit
+        real_runs(circuit, head, inputset, runs if head.approximate else 1)
+        del circuit
 
 
-def run_smollm2_approx(L: int = 6):
-    """Compile-only rows: the SmolLM2 head (layer 0 head 0, 576 -> 64, RoPE, per-channel) with
-    HeadConfig.for_fhe's settings, exact and approximate mode (simulate within delta)."""
+def run_smollm2_approx(L: int = 6, runs: int = 0, score_bits: int = 6):
+    """The SmolLM2 head (layer 0 head 0, 576 -> 64, RoPE, per-channel) with HeadConfig.for_fhe's
+    settings, exact and approximate mode: compile, simulate within delta on fresh text, and
+    ``runs`` real encrypted runs (approximate; one exact) when runs > 0.
+
+    ``score_bits`` 6 (default here): this head's 7-bit scores span [-15, 50], 66 values, so
+    their row maximum and CLIPD would read 7 and 8 bits (a 32768-coefficient bootstrap key:
+    12.8 GB of keys); 6-bit scores keep every table at 6 bits (3.4 GB)."""
     from fhe.compile import approximate_head
     from pipeline import generate as G
     from zk.attention_ref import FHE_FRIENDLY, BoundsViolation, quantize_input
@@ -233,7 +251,8 @@ def run_smollm2_approx(L: int = 6):
     model, tok = hm.smollm2_model()
     calib = G.calibration_windows(model, tok, 0, L, 32)
     fresh = G.calibration_windows(model, tok, 0, L, 8, G.CANARY_TEXTS)
-    base = G.private_head(model, tok, 0, 0, 4, L, "channel", calib=calib, **FHE_FRIENDLY)
+    base = G.private_head(model, tok, 0, 0, 4, L, "channel", calib=calib,
+                          **dict(FHE_FRIENDLY, score_bits=score_bits))
     inputset = make_inputset(base, calib[:8])
     xs = []
     for seq in fresh:
@@ -243,12 +262,12 @@ def run_smollm2_approx(L: int = 6):
             xs.append(x)
         except BoundsViolation:
             pass
-    print(f"\nSmolLM2 L0H0 576x64 L{L} 4b per-channel, HeadConfig.for_fhe settings "
-          f"(simulate only; {len(xs)} fresh inputs)", flush=True)
+    print(f"\nSmolLM2 L0H0 576x64 L{L} 4b per-channel, HeadConfig.for_fhe settings with "
+          f"score_bits {score_bits} ({len(xs)} fresh inputs; {runs} real runs)", flush=True)
     for mode, head in (("approximate", approximate_head(base)), ("exact", base)):
         t = time.perf_counter()
         try:
-            circuit = compile_head(head, inputset, fhe_execution=False)
+            circuit = compile_head(head, inputset, fhe_execution=runs > 0)
         except RuntimeError as e:
             print(f"{mode:11s} no circuit: {str(e).splitlines()[-1][:100]}", flush=True)
             continue
@@ -263,6 +282,9 @@ def run_smollm2_approx(L: int = 6):
               f"BSK {gb(st['size_of_bootstrap_keys'])} GB KSK {gb(st['size_of_keyswitch_keys'])} GB;"
               f" delta {int(delta.max())} on y in [{lo}, {hi}]; simulate max |dev| {dev}",
               flush=True)
+        if runs > 0 and xs:
+            real_runs(circuit, head, xs, runs)
+        del circuit
 
 
 def main(argv=None):
@@ -279,10 +301,14 @@ def main(argv=None):
                          "mode, with real runs (RUNS approximate ones, default 5)")
     ap.add_argument("--smollm2-approx", type=int, default=None, metavar="L",
                     help="only the SmolLM2 head with HeadConfig.for_fhe settings at length L, "
-                         "exact and approximate mode, compile and simulate only")
+                         "exact and approximate mode (compile and simulate; see --runs)")
+    ap.add_argument("--runs", type=int, default=0,
+                    help="with --smollm2-approx: real encrypted runs (approximate mode; exact: 1)")
+    ap.add_argument("--score-bits", type=int, default=6,
+                    help="with --smollm2-approx: score_bits of the SmolLM2 head (default 6)")
     args = ap.parse_args(argv)
     if args.smollm2_approx is not None:
-        run_smollm2_approx(args.smollm2_approx)
+        run_smollm2_approx(args.smollm2_approx, args.runs, args.score_bits)
         return
     if args.approx is not None:
         run_approx_rows(args.approx)

@@ -18,7 +18,11 @@ commitment):
   rigorous delta is the whole output range (every +-1 of q or k can move every score).
 
 Large heads should use ``zk.attention_ref.HeadConfig.for_fhe`` (small tables, calibrated sums:
-the widths and keys that fit a small machine).
+the widths and keys that fit a small machine). Key size follows the widest table (a 7-bit
+table alone brings a ~1 GB bootstrap key) and the number of parameter sets (each pair that
+exchanges ciphertexts needs a keyswitch key): ``fhe.ops`` keeps every table of a ``for_fhe``
+head at 6 bits or fewer and folds the tiniest tables into the 4-bit parameter set, and
+multi-parameter compiles cap keyswitch levels (``MAX_KS_LEVEL``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,35 @@ def approximate_head(head: QuantizedHead, roundings=APPROXIMATE_ROUNDINGS) -> Qu
     evaluated approximately by its circuit (commit this head: the commitment publishes them
     and their tolerance)."""
     return dataclasses.replace(head, approximate=check_roundings(roundings))
+
+
+# Multi-parameter compilation minimizes evaluation cost only; left alone it picks keyswitch
+# keys of up to 20 levels (1 GB each at GPT-2 size) for partitions serving a few dozen
+# bootstraps. Bounding the levels costs little time: on the GPT-2-size head (for_fhe) 2.34 GB of
+# keys at complexity 2.22e12 against 3.28 GB at 2.17e12 unbounded (bench/fhe.py --approx).
+MAX_KS_LEVEL = 4
+
+
+def key_budget_restriction(max_ks_level: int = MAX_KS_LEVEL):
+    """concrete's parameter search space with keyswitch levels capped at ``max_ks_level`` and
+    every other parameter free (the optimizer's own ranges)."""
+    from concrete.compiler import RangeRestriction
+
+    r = RangeRestriction()
+    for n in range(8, 18):
+        r.add_available_glwe_log_polynomial_size(n)
+    for n in range(1, 7):
+        r.add_available_glwe_dimension(n)
+    for n in range(256, 2049):
+        r.add_available_internal_lwe_dimension(n)
+    for n in range(1, 65):
+        r.add_available_pbs_base_log(n)
+        r.add_available_ks_base_log(n)
+    for n in range(1, 41):
+        r.add_available_pbs_level_count(n)
+    for n in range(1, max_ks_level + 1):
+        r.add_available_ks_level_count(n)
+    return r
 
 
 def make_configuration(global_p_error: float = DEFAULT_P_ERROR, **kw) -> fhe.Configuration:
@@ -123,6 +156,9 @@ def compile_head(
             raise ValueError(f"inputset entries must have shape {shape}, got {x.shape}")
     if configuration is None and "parameter_selection_strategy" not in config_kw:
         config_kw["parameter_selection_strategy"] = default_strategy(head)
+    if (configuration is None and "range_restriction" not in config_kw
+            and str(config_kw["parameter_selection_strategy"]).lower().endswith("multi")):
+        config_kw["range_restriction"] = key_budget_restriction()
     cfg = configuration or make_configuration(global_p_error, **config_kw)
     compiler = fhe.Compiler(head_function(head), {"x": "encrypted"})
     with static_bounds():
@@ -159,7 +195,7 @@ def fhe_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:
                 # the shift's table reads only the kept high bits
                 round_widths.append(node.inputs[0].dtype.bit_width)
             else:
-                tlu_widths.append(node.inputs[0].dtype.bit_width)
+                tlu_widths.append(tlu_input_bits(circuit.graph, node))
     st["max_tlu_input_bits"] = max(tlu_widths) if tlu_widths else 0
     st["max_rounding_input_bits"] = max(round_widths) if round_widths else 0
     for name in ("bootstrap_keys", "keyswitch_keys", "secret_keys", "inputs", "outputs"):
@@ -169,6 +205,13 @@ def fhe_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:
             pass
     st.update(keyset_stats(circuit, output))
     return st
+
+
+def tlu_input_bits(graph, node) -> int:
+    """Bits the table of ``node`` reads: its input's own width (concrete reads tables of up to
+    8 bits at the input's original width, not the wider one its additions are assigned)."""
+    pred = graph.ordered_preds_of(node)[0]
+    return int(pred.properties.get("original_bit_width", node.inputs[0].dtype.bit_width))
 
 
 def keyset_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:

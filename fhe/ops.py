@@ -3,8 +3,14 @@
 Each method does on tracers exactly what ``zk.attention_ref.NumpyOps`` does on int64 arrays:
 
 - ``round_shift(a, k)``: ``fhe.round_bit_pattern(a, lsbs_to_remove=k)`` (exact rounding, ties
-  up: floor((a + 2^(k-1)) / 2^k) * 2^k) followed by ``>> k``;
-- ``lookup(table, a)``: one programmable bootstrap, ``fhe.univariate`` of the table;
+  up: floor((a + 2^(k-1)) / 2^k) * 2^k) followed by ``>> k``; a negative interval is first
+  moved up by a multiple of 2^k (taken off after the shift) when that drops the sign bit of the
+  table reading the result;
+- ``lookup(table, a)``: one programmable bootstrap, ``fhe.univariate`` of the table, read at
+  a - lo when that drops a sign bit, and at no fewer than ``MIN_TLU_BITS`` bits (a narrower
+  table would get a parameter set and keys of its own);
+- ``max_step(m, r)``: the row maximum's m + RELU[r - m] as comparisons and selections of
+  chunks of m and r (no table reads the one-bit-wider r - m);
 - ``square(a)``: ``a ** 2``, one programmable bootstrap per entry;
 - ``matmul_clear``: ``a @ W + b`` with clear integer weights (no bootstrap);
 - ``rope(a, cos, sin, lo, hi)``: RoPE as clear-constant products and a column swap
@@ -27,6 +33,8 @@ from concrete.fhe.representation.graph import Graph
 from zk.attention_ref import Table, rope_rotate, round_shift
 
 _PROP = "zkfhe_static_bounds"
+# narrowest table input (fhe.ops.ConcreteOps.lookup)
+MIN_TLU_BITS = 4
 _lock = threading.Lock()
 
 
@@ -68,10 +76,23 @@ class ConcreteOps:
         slack = 1 if approx else 0
         slo, shi = round_shift(lo, k) - slack, round_shift(hi, k) + slack
         wlo, whi = min(lo, slo << k), max(hi, shi << k)
+        # A negative interval costs a sign bit in the table that reads the rounded value.
+        # rs(a + c 2^k) = rs(a) + c, so rounding a + c 2^k (c >= 0 chosen to make it unsigned)
+        # and subtracting c after the shift (fused into the same table) gives the same
+        # integer with a table one bit narrower whenever the unsigned interval is.
+        c = 0
+        if wlo < 0:
+            c_try = (-wlo + (1 << k) - 1) >> k
+            if _bits(wlo + (c_try << k), whi + (c_try << k)) < _bits(wlo, whi):
+                c = c_try
         with fhe.tag(name or "round"):
+            if c:
+                a = _mark(a + (c << k), lo + (c << k), hi + (c << k))
             r = fhe.round_bit_pattern(a, lsbs_to_remove=k, exactness=exactness)
-            _mark(r, wlo, whi)
+            _mark(r, wlo + (c << k), whi + (c << k))
             s = r >> k
+            if c:
+                s = _mark(s, slo + c, shi + c) - c
         return _mark(s, slo, shi)
 
     def lookup(self, table: Table, a):
@@ -88,9 +109,82 @@ class ConcreteOps:
             # no bootstrap. One more unit each side: an approximate rounding may land one
             # beyond the domain (zk.tolerance counts it), and must not overflow the width
             return _mark(a, table.lo - 1, table.hi + 1)
+        # the table reads a - lo from [0, hi - lo] when that drops a sign bit (d = r - m in
+        # [-53, 0]: 6 bits instead of 7); a subtraction of a constant costs no bootstrap
+        lo, hi = _bounds_of(a, table.lo, table.hi)
+        if lo != 0 and _bits(0, hi - lo) < _bits(lo, hi):
+            a = _mark(a - lo, 0, hi - lo)
+
+            def f(z, f=f, lo=lo):  # noqa: F811 - the shifted table
+                return f(np.asarray(z, dtype=np.int64) + lo)
+
+            lo, hi = 0, hi - lo
         with fhe.tag(table.name):
+            if _bits(lo, hi) < MIN_TLU_BITS:
+                # a table this narrow would get a parameter set (bootstrap key and keyswitch
+                # keys: ~200 MB at GPT-2 size) of its own; read at MIN_TLU_BITS it shares one
+                a = fhe.hint(a, bit_width=MIN_TLU_BITS)
             out = fhe.univariate(f)(a)
         return _mark(out, *table.out_range)
+
+    def max_step(self, m, r, relu: Table, lo, hi, vlo, vhi):
+        """m + RELU[r - m] = max(m, r), evaluated on chunks of m and r.
+
+        RELU[r - m] reads r - m, one bit wider than r and m (7 bits for 6-bit scores: a table
+        that alone needs the largest bootstrap key of the circuit). Here m - lo and r - lo are
+        split into high and low chunks of c bits; the chunks are compared by tables on
+        a + 2^c b, the comparisons combined into g = [m >= r], and each chunk of the maximum
+        selected by tables on 2^c g + chunk. No table reads more than 2c <= 6 bits, and every
+        table input is a sum of at most four fresh bootstrap outputs (chunks come out of their
+        tables already scaled where they are packed, so no noise is multiplied). Same integer
+        as the reference whenever RELU is the exact max(., 0) on [lo, hi] (checked; any other
+        table, or scores wider than 6 bits, are looked up as written).
+        """
+        dom = np.arange(relu.lo, relu.hi + 1)
+        exact_relu = (relu.lo <= lo and hi <= relu.hi
+                      and np.array_equal(np.asarray(relu.values), np.maximum(dom, 0)))
+        m, r = _mark(m, vlo, vhi), _mark(r, vlo, vhi)
+        alo, ahi = _bounds_of(r, *_bounds_of(m, vlo, vhi))
+        nb = _bits(0, ahi - alo)
+        if not (isinstance(m, fhe.tracing.Tracer) and isinstance(r, fhe.tracing.Tracer)) \
+                or not exact_relu or not 2 <= nb <= 6:
+            diff = _mark(r - m, lo, hi)
+            return m + self.lookup(relu, diff)
+        c = (nb + 1) // 2
+        mask, top = (1 << c) - 1, (1 << 2 * c) - 1
+
+        def tlu(fn, t, out_lo, out_hi):
+            return _mark(fhe.univariate(lambda v: fn(np.asarray(v, dtype=np.int64)))(t),
+                         out_lo, out_hi)
+
+        def chunk(t, high, scaled):
+            shift = c if scaled else 0
+            t = _mark(t - alo, 0, ahi - alo)  # unsigned: no sign bit in the table
+            if high:
+                return tlu(lambda v: (v >> c) << shift, t, 0, mask << shift)
+            return tlu(lambda v: (v & mask) << shift, t, 0, mask << shift)
+
+        with fhe.tag(relu.name):
+            # w = a + 2^c b -> 3 (a > b), 0 (a == b)... coded 3 sign(a - b) + 3 for the high
+            # chunks and sign(a - b) + 1 for the low ones, so g's table reads their sum
+            gh = tlu(lambda w: 3 * (np.sign((w & mask) - (w >> c)) + 1),
+                     _mark(chunk(m, True, False) + chunk(r, True, True), 0, top), 0, 6)
+            gl = tlu(lambda w: np.sign((w & mask) - (w >> c)) + 1,
+                     _mark(chunk(m, False, False) + chunk(r, False, True), 0, top), 0, 2)
+            # g = [m >= r], emitted as g 2^c for the selections
+            gs = tlu(lambda w: np.where((w >= 6) | (w == 4) | (w == 5), 1 << c, 0),
+                     _mark(gh + gl, 0, 8), 0, 1 << c)
+
+            def pick(high, scale):
+                keep = tlu(lambda w: np.where(w >> c, (w & mask) << scale, 0),
+                           _mark(gs + chunk(m, high, False), 0, top), 0, mask << scale)
+                take = tlu(lambda w: np.where(w >> c, 0, (w & mask) << scale),
+                           _mark(gs + chunk(r, high, False), 0, top), 0, mask << scale)
+                return keep + take
+
+            out = pick(True, c) + pick(False, 0)
+            out = _mark(_mark(out, 0, ahi - alo) + alo, alo, ahi)
+        return out
 
     def square(self, a, lo, hi, name=""):
         if not isinstance(a, fhe.tracing.Tracer):
@@ -124,6 +218,26 @@ class ConcreteOps:
 
     def rec(self, *args, **kwargs):  # no witness on the FHE side
         return None
+
+
+def _bits(lo: int, hi: int) -> int:
+    """Bit width concrete gives an integer node holding [lo, hi] (unsigned when lo >= 0)."""
+    if lo >= 0:
+        return max(1, int(hi).bit_length())
+    n = 1
+    while not (-(1 << (n - 1)) <= lo and hi <= (1 << (n - 1)) - 1):
+        n += 1
+    return n
+
+
+def _bounds_of(t, lo: int, hi: int) -> tuple[int, int]:
+    """[lo, hi] widened by the static interval recorded on the tracer's node, if any."""
+    if isinstance(t, fhe.tracing.Tracer):
+        node = t.computation if t.last_version is None else t.last_version.computation
+        b = node.properties.get(_PROP)
+        if b is not None:
+            return min(lo, b[0]), max(hi, b[1])
+    return lo, hi
 
 
 def _scaled(coef: np.ndarray, lo: int, hi: int) -> tuple[int, int]:

@@ -206,7 +206,7 @@ def rope_bounds(lo: int, hi: int, cos: np.ndarray, sin: np.ndarray) -> tuple[int
 
 
 # HeadConfig.for_fhe's settings (its docstring says why)
-FHE_FRIENDLY = dict(calibrate_sums=True, tlu_bits=6, score_bits=7, exp_bits=4, prob_bits=3,
+FHE_FRIENDLY = dict(calibrate_sums=True, tlu_bits=5, score_bits=7, exp_bits=3, prob_bits=3,
                     log_frac_bits=2, out_table=False, out_tlu_bits=6)
 
 
@@ -250,13 +250,17 @@ class HeadConfig:
     @classmethod
     def for_fhe(cls, d_model: int, d_head: int, seq_len: int, **overrides) -> "HeadConfig":
         """A configuration whose FHE circuit fits a small machine at GPT-2 size (measured on a
-        768 -> 64, L = 6 head, ``bench/fhe.py --approx``): small tables (6-bit projection
-        tables, 7-bit scores, 16-level exponentials with a log-sum-exp carrying 2 fraction
-        bits, 5-bit squares: 4-bit operands for every product of encrypted values), the sums of
-        squares calibrated (11-bit accumulators instead of 14), and no output requantization
-        (y = r_o, 6 bits: one fewer table per output). Coarser scores (score_bits 6,
-        log_frac_bits 0) are cheaper still but turn the softmax of a GPT-2-like head into a
-        hard maximum."""
+        768 -> 64, L = 6 head, ``bench/fhe.py --approx``): no table reads more than 6 bits
+        (5-bit projection tables; 7-bit scores, whose row maximum the FHE circuit takes on
+        chunks and whose CLIPD table reads r - m in [-2^6, 0], i.e. 6 bits; 8-level
+        exponentials so that LOG reads S in [8, 8 L]: 6 bits up to L = 7, with a log-sum-exp
+        carrying 2 fraction bits; 5-bit squares: 4-bit operands for every product of encrypted
+        values), the sums of squares calibrated (11-bit accumulators instead of 14), and no
+        output requantization (y = r_o, 6 bits: one fewer table per output). A single 7-bit
+        table would need a 16384-coefficient bootstrap key of ~1 GB and its keyswitch keys
+        (measured: 5.3 GB of keys with 7-bit LOG/RELU/CLIPD against 2.3 GB without). Coarser
+        scores (score_bits 6, log_frac_bits 0) are cheaper still but turn the softmax of a
+        GPT-2-like head into a hard maximum."""
         kw = dict(FHE_FRIENDLY)
         kw.update(overrides)
         return cls(d_model, d_head, seq_len, **kw)
@@ -413,6 +417,12 @@ class NumpyOps:
         a = np.asarray(a, dtype=np.int64)
         return a * a
 
+    def max_step(self, m, r, relu: Table, lo: int, hi: int, vlo: int, vhi: int):
+        """One step of the row-maximum chain: m + RELU[r - m] (= max(m, r)), with r - m
+        checked against its static interval [lo, hi]; m and r lie in [vlo, vhi]."""
+        diff = self.bound(r - m, lo, hi, name="mdiff")
+        return m + self.lookup(relu, diff)
+
     def matmul_clear(self, x, W, b):
         return np.asarray(x, dtype=np.int64) @ W + b
 
@@ -484,8 +494,8 @@ def attention_head(x, head: QuantizedHead, ops) -> Any:
         m = r[0]
         chain = [m]
         for j in range(1, n):
-            diff = ops.bound(r[j] - m, *B["mdiff"], name="mdiff")
-            m = ops.bound(m + ops.lookup(T["relu"], diff), *B["r_s"], name="m")
+            m = ops.bound(ops.max_step(m, r[j], T["relu"], *B["mdiff"], *B["r_s"]), *B["r_s"],
+                          name="m")
             chain.append(m)
         d = ops.bound(r - m, *B["d"], name="d")
         c = ops.lookup(T["clipd"], d)
