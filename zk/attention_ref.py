@@ -252,10 +252,10 @@ class HeadConfig:
         """A configuration whose FHE circuit fits a small machine at GPT-2 size (measured on a
         768 -> 64, L = 6 head, ``bench/fhe.py --approx``): no table reads more than 6 bits
         (5-bit projection tables; 7-bit scores, whose row maximum the FHE circuit takes on
-        chunks and whose CLIPD table reads r - m in [-2^6, 0], i.e. 6 bits; 8-level
-        exponentials so that LOG reads S in [8, 8 L]: 6 bits up to L = 7, with a log-sum-exp
-        carrying 2 fraction bits; 5-bit squares: 4-bit operands for every product of encrypted
-        values), the sums of squares calibrated (11-bit accumulators instead of 14), and no
+        chunks and whose CLIPD table reads r - m, 6 bits while the scores span at most 64
+        values; 8-level exponentials so that LOG reads S in [8, 8 L]: 6 bits up to L = 8, with
+        a log-sum-exp carrying 2 fraction bits; 5-bit squares: 4-bit operands for every
+        product of encrypted values), the sums of squares calibrated (11-bit accumulators instead of 14), and no
         output requantization (y = r_o, 6 bits: one fewer table per output). A single 7-bit
         table would need a 16384-coefficient bootstrap key of ~1 GB and its keyswitch keys
         (measured: 5.3 GB of keys with 7-bit LOG/RELU/CLIPD against 2.3 GB without). Coarser
