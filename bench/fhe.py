@@ -287,6 +287,35 @@ def run_smollm2_approx(L: int = 6, runs: int = 0, score_bits: int = 6):
         del circuit
 
 
+def settings_error(n: int = 40, d_model: int = 768, d_head: int = 64, L: int = 6):
+    """Relative error ||y - y_float|| / ||y_float|| (means over n LayerNorm-like inputs) of the
+    quantized head against the float head, for HeadConfig.for_fhe and variants of it: what each
+    cheaper setting costs in accuracy (synthetic GPT-2-like weights, seed 1)."""
+    from zk.attention_ref import (BoundsViolation, dequantize_output, float_head,
+                                  layer_norm_like, quantize_input)
+
+    print(f"\n{d_model}x{d_head} L{L}: relative error against the float head, {n} inputs")
+    for over in ({}, {"tlu_bits": 6}, {"tlu_bits": 6, "exp_bits": 4}, {"out_tlu_bits": 5},
+                 {"tlu_bits": 4}):
+        head, W, _ = random_head(HeadConfig.for_fhe(d_model, d_head, L, **over), seed=1,
+                                 n_calib=16)
+        rng = np.random.default_rng(5)
+        err = ref = 0.0
+        used = 0
+        for _ in range(n):
+            xf = layer_norm_like(rng, (L, d_model))
+            try:
+                y = dequantize_output(run_reference(quantize_input(xf, head), head)[0], head)
+            except BoundsViolation:
+                continue
+            yf = float_head(xf, W["Wq"], W["Wk"], W["Wv"], W["bq"], W["bk"], W["bv"])
+            err += float(np.linalg.norm(y - yf))
+            ref += float(np.linalg.norm(yf))
+            used += 1
+        print(f"  for_fhe {over or '(as is)'}: {err / ref:.3f} ({used} inputs in bounds)",
+              flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the 64x16 and GPT-2-size rows")
@@ -306,7 +335,12 @@ def main(argv=None):
                     help="with --smollm2-approx: real encrypted runs (approximate mode; exact: 1)")
     ap.add_argument("--score-bits", type=int, default=6,
                     help="with --smollm2-approx: score_bits of the SmolLM2 head (default 6)")
+    ap.add_argument("--settings-error", action="store_true",
+                    help="only the accuracy of HeadConfig.for_fhe and variants (no FHE)")
     args = ap.parse_args(argv)
+    if args.settings_error:
+        settings_error()
+        return
     if args.smollm2_approx is not None:
         run_smollm2_approx(args.smollm2_approx, args.runs, args.score_bits)
         return

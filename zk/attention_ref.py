@@ -260,7 +260,10 @@ class HeadConfig:
         table would need a 16384-coefficient bootstrap key of ~1 GB and its keyswitch keys
         (measured: 5.3 GB of keys with 7-bit LOG/RELU/CLIPD against 2.3 GB without). Coarser
         scores (score_bits 6, log_frac_bits 0) are cheaper still but turn the softmax of a
-        GPT-2-like head into a hard maximum."""
+        GPT-2-like head into a hard maximum. The 5-bit projection tables trade accuracy for
+        time: relative error against the float head 0.71 against 0.60 with tlu_bits 6, whose
+        circuit costs 22% more (2.71e12 against 2.22e12; ``bench/fhe.py --settings-error``,
+        ``bench/results/fhe_settings_error.txt``): pass tlu_bits=6 where accuracy matters more."""
         kw = dict(FHE_FRIENDLY)
         kw.update(overrides)
         return cls(d_model, d_head, seq_len, **kw)
