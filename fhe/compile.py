@@ -157,7 +157,8 @@ def compile_head(
     if configuration is None and "parameter_selection_strategy" not in config_kw:
         config_kw["parameter_selection_strategy"] = default_strategy(head)
     if (configuration is None and "range_restriction" not in config_kw
-            and str(config_kw["parameter_selection_strategy"]).lower().endswith("multi")):
+            and fhe.ParameterSelectionStrategy.parse(config_kw["parameter_selection_strategy"])
+            == fhe.ParameterSelectionStrategy.MULTI):
         config_kw["range_restriction"] = key_budget_restriction()
     cfg = configuration or make_configuration(global_p_error, **config_kw)
     compiler = fhe.Compiler(head_function(head), {"x": "encrypted"})

@@ -30,7 +30,7 @@ import numpy as np
 from concrete import fhe
 from concrete.fhe.representation.graph import Graph
 
-from zk.attention_ref import Table, rope_rotate, round_shift
+from zk.attention_ref import Table, _signed_bits, rope_rotate, round_shift
 
 _PROP = "zkfhe_static_bounds"
 # narrowest table input (fhe.ops.ConcreteOps.lookup)
@@ -224,10 +224,7 @@ def _bits(lo: int, hi: int) -> int:
     """Bit width concrete gives an integer node holding [lo, hi] (unsigned when lo >= 0)."""
     if lo >= 0:
         return max(1, int(hi).bit_length())
-    n = 1
-    while not (-(1 << (n - 1)) <= lo and hi <= (1 << (n - 1)) - 1):
-        n += 1
-    return n
+    return _signed_bits(lo, hi)
 
 
 def _bounds_of(t, lo: int, hi: int) -> tuple[int, int]:

@@ -9,18 +9,14 @@ import pytest
 from py_ecc import optimized_bn128 as bn
 
 from gpu import msm as M
+from gpuutil import py_ecc_msm
 from zk import curve as ZC
 from zk.field import Fr
 
 R = bn.curve_order
 rnd = random.Random(11)
 
-
-def _ref(points, ks):
-    acc = bn.Z1
-    for p, k in zip(points, ks):
-        acc = bn.add(acc, bn.multiply(p, k % R))
-    return acc
+_ref = py_ecc_msm
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,13 @@ import numpy as np
 from py_ecc import optimized_bn128 as bn
 
 from gpu import small_msm as S
+from gpuutil import py_ecc_msm
 from zk import curve as ZC
 
 R = bn.curve_order
 rnd = random.Random(5)
 
-
-def _ref(points, ks):
-    acc = bn.Z1
-    for p, k in zip(points, ks):
-        acc = bn.add(acc, bn.multiply(p, k % R))
-    return acc
+_ref = py_ecc_msm
 
 
 def _points():
