@@ -76,9 +76,11 @@ def approximate_head(head: QuantizedHead, roundings=APPROXIMATE_ROUNDINGS) -> Qu
 
 # Multi-parameter compilation minimizes evaluation cost only; left alone it picks keyswitch
 # keys of up to 20 levels (1 GB each at GPT-2 size) for partitions serving a few dozen
-# bootstraps. Bounding the levels costs little time: on the GPT-2-size head (for_fhe) 2.34 GB of
-# keys at complexity 2.22e12 against 3.28 GB at 2.17e12 unbounded (bench/fhe.py --approx).
-MAX_KS_LEVEL = 4
+# bootstraps. Bounding the levels costs little time. GPT-2-size head (for_fhe, approximate),
+# keys in memory / complexity: levels <= 3: 1.99 GB / 2.13e12; <= 4: 2.12 GB / 2.08e12; <= 2:
+# 1.88 GB / 2.31e12 (before the unsigned score chain of fhe.ops: <= 4 2.34 GB / 2.22e12,
+# unbounded 3.28 GB / 2.17e12).
+MAX_KS_LEVEL = 3
 
 
 def key_budget_restriction(max_ks_level: int = MAX_KS_LEVEL):

@@ -30,7 +30,7 @@ import numpy as np
 from concrete import fhe
 from concrete.fhe.representation.graph import Graph
 
-from zk.attention_ref import Table, _signed_bits, rope_rotate, round_shift
+from zk.attention_ref import NumpyOps, Table, _signed_bits, rope_rotate, round_shift
 
 _PROP = "zkfhe_static_bounds"
 # narrowest table input (fhe.ops.ConcreteOps.lookup)
@@ -60,6 +60,26 @@ class ConcreteOps:
 
     def __init__(self, approximate: frozenset = frozenset()):
         self.approximate = frozenset(approximate)
+        # offset forms: id(t) -> (t, u, c) where the tracer u holds t + c >= 0 (see _offset_form)
+        self._offsets: dict = {}
+
+    def _remember_offset(self, t, u, c: int):
+        """Record that ``u`` holds ``t + c`` (an unsigned node where ``t`` is signed)."""
+        self._offsets[id(t)] = (t, u, int(c))
+        return t
+
+    def _offset_form(self, t):
+        """(u, c) with u = t + c, for a tracer whose unsigned form was recorded, else (t, 0).
+
+        concrete gives every node joined by additions one bit width; one signed node (the
+        scores r_s in [-8, 44]) makes the whole class 7 bits wide and each table reading it
+        pays a clear doubling (its noise times 2) to read 6 bits. Consumers that take the
+        unsigned form keep the class at 6 bits; the signed node, then unused, is dropped
+        from the circuit."""
+        hit = self._offsets.get(id(t))
+        if hit is not None and hit[0] is t:
+            return hit[1], hit[2]
+        return t, 0
 
     def bound(self, a, lo, hi, name=""):
         return _mark(a, lo, hi)
@@ -92,7 +112,8 @@ class ConcreteOps:
             _mark(r, wlo + (c << k), whi + (c << k))
             s = r >> k
             if c:
-                s = _mark(s, slo + c, shi + c) - c
+                u = _mark(s, slo + c, shi + c)
+                return self._remember_offset(_mark(u - c, slo, shi), u, c)
         return _mark(s, slo, shi)
 
     def lookup(self, table: Table, a):
@@ -105,6 +126,10 @@ class ConcreteOps:
 
         if not isinstance(a, fhe.tracing.Tracer):
             return table(a)
+        a, c = self._offset_form(a)
+        if c:
+            # read the same table at a + c
+            return self.lookup(Table(table.name, table.offset + c, table.values), a)
         if table.is_identity:
             # no bootstrap. One more unit each side: an approximate rounding may land one
             # beyond the domain (zk.tolerance counts it), and must not overflow the width
@@ -165,19 +190,21 @@ class ConcreteOps:
             return tlu(lambda v: (v & mask) << shift, t, 0, mask << shift)
 
         with fhe.tag(relu.name):
+            # m's unscaled chunks serve both the comparison and the selection
+            m_hi, m_lo = chunk(m, True, False), chunk(m, False, False)
             # w = a + 2^c b -> 3 (a > b), 0 (a == b)... coded 3 sign(a - b) + 3 for the high
             # chunks and sign(a - b) + 1 for the low ones, so g's table reads their sum
             gh = tlu(lambda w: 3 * (np.sign((w & mask) - (w >> c)) + 1),
-                     _mark(chunk(m, True, False) + chunk(r, True, True), 0, top), 0, 6)
+                     _mark(m_hi + chunk(r, True, True), 0, top), 0, 6)
             gl = tlu(lambda w: np.sign((w & mask) - (w >> c)) + 1,
-                     _mark(chunk(m, False, False) + chunk(r, False, True), 0, top), 0, 2)
+                     _mark(m_lo + chunk(r, False, True), 0, top), 0, 2)
             # g = [m >= r], emitted as g 2^c for the selections
             gs = tlu(lambda w: np.where((w >= 6) | (w == 4) | (w == 5), 1 << c, 0),
                      _mark(gh + gl, 0, 8), 0, 1 << c)
 
             def pick(high, scale):
                 keep = tlu(lambda w: np.where(w >> c, (w & mask) << scale, 0),
-                           _mark(gs + chunk(m, high, False), 0, top), 0, mask << scale)
+                           _mark(gs + (m_hi if high else m_lo), 0, top), 0, mask << scale)
                 take = tlu(lambda w: np.where(w >> c, 0, (w & mask) << scale),
                            _mark(gs + chunk(r, high, False), 0, top), 0, mask << scale)
                 return keep + take
@@ -185,6 +212,36 @@ class ConcreteOps:
             out = pick(True, c) + pick(False, 0)
             out = _mark(_mark(out, 0, ahi - alo) + alo, alo, ahi)
         return out
+
+    def max_shift(self, r, relu: Table, mdiff, rs, dbound):
+        """The reference's chain of max_step and d = r - m, on the unsigned form r + c of the
+        scores when it is known (``_offset_form``): the chain runs on r + c, and d comes out
+        as d + K = (r + c) + (K - (m + c)) with K = max(rs) + c, two unsigned terms, so no
+        node of the scores' class is signed. The tables reading d read d + K."""
+        if not isinstance(r, fhe.tracing.Tracer):
+            return NumpyOps(check=False).max_shift(np.asarray(r, np.int64), relu, mdiff, rs,
+                                                   dbound)
+        u, c = self._offset_form(r)
+        vlo, vhi = rs[0] + c, rs[1] + c
+        if vlo < 0:
+            u, c, vlo, vhi = r, 0, rs[0], rs[1]
+        m = u[0]
+        chain = [m]
+        for j in range(1, len(r)):
+            m = _mark(self.max_step(m, u[j], relu, *mdiff, vlo, vhi), vlo, vhi)
+            chain.append(m)
+        if vlo < 0:
+            return chain, _mark(r - m, *dbound)
+        top = vhi
+        shifted = _mark(u + _mark(top - m, 0, vhi - vlo), dbound[0] + top, dbound[1] + top)
+        d = self._remember_offset(_mark(shifted - top, *dbound), shifted, top)
+        # the chain in the reference's values (unused by the circuit: only the proof's witness
+        # records it, and it comes from NumpyOps)
+        return [self._signed(t, c) for t in chain], d
+
+    @staticmethod
+    def _signed(t, c: int):
+        return t - c if c else t
 
     def square(self, a, lo, hi, name=""):
         if not isinstance(a, fhe.tracing.Tracer):

@@ -426,6 +426,17 @@ class NumpyOps:
         diff = self.bound(r - m, lo, hi, name="mdiff")
         return m + self.lookup(relu, diff)
 
+    def max_shift(self, r, relu: Table, mdiff: tuple, rs: tuple, dbound: tuple):
+        """A score row's running maxima and its shift by the maximum: the chain
+        m_0 = r_0, m_j = max_step(m_{j-1}, r_j) (each in ``rs``), and d = r - m_{n-1}
+        (checked against ``dbound``). Returns (chain, d)."""
+        m = r[0]
+        chain = [m]
+        for j in range(1, len(r)):
+            m = self.bound(self.max_step(m, r[j], relu, *mdiff, *rs), *rs, name="m")
+            chain.append(m)
+        return chain, self.bound(r - m, *dbound, name="d")
+
     def matmul_clear(self, x, W, b):
         return np.asarray(x, dtype=np.int64) @ W + b
 
@@ -493,14 +504,9 @@ def attention_head(x, head: QuantizedHead, ops) -> Any:
         z = ops.bound(z - ksq[:n], *B["z"], name="z")
         r = ops.round_shift(z, K["score"], *B["z"], name="r_s")
         r = ops.bound(r, *B["r_s"], name="r_s")
-        # row maximum as a chain of RELU tables: m <- m + RELU[r_j - m]
-        m = r[0]
-        chain = [m]
-        for j in range(1, n):
-            m = ops.bound(ops.max_step(m, r[j], T["relu"], *B["mdiff"], *B["r_s"]), *B["r_s"],
-                          name="m")
-            chain.append(m)
-        d = ops.bound(r - m, *B["d"], name="d")
+        # row maximum as a chain of RELU tables: m <- m + RELU[r_j - m]; d = r - m
+        chain, d = ops.max_shift(r, T["relu"], B["mdiff"], B["r_s"], B["d"])
+        m = chain[-1]
         c = ops.lookup(T["clipd"], d)
         e = ops.lookup(T["exp"], c)
         S = ops.bound(np.sum(e), *B["S"], name="S")
