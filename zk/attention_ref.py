@@ -258,12 +258,13 @@ class HeadConfig:
         product of encrypted values), the sums of squares calibrated (11-bit accumulators instead of 14), and no
         output requantization (y = r_o, 6 bits: one fewer table per output). A single 7-bit
         table would need a 16384-coefficient bootstrap key of ~1 GB and its keyswitch keys
-        (measured: 5.3 GB of keys with 7-bit LOG/RELU/CLIPD against 2.3 GB without). Coarser
+        (measured: 5.3 GB of keys with 7-bit LOG/RELU/CLIPD against 2.0 GB without). Coarser
         scores (score_bits 6, log_frac_bits 0) are cheaper still but turn the softmax of a
         GPT-2-like head into a hard maximum. The 5-bit projection tables trade accuracy for
         time: relative error against the float head 0.71 against 0.60 with tlu_bits 6, whose
-        circuit costs 22% more (2.71e12 against 2.22e12; ``bench/fhe.py --settings-error``,
-        ``bench/results/fhe_settings_error.txt``): pass tlu_bits=6 where accuracy matters more."""
+        circuit costs 12% more (complexity 2.38e12 against 2.13e12, keys 1.98 GB;
+        ``bench/fhe.py --settings-error``, ``bench/results/fhe_settings_error.txt``): pass
+        tlu_bits=6 where accuracy matters more."""
         kw = dict(FHE_FRIENDLY)
         kw.update(overrides)
         return cls(d_model, d_head, seq_len, **kw)
