@@ -189,16 +189,7 @@ def fhe_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:
         st["pbs_per_parameter"] = {str(k): int(v) for k, v in per.items()}
     except Exception:  # pragma: no cover - depends on the concrete build
         pass
-    tlu_widths, round_widths = [], []
-    for node in circuit.graph.query_nodes():
-        if node.converted_to_table_lookup:
-            if node.properties.get("name") in ("round_bit_pattern", "right_shift"):
-                # a rounding (and the shift after it) reads the wide accumulator; exact rounding
-                # removes its low bits with small bootstraps, approximate rounding with none, and
-                # the shift's table reads only the kept high bits
-                round_widths.append(node.inputs[0].dtype.bit_width)
-            else:
-                tlu_widths.append(tlu_input_bits(circuit.graph, node))
+    tlu_widths, round_widths = table_widths(circuit.graph)
     st["max_tlu_input_bits"] = max(tlu_widths) if tlu_widths else 0
     st["max_rounding_input_bits"] = max(round_widths) if round_widths else 0
     for name in ("bootstrap_keys", "keyswitch_keys", "secret_keys", "inputs", "outputs"):
@@ -208,6 +199,22 @@ def fhe_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:
             pass
     st.update(keyset_stats(circuit, output))
     return st
+
+
+def table_widths(graph) -> tuple[list, list]:
+    """(bits each table reads, input widths of the roundings and their shifts) over the graph.
+
+    A rounding (and the shift after it) reads the wide accumulator; exact rounding removes its
+    low bits with small bootstraps, approximate rounding with none, and the shift's table reads
+    only the kept high bits: they are counted apart from the tables."""
+    tables, roundings = [], []
+    for node in graph.query_nodes():
+        if node.converted_to_table_lookup:
+            if node.properties.get("name") in ("round_bit_pattern", "right_shift"):
+                roundings.append(node.inputs[0].dtype.bit_width)
+            else:
+                tables.append(tlu_input_bits(graph, node))
+    return tables, roundings
 
 
 def tlu_input_bits(graph, node) -> int:

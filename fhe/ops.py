@@ -11,6 +11,8 @@ Each method does on tracers exactly what ``zk.attention_ref.NumpyOps`` does on i
   table would get a parameter set and keys of its own);
 - ``max_step(m, r)``: the row maximum's m + RELU[r - m] as comparisons and selections of
   chunks of m and r (no table reads the one-bit-wider r - m);
+- ``max_shift(r, ...)``: the chain of max_step and d = r - m, on the unsigned form of the
+  scores that ``round_shift`` remembers (no signed node in the scores' class);
 - ``square(a)``: ``a ** 2``, one programmable bootstrap per entry;
 - ``matmul_clear``: ``a @ W + b`` with clear integer weights (no bootstrap);
 - ``rope(a, cos, sin, lo, hi)``: RoPE as clear-constant products and a column swap
@@ -222,26 +224,21 @@ class ConcreteOps:
             return NumpyOps(check=False).max_shift(np.asarray(r, np.int64), relu, mdiff, rs,
                                                    dbound)
         u, c = self._offset_form(r)
+        if rs[0] + c < 0:  # no unsigned form: the chain runs on the signed scores
+            u, c = r, 0
         vlo, vhi = rs[0] + c, rs[1] + c
-        if vlo < 0:
-            u, c, vlo, vhi = r, 0, rs[0], rs[1]
         m = u[0]
         chain = [m]
         for j in range(1, len(r)):
             m = _mark(self.max_step(m, u[j], relu, *mdiff, vlo, vhi), vlo, vhi)
             chain.append(m)
+        # the chain in the reference's values (unused by the circuit, so dropped from it: only
+        # the proof's witness records the chain, and it comes from NumpyOps)
+        chain = [t - c for t in chain] if c else chain
         if vlo < 0:
             return chain, _mark(r - m, *dbound)
-        top = vhi
-        shifted = _mark(u + _mark(top - m, 0, vhi - vlo), dbound[0] + top, dbound[1] + top)
-        d = self._remember_offset(_mark(shifted - top, *dbound), shifted, top)
-        # the chain in the reference's values (unused by the circuit: only the proof's witness
-        # records it, and it comes from NumpyOps)
-        return [self._signed(t, c) for t in chain], d
-
-    @staticmethod
-    def _signed(t, c: int):
-        return t - c if c else t
+        shifted = _mark(u + _mark(vhi - m, 0, vhi - vlo), dbound[0] + vhi, dbound[1] + vhi)
+        return chain, self._remember_offset(_mark(shifted - vhi, *dbound), shifted, vhi)
 
     def square(self, a, lo, hi, name=""):
         if not isinstance(a, fhe.tracing.Tracer):

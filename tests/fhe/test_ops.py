@@ -11,7 +11,7 @@ pytest.importorskip("concrete.fhe")
 
 from concrete import fhe  # noqa: E402
 
-from fhe.compile import make_configuration, tlu_input_bits  # noqa: E402
+from fhe.compile import make_configuration, table_widths  # noqa: E402
 from fhe.ops import ConcreteOps, static_bounds  # noqa: E402
 from zk.attention_ref import NumpyOps, Table, round_shift  # noqa: E402
 
@@ -28,8 +28,7 @@ def _compile(f, inputset):
 
 
 def _tlu_input_bits(circuit) -> list:
-    return [tlu_input_bits(circuit.graph, n) for n in circuit.graph.query_nodes()
-            if n.converted_to_table_lookup]
+    return table_widths(circuit.graph)[0]
 
 
 @pytest.mark.parametrize("lo,hi", [(-8, 45), (3, 10), (-5, -1)])
@@ -115,9 +114,7 @@ def test_max_shift_keeps_the_score_chain_unsigned():
     ref = NumpyOps()
     for z in rows:
         assert np.array_equal(circuit.simulate(z), f(z, ref))
-    tables = [tlu_input_bits(circuit.graph, node) for node in circuit.graph.query_nodes()
-              if node.converted_to_table_lookup
-              and node.properties.get("name") not in ("round_bit_pattern", "right_shift")]
+    tables = _tlu_input_bits(circuit)
     assert tables and max(tables) <= 6
     # every node between the score rounding and the table is unsigned and at most 6 bits
     mlir = circuit.mlir
