@@ -64,6 +64,8 @@ else:
     import cupy
     from numba import cuda
 
+    import gpu.cuda_kernels  # noqa: F401 (numba-cuda's numpy-2.5 shim)
+
     @cuda.jit
     def k(a):
         i = cuda.grid(1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -202,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--quick", action="store_true", help="sizes up to 2^12 / 2^16 only")
     args = ap.parse_args(argv)
+    # numba-cuda warns on every launch of under 2 waves of blocks; the small MSMs here are meant so
+    warnings.filterwarnings("ignore", message=".*Grid size .* will likely result in GPU under")
     if args.device == "gpu":
         if not D.cupy_device_available():
             print("no GPU: CuPy is not installed or sees no CUDA device; nothing to measure")

@@ -22,6 +22,13 @@ import numba
 import numpy as np
 from numba import cuda
 
+# numba-cuda (0.30.4 seen) registers an overload for ``np.row_stack`` whenever numpy >= 2.0, the
+# first time it compiles a kernel; numpy 2.5 removed that alias of ``np.vstack``, so every kernel
+# compile failed with AttributeError on the GPU machines. Restoring the alias (the same function
+# numpy 2.0-2.4 exported under that name) is the narrowest fix; it changes nothing where it exists.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
 from gpu import curve as _curve
 from gpu import field as _field
 from gpu import msm as _msm

@@ -342,3 +342,25 @@ def test_window_choice() -> None:
 
 if __name__ == "__main__":
     sys.exit(_simulator_main())
+
+
+def test_kernels_compile_under_numpy_without_row_stack() -> None:
+    """numpy 2.5 removed ``np.row_stack``; numba-cuda (0.30) still registers an overload for it
+    when it loads its registries, i.e. at the first kernel compile, so every compile failed on the
+    GPU machines. Importing gpu.cuda_kernels must leave numba-cuda loadable on such a numpy: the
+    check removes the alias (as numpy 2.5 does) and makes numba-cuda take its numpy-2 branch,
+    then loads the registry module, in a simulator subprocess."""
+    script = """
+import numpy as np
+if hasattr(np, "row_stack"):
+    del np.row_stack
+import numba.cuda.np.numpy_support as support
+support.numpy_version = max(support.numpy_version, (2, 5))  # the branch numpy 2.x takes
+import gpu.cuda_kernels  # noqa: F401
+import numba.cuda.np.arrayobj  # noqa: F401  (the module that reads np.row_stack)
+print("REGISTRIES-OK")
+"""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0 and "REGISTRIES-OK" in res.stdout, res.stdout + res.stderr
