@@ -324,6 +324,17 @@ def vfrom_signed(d, x, out):
             store(out, i, neg(mul((m, ZERO, ZERO, ZERO), r2, d), d))
 
 
+@kernel(size=lambda table, idx, out: idx.shape[0])
+def vgather_rows(table, idx, out):
+    """out_i = table[idx_i] (rows of 4 limbs): the small-range path of embedding integers."""
+    for i in prange(idx.shape[0]):
+        j = idx[i]
+        out[i, 0] = table[j, 0]
+        out[i, 1] = table[j, 1]
+        out[i, 2] = table[j, 2]
+        out[i, 3] = table[j, 3]
+
+
 @kernel()
 def vbelow_modulus(d, a, out):
     """out_i = 1 if the canonical limbs a_i are < p (used to validate and to rejection-sample)."""

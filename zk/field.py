@@ -18,6 +18,9 @@ from py_ecc.optimized_bn128 import curve_order, field_modulus
 from gpu import field as K
 
 _MASK = (1 << 64) - 1
+# from_signed embeds inputs of at least this many entries spanning fewer than n / 4 values
+# through a table of their range (one Montgomery product per distinct value, then row copies)
+_GATHER_MIN = 1 << 12
 
 
 class PrimeField:
@@ -89,6 +92,15 @@ class PrimeField:
         """Embed a signed integer array (any shape, flattened in C order) as x mod p."""
         flat = np.ascontiguousarray(np.asarray(x).reshape(-1), dtype=np.int64)
         out = np.empty((flat.shape[0], 4), dtype=np.uint64)
+        n = flat.shape[0]
+        if n >= _GATHER_MIN:
+            lo, hi = int(flat.min()), int(flat.max())
+            if hi - lo < n // 4:
+                # quantized tensors span few values: embed each once, then copy rows
+                table = np.empty((hi - lo + 1, 4), dtype=np.uint64)
+                K.vfrom_signed(self.desc, np.arange(lo, hi + 1, dtype=np.int64), table)
+                K.vgather_rows(table, flat - np.int64(lo), out)
+                return out
         K.vfrom_signed(self.desc, flat, out)
         return out
 

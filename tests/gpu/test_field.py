@@ -125,3 +125,29 @@ def test_against_galois():
     ga, gb = GF(xs), GF(ys)
     assert Fr.to_ints(Fr.mul(a, b)) == [int(v) for v in ga * gb]
     assert Fr.to_ints(Fr.batch_inverse(a)) == [int(v) for v in ga ** -1]
+
+
+@pytest.mark.parametrize("F", FIELDS, ids=lambda F: F.name)
+def test_from_signed_both_paths_equal_python_ints(F):
+    """from_signed embeds large narrow-range tensors through a table of their range and every
+    other input one product per entry: both equal x mod p, at the switch-over sizes and spans."""
+    import zk.field as ZF
+
+    rng = np.random.default_rng(5)
+    n = ZF._GATHER_MIN
+    span = n // 4
+    cases = [
+        rng.integers(-128, 128, size=(3, n)),  # int8 tensor: table path
+        np.concatenate([[-(span // 2)], rng.integers(-(span // 2), span // 2, n - 2),
+                        [span // 2 - 1]]),  # span n/4 - 1 + 1 values: still the table
+        np.concatenate([[-(span // 2)], rng.integers(-(span // 2), span // 2, n - 2),
+                        [span // 2]]),  # one value more: the product path
+        rng.integers(2**62, 2**62 + 100, size=n),  # far from 0, narrow
+        np.concatenate([np.full(n, -(2**63)), [2**63 - 1]]),  # int64 extremes: product path
+        np.full(n, -1),  # one value
+        rng.integers(-5, 5, size=n - 1),  # just under the size threshold
+    ]
+    for x in cases:
+        x = np.asarray(x, dtype=np.int64)
+        want = [int(v) % F.modulus for v in x.reshape(-1)]
+        assert F.to_ints(F.from_signed(x)) == want

@@ -140,3 +140,22 @@ def test_commit_in_proof_and_malformed_rows(tensor):
     at = cdata.index(tensor[1].rows[1])
     with pytest.raises(MalformedProofError):
         from_bytes(H.HyraxCommitment, cdata[:at] + (q + 1).to_bytes(32, "little") + cdata[at + 32:])
+
+
+def test_integer_witness_embeds_on_first_use_and_owns_its_values() -> None:
+    """commit keeps an integer tensor's witness as int64 (8 bytes an entry) and embeds it in Fr
+    when an opening first asks: the same matrix as committing its Fr embedding, the same
+    opening, and no tie to the caller's array."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-(2**40), 2**40, size=(4, 8))  # a power of two: no padding copy
+    com, wit = H.commit(x, rng=np.random.default_rng(1))
+    assert wit.values.dtype == np.int64 and wit.values.shape == (1 << wit.num_vars,)
+    com_f, wit_f = H.commit_field(Fr.from_signed(x), rng=np.random.default_rng(1))
+    assert com.rows == com_f.rows
+    want = wit_f.matrix.copy()
+    x[0, 0] += 1  # the caller's array is not the witness
+    assert (wit.matrix == want).all()
+    pt = [int(v) for v in rng.integers(1, 2**60, wit.num_vars)]
+    assert wit.evaluate(pt) == wit_f.evaluate(pt)
+    with pytest.raises(ValueError, match="witness of shape"):
+        H.HyraxWitness(wit.num_vars, wit.log_cols, wit.values[:-1], wit.blinds)

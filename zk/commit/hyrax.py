@@ -126,12 +126,27 @@ class HyraxCommitment:
 
 @dataclass
 class HyraxWitness:
-    """The prover's side of a commitment: the padded matrix (Fr Montgomery) and the blinds."""
+    """The prover's side of a commitment: the padded values and the blinds.
+
+    ``values`` is either the Fr matrix ((2^num_vars, 4) Montgomery) or, for a committed integer
+    tensor, its signed integers ((2^num_vars,) int64), embedded in Fr on first use of
+    ``matrix`` (an opening), not at commit time: 32 bytes per entry instead of 8."""
 
     num_vars: int
     log_cols: int
-    matrix: np.ndarray = field(repr=False)  # (2^num_vars, 4)
+    values: np.ndarray = field(repr=False)
     blinds: np.ndarray = field(repr=False)  # (rows, 4)
+
+    def __post_init__(self) -> None:
+        v = self.values
+        if v.shape not in ((1 << self.num_vars, 4), (1 << self.num_vars,)):
+            raise ValueError(f"witness of shape {v.shape} for {self.num_vars} variables")
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """The padded values as an (2^num_vars, 4) Fr Montgomery array."""
+        v = self.values
+        return Fr.from_signed(v) if v.ndim == 1 else v
 
     @property
     def log_rows(self) -> int:
@@ -166,7 +181,7 @@ def commit(tensor: np.ndarray, *, log_cols: int | None = None,
     rows = 1 << (n - b)
     blinds = Fr.random(rows, rng)
     rows_aff = commit_rows_ints(params.key(b), padded.reshape(rows, 1 << b), blinds, device)
-    return _finish(HyraxWitness(n, b, Fr.from_signed(padded), blinds), rows_aff)
+    return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
 
 
 def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
