@@ -60,6 +60,36 @@ def gb(n):
     return f"{n / 1e9:.2f}"
 
 
+def serialized_keys(circuit, head) -> tuple[HeadServer, HeadClient, dict]:
+    """Keys through the serialized client/server path: the client's keygen and compressed
+    evaluation keys, the server's load (seconds and bytes in the dict)."""
+    server = HeadServer.from_circuit(circuit)
+    client = HeadClient(server.client_specs(), head=head)
+    t = time.perf_counter()
+    client.keygen()
+    ek = client.evaluation_keys()
+    out = {"keygen": time.perf_counter() - t, "ek_bytes": len(ek)}
+    t = time.perf_counter()
+    server.add_evaluation_keys(ek)
+    out["load_keys"] = time.perf_counter() - t
+    return server, client, out
+
+
+def serialized_run(server, client, x) -> tuple[np.ndarray, dict]:
+    """One real encrypted run of x through the wire formats: the decrypted output and the
+    seconds and bytes of encrypt, run and decrypt."""
+    t = time.perf_counter()
+    ct = client.encrypt(x)
+    out = {"encrypt": time.perf_counter() - t, "in_bytes": len(ct)}
+    t = time.perf_counter()
+    res = server.run(ct)
+    out.update(run=time.perf_counter() - t, out_bytes=len(res))
+    t = time.perf_counter()
+    y = client.decrypt(res)
+    out["decrypt"] = time.perf_counter() - t
+    return y, out
+
+
 def run_row(name, cfg, real_limit=REAL_KEY_LIMIT):
     head, _, calib = random_head(cfg, seed=1, n_calib=16)
     inputset = make_inputset(head, calib)
@@ -77,27 +107,9 @@ def run_row(name, cfg, real_limit=REAL_KEY_LIMIT):
     row = dict(name=name, strategy=default_strategy(head), compile=t_compile, sim=t_sim,
                keys=keys, **st)
     if keys <= real_limit:
-        server = HeadServer.from_circuit(circuit)
-        client = HeadClient(server.client_specs(), head=head)
-        t = time.perf_counter()
-        client.keygen()
-        ek = client.evaluation_keys()
-        row["keygen"] = time.perf_counter() - t
-        row["ek_bytes"] = len(ek)
-        t = time.perf_counter()
-        server.add_evaluation_keys(ek)
-        row["load_keys"] = time.perf_counter() - t
-        t = time.perf_counter()
-        ct = client.encrypt(x)
-        row["encrypt"] = time.perf_counter() - t
-        row["in_bytes"] = len(ct)
-        t = time.perf_counter()
-        out = server.run(ct)
-        row["run"] = time.perf_counter() - t
-        row["out_bytes"] = len(out)
-        t = time.perf_counter()
-        y = client.decrypt(out)
-        row["decrypt"] = time.perf_counter() - t
+        server, client, k = serialized_keys(circuit, head)
+        y, r = serialized_run(server, client, x)
+        row.update(k, **r)
         row["real_ok"] = bool(np.array_equal(y, y_ref))
     return row
 
@@ -165,39 +177,24 @@ def real_runs(circuit, head, inputs, runs: int) -> None:
     delta = tolerance(head, head.approximate)
     inputset = list(inputs)
     sigmas = rounding_sigmas(circuit) if head.approximate else {}
-    server = HeadServer.from_circuit(circuit)
-    client = HeadClient(server.client_specs(), head=head)
-    t = time.perf_counter()
-    client.keygen()
-    ek = client.evaluation_keys()
-    t_keygen = time.perf_counter() - t
-    t = time.perf_counter()
-    server.add_evaluation_keys(ek)
-    print(f"{'':11s} keygen {t_keygen:.1f}s, evaluation keys {len(ek) / 1e9:.3f} GB "
-          f"compressed (server load {time.perf_counter() - t:.1f}s)"
+    server, client, k = serialized_keys(circuit, head)
+    print(f"{'':11s} keygen {k['keygen']:.1f}s, evaluation keys {k['ek_bytes'] / 1e9:.3f} GB "
+          f"compressed (server load {k['load_keys']:.1f}s)"
           + (f"; noise model sigma {sigmas}" if sigmas else ""), flush=True)
     rng = np.random.default_rng(0)
     real_off = model_off = n_el = 0
     for i in range(runs if head.approximate else 1):
         x = inputset[i % len(inputset)]
         y_ref = run_reference(x, head)[0]
-        t = time.perf_counter()
-        ct = client.encrypt(x)
-        t_enc = time.perf_counter() - t
-        t = time.perf_counter()
-        out = server.run(ct)
-        t_run = time.perf_counter() - t
-        t = time.perf_counter()
-        y = client.decrypt(out)
-        t_dec = time.perf_counter() - t
+        y, r = serialized_run(server, client, x)
         dev = np.abs(y - y_ref)
         real_off += int(np.count_nonzero(dev))
         n_el += dev.size
         if sigmas:
             model_off += sum(int(np.count_nonzero(run_noisy(x, head, sigmas, rng) != y_ref))
                              for _ in range(50))
-        print(f"{'':11s} run {i}: encrypt {t_enc:.2f}s ({len(ct) / 1e3:.0f} KB) run "
-              f"{t_run:.1f}s decrypt {t_dec:.2f}s ({len(out) / 1e3:.0f} KB): "
+        print(f"{'':11s} run {i}: encrypt {r['encrypt']:.2f}s ({r['in_bytes'] / 1e3:.0f} KB) run "
+              f"{r['run']:.1f}s decrypt {r['decrypt']:.2f}s ({r['out_bytes'] / 1e3:.0f} KB): "
               f"max |FHE - reference| {int(dev.max())}, {int(np.count_nonzero(dev))}/"
               f"{dev.size} off, within delta: {bool(np.all(dev <= delta))}", flush=True)
     if sigmas:
