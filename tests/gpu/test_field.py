@@ -128,26 +128,31 @@ def test_against_galois():
 
 
 @pytest.mark.parametrize("F", FIELDS, ids=lambda F: F.name)
-def test_from_signed_both_paths_equal_python_ints(F):
+def test_from_signed_both_paths_equal_python_ints(F, monkeypatch):
     """from_signed embeds large narrow-range tensors through a table of their range and every
     other input one product per entry: both equal x mod p, at the switch-over sizes and spans."""
     import zk.field as ZF
 
+    gathers = []
+    real = ZF.K.vgather_rows
+    monkeypatch.setattr(ZF.K, "vgather_rows", lambda *a: (gathers.append(1), real(*a))[1])
     rng = np.random.default_rng(5)
     n = ZF._GATHER_MIN
-    span = n // 4
-    cases = [
-        rng.integers(-128, 128, size=(3, n)),  # int8 tensor: table path
-        np.concatenate([[-(span // 2)], rng.integers(-(span // 2), span // 2, n - 2),
-                        [span // 2 - 1]]),  # span n/4 - 1 + 1 values: still the table
-        np.concatenate([[-(span // 2)], rng.integers(-(span // 2), span // 2, n - 2),
-                        [span // 2]]),  # one value more: the product path
-        rng.integers(2**62, 2**62 + 100, size=n),  # far from 0, narrow
-        np.concatenate([np.full(n, -(2**63)), [2**63 - 1]]),  # int64 extremes: product path
-        np.full(n, -1),  # one value
-        rng.integers(-5, 5, size=n - 1),  # just under the size threshold
+    half = n // 8
+    cases = [  # (values, whether the table path is taken)
+        (rng.integers(-128, 128, size=(3, n)), True),  # an int8 tensor
+        (np.concatenate([[-half], rng.integers(-half, half, n - 2), [half - 1]]),
+         True),  # hi - lo = n/4 - 1
+        (np.concatenate([[-half], rng.integers(-half, half, n - 2), [half]]),
+         False),  # hi - lo = n/4
+        (rng.integers(2**62, 2**62 + 100, size=n), True),  # far from 0, narrow
+        (np.concatenate([np.full(n, -(2**63)), [2**63 - 1]]), False),  # int64 extremes
+        (np.full(n, -1), True),  # one value
+        (rng.integers(-5, 5, size=n - 1), False),  # just under the size threshold
     ]
-    for x in cases:
+    for x, table in cases:
         x = np.asarray(x, dtype=np.int64)
+        gathers.clear()
         want = [int(v) % F.modulus for v in x.reshape(-1)]
         assert F.to_ints(F.from_signed(x)) == want
+        assert bool(gathers) == table
