@@ -27,10 +27,24 @@ from fhe.compile import approximate_head, compile_head, make_inputset  # noqa: E
 from zk.attention_ref import HeadConfig, random_head, run_reference  # noqa: E402
 
 
-def main() -> None:
+def gpt2_for_fhe():
+    """(approximate head, inputset) of the GPT-2-size HeadConfig.for_fhe head (seed 1)."""
     base, _, calib = random_head(HeadConfig.for_fhe(768, 64, 6), seed=1, n_calib=16)
-    head = approximate_head(base)
-    inputs = make_inputset(base, calib)
+    return approximate_head(base), make_inputset(base, calib)
+
+
+def timed_run(circuit, head, x) -> tuple[float, float, float, int]:
+    """One encrypted run of x: (wall s, user CPU s, system CPU s, max |FHE - reference|)."""
+    enc = circuit.encrypt(x)
+    t0, t = os.times(), time.perf_counter()
+    out = circuit.run(enc)
+    wall, t1 = time.perf_counter() - t, os.times()
+    dev = int(np.abs(circuit.decrypt(out) - run_reference(x, head)[0]).max())
+    return wall, t1.user - t0.user, t1.system - t0.system, dev
+
+
+def main() -> None:
+    head, inputs = gpt2_for_fhe()
     t = time.perf_counter()
     circuit = compile_head(head, inputs)
     print(f"compile {time.perf_counter() - t:.1f}s PBS {circuit.programmable_bootstrap_count} "
@@ -40,14 +54,9 @@ def main() -> None:
     t = time.perf_counter()
     circuit.keygen()
     print(f"keygen {time.perf_counter() - t:.1f}s", flush=True)
-    x = inputs[0]
-    enc = circuit.encrypt(x)
-    t0, t = os.times(), time.perf_counter()
-    out = circuit.run(enc)
-    wall, t1 = time.perf_counter() - t, os.times()
-    y = circuit.decrypt(out)
-    print(f"run wall {wall:.1f}s user {t1.user - t0.user:.1f}s sys {t1.system - t0.system:.1f}s; "
-          f"max |FHE - reference| {int(np.abs(y - run_reference(x, head)[0]).max())}", flush=True)
+    wall, user, system, dev = timed_run(circuit, head, inputs[0])
+    print(f"run wall {wall:.1f}s user {user:.1f}s sys {system:.1f}s; "
+          f"max |FHE - reference| {dev}", flush=True)
 
 
 if __name__ == "__main__":

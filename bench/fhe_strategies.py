@@ -18,20 +18,17 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 warnings.filterwarnings("ignore")
 
-import numpy as np
 from concrete import fhe
+from fhe_run_once import gpt2_for_fhe, timed_run
 
-from fhe.compile import approximate_head, compile_head, make_inputset
-from zk.attention_ref import HeadConfig, random_head, run_reference
+from fhe.compile import compile_head
 
 STRATEGIES = {"PRECISION": {},
               "NORM2": {"multi_parameter_strategy": fhe.MultiParameterStrategy.PRECISION_AND_NORM2}}
 
 
 def main(pairs: int = 2) -> None:
-    base, _, calib = random_head(HeadConfig.for_fhe(768, 64, 6), seed=1, n_calib=16)
-    head = approximate_head(base)
-    inputs = make_inputset(base, calib)
+    head, inputs = gpt2_for_fhe()
     circuits = {}
     for name, kw in STRATEGIES.items():
         t = time.perf_counter()
@@ -43,16 +40,10 @@ def main(pairs: int = 2) -> None:
         c.keygen()
         print(f"{name:10s} keygen {time.perf_counter() - t:.0f}s", flush=True)
         circuits[name] = c
-    x = inputs[0]
-    y_ref = run_reference(x, head)[0]
     for i in range(pairs):
         for name, c in circuits.items():
-            enc = c.encrypt(x)
-            t0, t = os.times(), time.perf_counter()
-            out = c.run(enc)
-            wall, t1 = time.perf_counter() - t, os.times()
-            dev = int(np.abs(c.decrypt(out) - y_ref).max())
-            print(f"{name:10s} run {i}: wall {wall:.1f}s user {t1.user - t0.user:.1f}s "
+            wall, user, _, dev = timed_run(c, head, inputs[0])
+            print(f"{name:10s} run {i}: wall {wall:.1f}s user {user:.1f}s "
                   f"max |FHE - reference| {dev}", flush=True)
 
 
