@@ -1,0 +1,606 @@
+"""The whole-model proof engine: stacked committed tensors on named grids, batched relations.
+
+A model's witness is a set of integer tensors, each living on a :class:`Space` (named axes,
+outermost first, each zero-padded to a power of two; the innermost axis holds the low
+variables). Every tensor of one space is a member of that space's *stack*: one hiding Hyrax
+commitment (:mod:`zk.head.stack`), opened once at the end for every claim the protocol made on
+its members (``wide and shallow``: the layer index is an axis like any other, so one relation
+covers all layers at once).
+
+The protocol proves three kinds of facts, commit-and-prove (every value a Pedersen
+commitment, see :mod:`zk.protocol.context`):
+
+* **lookups** (:meth:`Engine.column`): entries of a (virtual) tensor lie in a public table, or
+  (x, f(x)) pairs do; all columns of the model go into ONE logUp
+  (:func:`zk.lookup.logup.run`), whose end gives each column a point where its values are
+  committed and tied to the tree;
+* **linear facts**: a :class:`Lin` (a linear combination of tensors of one space plus a
+  constant times the space's real-entry indicator) is evaluated at any point from claims on
+  its members: no proof beyond the claims' openings;
+* **contractions** (:meth:`Engine.contract`): out~(p) = sum over the summed axes of a sum of
+  products of factors (tensors, public tables, or *chain* values: tensors that are never
+  committed, whose claims the caller hands to the next contraction). One zero-knowledge
+  sumcheck runs over the summed axes and the *batch* axes (output axes that several factors
+  share, weighted by eq(p, .)); output axes that only one factor has are folded into that
+  factor first (a matrix product's row and column indices). Pointwise identities are
+  contractions with nothing summed and output 0 at a random point.
+
+Padding: witnesses are zero outside the real entries, and every constant of a :class:`Lin`
+is multiplied by the real-entry indicator, so every relation also holds on padding; a
+contraction that sums over a padded axis takes the axis' indicator as a factor (``mask``), so
+values a prover places in padding never reach a real entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpu import poly as K
+from zk.claims import ComClaim
+from zk.commit import hyrax
+from zk.errors import ProverError
+from zk.field import Fr
+from zk.head import stack
+from zk.lookup import logup
+from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
+from zk.multilinear import P, eq_eval, eq_table, evaluate
+from zk.protocol import sigma
+from zk.protocol import sumcheck as zs
+from zk.protocol.context import Com, Context
+
+__all__ = ["Axis", "Space", "Lin", "Factor", "Engine", "MAX_LOG_COLS"]
+
+L_VALUES = b"model/values"
+L_POINT = b"model/point"
+L_GAMMA = b"model/gamma"
+MAX_LOG_COLS = 11
+
+Coords = Mapping[str, Sequence[int]]
+
+
+def _bits(n: int) -> int:
+    return max(0, (max(1, n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A named axis of ``size`` real entries, padded to 2^bits."""
+
+    name: str
+    size: int
+    min_bits: int = 0
+
+    @property
+    def bits(self) -> int:
+        return max(self.min_bits, _bits(self.size))
+
+    @property
+    def padded(self) -> int:
+        return 1 << self.bits
+
+
+@dataclass(frozen=True)
+class Space:
+    """A grid of axes, outermost first; the innermost axis holds the lowest variables."""
+
+    name: str
+    axes: tuple[Axis, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        return tuple(a.padded for a in self.axes)
+
+    @property
+    def num_vars(self) -> int:
+        return sum(a.bits for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        return 1 << self.num_vars
+
+    def axis(self, name: str) -> Axis:
+        for a in self.axes:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def pad(self, arr: np.ndarray) -> np.ndarray:
+        """The flat zero-padded int64 vector of a tensor of this space's real shape."""
+        a = np.asarray(arr)
+        if a.shape != self.shape:
+            raise ProverError(f"{self.name}: a tensor of shape {a.shape}, expected {self.shape}")
+        out = np.zeros(self.padded_shape, dtype=np.int64)
+        out[tuple(slice(0, s) for s in self.shape)] = a
+        return out.reshape(-1)
+
+    def point(self, coords: Coords) -> tuple[int, ...]:
+        """The little-endian point (innermost axis first) of per-axis coordinates."""
+        out: list[int] = []
+        for a in reversed(self.axes):
+            c = coords[a.name]
+            if len(c) != a.bits:
+                raise ValueError(f"axis {a.name}: {len(c)} coordinates, {a.bits} bits")
+            out.extend(c)
+        return tuple(out)
+
+    def coords(self, point: Sequence[int]) -> dict[str, tuple[int, ...]]:
+        out, k = {}, 0
+        for a in reversed(self.axes):
+            out[a.name] = tuple(point[k:k + a.bits])
+            k += a.bits
+        return out
+
+    def indicator(self) -> np.ndarray:
+        """The flat 0/1 vector of real entries."""
+        m = np.zeros(self.padded_shape, dtype=np.int64)
+        m[tuple(slice(0, s) for s in self.shape)] = 1
+        return m.reshape(-1)
+
+    def indicator_mle(self, coords: Coords) -> int:
+        acc = 1
+        for a in self.axes:
+            acc = acc * indicator_mle(a.size, coords[a.name]) % P
+        return acc
+
+
+@dataclass
+class Lin:
+    """sum_k coef_k T_k + const * ind over tensors T_k of one space (a virtual tensor)."""
+
+    space: Space
+    terms: dict[str, int] = field(default_factory=dict)
+    const: int = 0
+
+    @classmethod
+    def of(cls, space: Space, name: str, coef: int = 1) -> "Lin":
+        return cls(space, {name: coef})
+
+    def __add__(self, o: "Lin | int") -> "Lin":
+        if isinstance(o, int):
+            return Lin(self.space, dict(self.terms), self.const + o)
+        if o.space != self.space:
+            raise ValueError("a sum of tensors of two spaces")
+        t = dict(self.terms)
+        for k, v in o.terms.items():
+            t[k] = t.get(k, 0) + v
+        return Lin(self.space, t, self.const + o.const)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "Lin":
+        return Lin(self.space, {k: -v for k, v in self.terms.items()}, -self.const)
+
+    def __sub__(self, o: "Lin | int") -> "Lin":
+        return self + (-o if isinstance(o, Lin) else -o)
+
+    def __mul__(self, c: int) -> "Lin":
+        return Lin(self.space, {k: v * c for k, v in self.terms.items()}, self.const * c)
+
+    __rmul__ = __mul__
+
+    def values(self, w: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The prover's padded int64 values."""
+        out = self.const * self.space.indicator()
+        for k, v in self.terms.items():
+            out = out + v * w[k]
+        return out
+
+
+@dataclass
+class Factor:
+    """One factor of a contraction, on ``axes`` (names, outermost first).
+
+    kind: "tensor" (a committed tensor or a :class:`Lin` of them; its final claims go to the
+    claim book), "chain" (a tensor that is never committed; its final value is returned to the
+    caller, who must discharge it) or "public" (the verifier evaluates ``mle``). The prover
+    passes ``values``: padded int64 or Fr values over the factor's axes (for a tensor factor
+    they are taken from the witness)."""
+
+    kind: str
+    axes: tuple[str, ...]
+    lin: Lin | None = None
+    values: Callable[[], np.ndarray] | None = None
+    mle: Callable[[Coords], int] | None = None
+    fixed: Mapping[str, Sequence[int]] | None = None  # tensor: space axes held at coordinates
+
+    def space_coords(self, coords: Coords) -> dict[str, tuple[int, ...]]:
+        """A tensor factor's coordinates on its space from coordinates on its own axes."""
+        fixed = dict(self.fixed or {})
+        free = [a for a in self.lin.space.names if a not in fixed]
+        if len(free) != len(self.axes):
+            raise ValueError("a tensor factor names one axis per free axis of its space")
+        out = {a: tuple(fixed[a]) for a in fixed}
+        for a, fa in zip(free, self.axes):
+            out[a] = tuple(coords[fa])
+        return out
+
+
+def _fr(v: np.ndarray) -> np.ndarray:
+    return v if v.ndim == 2 and v.dtype == np.uint64 and v.shape[1] == 4 else Fr.from_signed(
+        np.asarray(v, dtype=np.int64).reshape(-1))
+
+
+def _fold_axis(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[int]
+               ) -> np.ndarray:
+    """Fold one axis of an Fr array (flattened, C order over ``shape``) at ``coords``."""
+    pre = int(np.prod(shape[:axis], dtype=np.int64))
+    n = shape[axis]
+    post = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    a = arr.reshape(pre, n, post, 4)
+    w = eq_table(list(coords))
+    if post == 1:
+        out = np.empty((pre, 4), dtype=np.uint64)
+        K.cols_fold(Fr.desc, np.ascontiguousarray(a.reshape(pre * n, 4)), pre, n, w, out)
+        return out
+    out = np.empty((pre, post, 4), dtype=np.uint64)
+    for i in range(pre):
+        o = np.empty((post, 4), dtype=np.uint64)
+        K.rows_fold(Fr.desc, np.ascontiguousarray(a[i].reshape(n * post, 4)), n, post, w, o)
+        out[i] = o
+    return out.reshape(pre * post, 4)
+
+
+class Engine:
+    """The state of one model proof run (either role): spaces, stacks, claims, columns."""
+
+    def __init__(self, ctx: Context, spaces: Sequence[Space],
+                 members: Mapping[str, Sequence[str]],
+                 witness: Mapping[str, np.ndarray] | None = None) -> None:
+        self.ctx = ctx
+        self.spaces = {s.name: s for s in spaces}
+        self.members = {k: tuple(v) for k, v in members.items()}
+        self.where: dict[str, str] = {}
+        for sp, names in self.members.items():
+            for n in names:
+                if n in self.where:
+                    raise ValueError(f"tensor {n} in two stacks")
+                self.where[n] = sp
+        self.w = witness  # name -> padded int64 (prover)
+        self._fr: dict[str, np.ndarray] = {}
+        self.layouts = {sp: stack.StackLayout(names, self.spaces[sp].num_vars)
+                        for sp, names in self.members.items()}
+        self.tensors: dict[str, hyrax.Tensor] = {}
+        self.book = stack.ClaimBook()
+        self.external: dict[str, tuple[hyrax.Tensor, Space]] = {}
+        self.columns: list[tuple[int, Lin, Lin | None, np.ndarray | None]] = []
+        self.tables: list[LookupTable] = []
+        self._table_ids: dict[str, int] = {}
+
+    @property
+    def proving(self) -> bool:
+        return self.ctx.proving
+
+    # ------------------------------------------------------------ commitments
+
+    def commit_stacks(self) -> None:
+        """Commit every stack (prover) or read the commitments (verifier), in order."""
+        for sp, lay in self.layouts.items():
+            cols = min(lay.num_vars // 2 + 1, MAX_LOG_COLS, lay.num_vars)
+            mk = None
+            if self.proving:
+                mk = (lambda lay=lay, cols=cols: stack.commit(
+                    lay, {n: self.w[n] for n in lay.names}, log_cols=cols, rng=self.ctx.rng))
+            self.tensors[sp] = hyrax.commit_in(self.ctx, lay.num_vars, cols, mk)
+
+    def bind_external(self, name: str, space: Space, com: hyrax.HyraxCommitment,
+                      wit: hyrax.HyraxWitness | None) -> None:
+        """A tensor committed outside the proof (a weight), laid out on ``space``."""
+        if com.num_vars != space.num_vars:
+            raise ValueError(f"weight {name}: commitment of {com.num_vars} variables, space "
+                             f"{space.name} has {space.num_vars}")
+        self.external[name] = (hyrax.bind(self.ctx, com, wit), space)
+
+    def space_of(self, name: str) -> Space:
+        if name in self.external:
+            return self.external[name][1]
+        return self.spaces[self.where[name]]
+
+    def values(self, name: str) -> np.ndarray:
+        """Prover: a tensor's padded int64 values (weights: the witness's values)."""
+        if name in self.external:
+            return self.external[name][0].witness.values
+        return self.w[name]
+
+    def fr(self, name: str) -> np.ndarray:
+        if name not in self._fr:
+            if name in self.external:
+                self._fr[name] = self.external[name][0].witness.matrix
+            else:
+                self._fr[name] = Fr.from_signed(self.w[name])
+        return self._fr[name]
+
+    # ------------------------------------------------------------ claims
+
+    def claim(self, name: str, coords: Coords) -> Com:
+        """A committed value of tensor ``name`` at ``coords``, recorded for the final opening."""
+        sp = self.space_of(name)
+        point = sp.point(coords)
+        (c,) = self.ctx.commit(L_VALUES, 1, lambda: [evaluate(self.fr(name), list(point))])
+        self.record(name, coords, c)
+        return c
+
+    def record(self, name: str, coords: Coords, com: Com) -> None:
+        """Record that tensor ``name`` takes at ``coords`` the value committed in ``com``."""
+        sp = self.space_of(name)
+        point = sp.point(coords)
+        if name in self.external:
+            self.book.add_raw("w:" + name, point, com)
+        else:
+            s = self.where[name]
+            self.book.add(s, self.layouts[s], name, point, com)
+
+    def lin_at(self, lin: Lin, coords: Coords) -> Com:
+        """A commitment to lin~(coords) from claims on its members."""
+        acc = self.ctx.public(lin.const * lin.space.indicator_mle(coords) % P)
+        for n, c in lin.terms.items():
+            if c % P:
+                acc = acc + self.claim(n, coords) * c
+        return acc
+
+    def random_coords(self, space: Space) -> dict[str, tuple[int, ...]]:
+        pt = self.ctx.challenges(L_POINT, space.num_vars)
+        return space.coords(pt)
+
+    # ------------------------------------------------------------ lookups
+
+    def table(self, key: str, make: Callable[[], LookupTable]) -> int:
+        """The index of a public table (registered once under ``key``)."""
+        if key not in self._table_ids:
+            self._table_ids[key] = len(self.tables)
+            self.tables.append(make())
+        return self._table_ids[key]
+
+    def range_table(self, lo: int, hi: int) -> int:
+        return self.table(f"range[{lo},{hi})", lambda: LookupTable.range(lo, hi))
+
+    def column(self, table: int, x: Lin, y: Lin | None = None,
+               mask: np.ndarray | None = None) -> None:
+        """Entries of x (pairs (x, y) for a function table) at the real entries of their space
+        (and where ``mask`` is 1) are rows of ``table``."""
+        if y is not None and y.space != x.space:
+            raise ValueError("a column's x and y live in one space")
+        self.columns.append((table, x, y, mask))
+
+    def run_lookup(self) -> None:
+        """The model's one logUp over every registered column, bound to the tensors."""
+        ctx = self.ctx
+        cols = []
+        for table, x, y, mask in self.columns:
+            sel_mask = x.space.indicator() if mask is None else mask * x.space.indicator()
+            sel = Selector(x.space.size, mask=sel_mask)
+            if self.proving:
+                cols.append(Column(table, sel, x.values(self.w_all()),
+                                   None if y is None else y.values(self.w_all())))
+            else:
+                cols.append(Column(table, sel))
+        end = logup.run(ctx, TableSet(self.tables), cols)
+        xs, ys = [], []
+        for (table, x, y, _), pt in zip(self.columns, end.column_points):
+            coords = x.space.coords(pt)
+            xs.append(self.lin_at(x, coords))
+            ys.append(None if y is None else self.lin_at(y, coords))
+        end.bind(xs, ys)
+
+    def w_all(self) -> Mapping[str, np.ndarray]:
+        return _Values(self)
+
+    # ------------------------------------------------------------ contractions
+
+    def contract(self, claim: Com, out: Coords, sum_axes: Sequence[Axis],
+                 factors: Sequence[Factor], terms: Sequence[tuple[int, Sequence[int]]],
+                 axis_sizes: Mapping[str, Axis]) -> list[Com | None]:
+        """Prove claim = sum_{summed axes} sum_s c_s prod_{i in T_s} factor_i, the output axes
+        fixed at ``out`` (see the module docstring). Returns the commitments to the chain
+        factors' final values (None for other factors), for the caller to discharge; the
+        tensor factors' final values are recorded as claims."""
+        ctx = self.ctx
+        sum_names = [a.name for a in sum_axes]
+        count: dict[str, int] = {}  # the most factors of one term that carry each axis
+        for _, idx in terms:
+            per: dict[str, int] = {}
+            for i in idx:
+                for a in factors[i].axes:
+                    per[a] = per.get(a, 0) + 1
+            for a, c in per.items():
+                count[a] = max(count.get(a, 0), c)
+        batch = [a for a in out if count.get(a, 0) >= 2]
+        order = [a for a in axis_sizes if a in sum_names or a in batch]  # outermost first
+        var_axes = [axis_sizes[a] for a in order]
+        m = sum(a.bits for a in var_axes)
+        # the eq factor over the batch axes, then the caller's factors (Lins expanded)
+        atoms: list[tuple[Factor, str | None]] = []  # (factor, member name or None)
+        expand: list[list[tuple[int, int | None]]] = []  # per factor: (coef, atom | const)
+        for f in factors:
+            if f.kind == "tensor":
+                parts = []
+                for n, c in f.lin.terms.items():
+                    atoms.append((f, n))
+                    parts.append((c, len(atoms) - 1))
+                if f.lin.const:
+                    atoms.append((Factor("public", f.axes,
+                                         mle=lambda co, f=f: f.lin.space.indicator_mle(
+                                             f.space_coords(co)),
+                                         values=lambda f=f: _held(f)), None))
+                    parts.append((f.lin.const, len(atoms) - 1))
+                expand.append(parts)
+            else:
+                atoms.append((f, None))
+                expand.append([(1, len(atoms) - 1)])
+        eq_idx = None
+        if batch:
+            atoms.append((Factor("public", tuple(batch)), "__eq__"))
+            eq_idx = len(atoms) - 1
+        full_terms: list[tuple[int, tuple[int, ...]]] = []
+        for coef, idx in terms:
+            combos: list[tuple[int, tuple[int, ...]]] = [(coef, ())]
+            for i in idx:
+                combos = [(c * pc, t + (a,)) for c, t in combos for pc, a in expand[i]]
+            for c, t in combos:
+                if c % P:
+                    full_terms.append((c % P, t + ((eq_idx,) if eq_idx is not None else ())))
+        if not full_terms:
+            raise ValueError("a contraction with no terms")
+        degree = max(len(t) for _, t in full_terms)
+        hidden = [i for i, (f, _) in enumerate(atoms) if f.kind in ("tensor", "chain")]
+        ctx.t.absorb_scalars(L_GAMMA, [m, len(atoms), degree])
+
+        def tables() -> list[np.ndarray]:
+            out_t = []
+            for f, member in atoms:
+                if member == "__eq__":
+                    vals = eq_table([int(x) for a in reversed(batch) for x in out[a]])
+                    fax = list(batch)
+                elif f.kind == "tensor":
+                    vals = _held_fr(f, self.fr(member))
+                    fax = list(f.axes)
+                else:
+                    vals = _fr(f.values())
+                    fax = list(f.axes)
+                out_t.append(self._layout(vals, fax, out, order, axis_sizes))
+            return out_t
+
+        end = zs.run(ctx, claim, m, degree, hidden, terms=full_terms,
+                     tables=tables if self.proving else None, num_factors=len(atoms))
+        rc = {}
+        k = 0
+        for a in reversed(var_axes):
+            rc[a.name] = tuple(end.point[k:k + a.bits])
+            k += a.bits
+
+        def at(axes: Sequence[str]) -> dict[str, tuple[int, ...]]:
+            return {a: (tuple(out[a]) if a in out and a not in batch else rc[a]) for a in axes}
+
+        vals: list = []
+        for i, (f, member) in enumerate(atoms):
+            if member == "__eq__":
+                vals.append(eq_eval([int(x) for a in reversed(batch) for x in out[a]],
+                                    [x for a in reversed(batch) for x in rc[a]]))
+            elif f.kind == "public":
+                vals.append(f.mle(at(f.axes)) % P)
+            else:
+                vals.append(end.values[i])
+                if f.kind == "tensor":
+                    self.record(member, f.space_coords(at(f.axes)), end.values[i])
+        end.close(self.term_sum(full_terms, vals))
+        result: list[Com | None] = []
+        for f, parts in zip(factors, expand):
+            result.append(end.values[parts[0][1]] if f.kind == "chain" else None)
+        self.last_coords = rc
+        self.last_at = at
+        return result
+
+    def term_sum(self, terms: Sequence[tuple[int, Sequence[int]]], vals: Sequence) -> Com:
+        """sum_s c_s prod vals (Coms multiplied with proofs of product)."""
+        acc = self.ctx.public(0)
+        cache: dict[tuple[int, ...], Com] = {}
+        for coef, idx in terms:
+            c = coef % P
+            hid = []
+            for i in idx:
+                if isinstance(vals[i], Com):
+                    hid.append(i)
+                else:
+                    c = c * vals[i] % P
+            if not c:
+                continue
+            if not hid:
+                acc = acc + c
+                continue
+            key = tuple(sorted(hid))
+            if key not in cache:
+                prod = vals[key[0]]
+                for j in range(1, len(key)):
+                    sub = key[: j + 1]
+                    if sub in cache:
+                        prod = cache[sub]
+                    else:
+                        prod = sigma.product(self.ctx, prod, vals[key[j]])
+                        cache[sub] = prod
+                cache[key] = prod
+            acc = acc + cache[key] * c
+        return acc
+
+    def _layout(self, vals: np.ndarray, fax: list[str], out: Coords, order: list[str],
+                axis_sizes: Mapping[str, Axis]) -> np.ndarray:
+        """A factor's Fr table over the sumcheck's variables: free output axes folded at
+        ``out``, the rest transposed and broadcast to ``order`` (outermost first)."""
+        shape = [axis_sizes[a].padded for a in fax]
+        arr = vals
+        cur = list(fax)
+        for a in list(cur):
+            if a in out and a not in order:
+                i = cur.index(a)
+                arr = _fold_axis(arr, shape, i, out[a])
+                shape.pop(i)
+                cur.pop(i)
+        arr = arr.reshape(*shape, 4) if shape else arr.reshape(4)
+        # transpose to the order of the sumcheck axes, broadcasting missing ones
+        perm = [cur.index(a) for a in order if a in cur]
+        arr = np.transpose(arr, perm + [len(cur)]) if cur else arr
+        full = [axis_sizes[a].padded if a in cur else 1 for a in order]
+        arr = arr.reshape(*full, 4)
+        target = [axis_sizes[a].padded for a in order]
+        arr = np.broadcast_to(arr, (*target, 4))
+        return np.ascontiguousarray(arr).reshape(-1, 4)
+
+    # ------------------------------------------------------------ the end
+
+    def open_all(self) -> None:
+        """Open every stack and every external tensor once, for all claims recorded on it."""
+        for sp in self.layouts:
+            if self.book.claims.get(sp):
+                self._open(self.tensors[sp], self.book.claims[sp])
+        for name, (t, _) in self.external.items():
+            cl = self.book.claims.get("w:" + name)
+            if cl:
+                self._open(t, cl)
+
+    def _open(self, tensor: hyrax.Tensor, claims: Sequence[ComClaim]) -> None:
+        hyrax.open(self.ctx, tensor, claims)
+
+
+def _held(f: Factor) -> np.ndarray:
+    """The indicator of a tensor factor's space with its fixed axes held (int64 or Fr)."""
+    return _held_fr(f, Fr.from_signed(f.lin.space.indicator()))
+
+
+def _held_fr(f: Factor, vals: np.ndarray) -> np.ndarray:
+    """A tensor factor's Fr values with its fixed axes folded at their coordinates."""
+    if not f.fixed:
+        return vals
+    sp = f.lin.space
+    shape = [a.padded for a in sp.axes]
+    names = list(sp.names)
+    for a, c in f.fixed.items():
+        i = names.index(a)
+        vals = _fold_axis(vals, shape, i, c)
+        shape.pop(i)
+        names.pop(i)
+    return vals
+
+
+class _Values(Mapping):
+    """The prover's padded int64 values of tensors and weights, by name."""
+
+    def __init__(self, eng: Engine) -> None:
+        self.e = eng
+
+    def __getitem__(self, k: str) -> np.ndarray:
+        return self.e.values(k)
+
+    def __iter__(self):
+        return iter(list(self.e.where) + list(self.e.external))
+
+    def __len__(self) -> int:
+        return len(self.e.where) + len(self.e.external)
