@@ -513,9 +513,12 @@ def rmsnorm_ref(h: np.ndarray, g: np.ndarray, cfg: LlamaConfig, r: RQ
 
 
 def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
-            tokens: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+            tokens: np.ndarray, *, feed=None) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Run the integer model on ``tokens`` (L ids): (logits (L, V), witness (real shapes),
-    chains (accumulators that the proof never commits, real shapes))."""
+    chains (accumulators that the proof never commits, real shapes)).
+
+    ``feed(l, h)``, if given, replaces what layer l reads (the previous layer's output h): a
+    cheating prover for soundness tests; the integer model itself never uses it."""
     cfg = model_cfg
     tok = _ints(tokens).reshape(-1)
     L = tok.size
@@ -551,6 +554,8 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
     h = x0
     causal = np.tril(np.ones((L, L), dtype=bool))
     for l in range(N):
+        if feed is not None:
+            h = _ints(feed(l, h))
         keep("hin", h)
         n1, wn = rmsnorm_ref(h, W.g1[l], cfg, R["n1"])
         for kk, vv in wn.items():

@@ -1,0 +1,295 @@
+"""The whole-model proof (zk.model.llama): honest generations verify; changed tokens, other
+prompts, other commitments, truncated or extended token lists, cheating provers (one op of one
+layer off, another layer's weights, a broken residual link between layers, a skipped clip) and
+mutated bytes are rejected; nothing secret appears among the proof's scalars."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from test_zero_knowledge import (
+    CHI2_CRIT,
+    KS_CRIT,
+    _chi2_bytes,
+    _ks_two,
+    _ks_uniform,
+    _secrets,
+    file_scalars,
+    recording,
+)
+
+from zk.errors import MalformedProofError, ProverError, VerificationError
+from zk.model import llama as M
+from zk.protocol import context as C
+from zk.protocol.context import Context, Stream
+from zk.transcript import Transcript
+
+SHIFTS = dict(e=2, q=6, k=6, v=4, s=4, a=8, o=4, g=4, u=4, m=6, d=6, n=14, lm=6)
+
+
+def tiny_config(**kw) -> M.LlamaConfig:
+    base = dict(n_layers=2, d_model=8, n_heads=3, n_kv_heads=1, d_head=4, d_ff=12, vocab=20,
+                max_len=8, shifts=SHIFTS, emb_mult=3, norm_c2=1 << 24, norm_eps=4, act_bits=8,
+                t_bits=16, score_bits=8, rope_bits=6, clip_t=100, exp_bits=6, log_frac=2,
+                p_bits=6, delta=1 / 8, silu_in=1 / 16, silu_out=1 / 16)
+    base.update(kw)
+    return M.LlamaConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = tiny_config()
+    rng = np.random.default_rng(1)
+    pm = M.commit(cfg, M.random_weights(cfg, rng), rng=rng)
+    toks = M.generate(pm, np.array([1, 2, 3]), 3)
+    proof = M.prove(pm, toks, 3)
+    return pm, toks, proof
+
+
+def test_honest_generation_verifies_and_round_trips(model):
+    pm, toks, proof = model
+    mc = M.LlamaCommitment.from_bytes(pm.commitment.to_bytes())
+    assert mc.digest == pm.commitment.digest
+    back = M.verify_bytes(proof.to_bytes(), mc)
+    assert back.tokens == tuple(int(t) for t in toks)
+    assert back.statement.generated == tuple(int(t) for t in toks[3:])
+
+
+def test_generation_is_the_integer_models_argmax(model):
+    pm, toks, _ = model
+    mc = pm.commitment
+    logits, _, _ = M.forward(mc.config, mc.tables, pm.weights, toks[:-1])
+    for i in range(2, len(toks) - 1):
+        row = logits[i]
+        assert toks[i + 1] == int(np.flatnonzero(row == row.max())[0])
+
+
+def test_changed_tokens_rejected(model):
+    pm, toks, proof = model
+    mc = pm.commitment
+    V = mc.config.vocab
+    for i in range(len(toks)):  # every generated token and every prompt token
+        t = list(proof.tokens)
+        t[i] = (t[i] + 1) % V
+        with pytest.raises(VerificationError):
+            M.verify(replace(proof, statement=M.Statement(tuple(t), 3)), mc)
+
+
+def test_other_statements_rejected(model):
+    pm, toks, proof = model
+    mc = pm.commitment
+    t = proof.tokens
+    for st in (M.Statement(t, 2), M.Statement(t, 4), M.Statement(t[:-1], 3),
+               M.Statement(t + (0,), 3), M.Statement((0,) + t[1:], 3)):
+        with pytest.raises(VerificationError):
+            M.verify(replace(proof, statement=st), mc)
+    with pytest.raises(VerificationError):  # no generated token, or a token out of range
+        M.verify(replace(proof, statement=M.Statement(t, len(t))), mc)
+    with pytest.raises(VerificationError):
+        M.verify(replace(proof, statement=M.Statement(t[:-1] + (mc.config.vocab,), 3)), mc)
+    with pytest.raises(VerificationError):
+        M.verify(proof, mc, context=b"another session")
+
+
+def test_other_model_commitment_rejected(model):
+    pm, toks, proof = model
+    cfg = pm.config
+    other = M.commit(cfg, M.random_weights(cfg, np.random.default_rng(2))).commitment
+    with pytest.raises(VerificationError):
+        M.verify(proof, other)
+    with pytest.raises(VerificationError):  # the digest field says "other", the body does not
+        M.verify(replace(proof, model_digest=other.digest), other)
+    # the same weights committed again (fresh blinds) are another commitment too
+    again = M.commit(cfg, pm.weights).commitment
+    with pytest.raises(VerificationError):
+        M.verify(replace(proof, model_digest=again.digest), again)
+
+
+def test_prover_refuses_a_false_generation(model):
+    pm, toks, _ = model
+    t = toks.copy()
+    t[-1] = (t[-1] + 1) % pm.config.vocab
+    with pytest.raises(ProverError, match="not the model's choice"):
+        M.prove(pm, t, 3)
+    with pytest.raises(ProverError):
+        M.prove(pm, toks, len(toks))
+
+
+# ---------------------------------------------------------------- cheating provers
+
+
+def cheat(pm, toks, prompt_len, monkeypatch, *, mutate=None, weights=None, feed=None,
+          rq_override=None):
+    """A prover that does not refuse: its witness comes from a modified forward pass (other
+    weights, another input to a layer) or is mutated after it; it proves anyway."""
+    monkeypatch.setattr(C, "refuse", lambda what: None)
+    mc = pm.commitment
+    st = M.Statement(tuple(int(t) for t in toks), prompt_len)
+    _, w, ch = M.forward(mc.config, mc.tables, weights or pm.weights, np.array(st.tokens[:-1]),
+                         feed=feed)
+    if mutate is not None:
+        mutate(w, ch)
+    sh = M.Shape(mc.config, st.L)
+    sh.tables = mc.tables
+    wp, chp = M._witness(sh, w, ch, st)
+    ctx = Context.prover(Transcript(M.PROTOCOL))
+    M._protocol(ctx, mc, st, b"", pm, wp, chp)
+    ctx.finish()
+    return M.ModelProof(mc.digest, st, ctx.stream())
+
+
+def _rederive(w, rq: M.RQ, y_new, layer=None):
+    """Replace rq's output by y_new keeping its local witness (a, b, m, R) consistent, so only
+    the relation that produced its accumulator fails."""
+    # t := y_new, acc := 2^k t (remainder 2^(k-1)): every lookup still passes
+    sub = {}
+    acc = y_new.astype(np.int64) << rq.k
+    _, wit = rq.ref(acc)
+    for k, v in wit.items():
+        if layer is None:
+            w[k] = v
+        else:
+            w[k][layer] = v
+
+
+def test_an_activation_off_by_one_in_one_layer_rejected(model, monkeypatch):
+    pm, toks, _ = model
+    sh = M.Shape(pm.config, len(toks) - 1)
+
+    def mutate(w, ch):
+        y = w["n2"][1].copy()
+        y[2, 5] += 1
+        _rederive(w, sh.rq["n2"], y, layer=1)
+
+    proof = cheat(pm, toks, 3, monkeypatch, mutate=mutate)
+    with pytest.raises(VerificationError):
+        M.verify(proof, pm.commitment)
+
+
+def test_a_skipped_clip_rejected(model, monkeypatch):
+    pm, toks, _ = model
+    sh = M.Shape(pm.config, len(toks) - 1)
+
+    def mutate(w, ch):  # the gate's output not clipped where its mode says it must be
+        a = w["g.m"][0]
+        w["g.m"][0] = np.zeros_like(a)
+        w["g.a"][0][:] = (1 << (sh.cfg.t_bits - sh.cfg.act_bits))
+
+    proof = cheat(pm, toks, 3, monkeypatch, mutate=mutate)
+    with pytest.raises(VerificationError):
+        M.verify(proof, pm.commitment)
+
+
+def test_another_layers_weights_rejected(model, monkeypatch):
+    pm, toks, _ = model
+    W = pm.weights
+    wq = W.wq.copy()
+    wq[1] = wq[0]  # layer 1 computed with layer 0's query weights
+    W2 = replace(W, wq=wq)
+    mc = pm.commitment
+    toks2 = M.generate(M.ProvingLlama(mc, W2, pm.witnesses), toks[:3], len(toks) - 3)
+    proof = cheat(pm, toks2, 3, monkeypatch, weights=W2)
+    with pytest.raises(VerificationError):
+        M.verify(proof, pm.commitment)
+
+
+def test_a_layer_fed_something_else_than_the_previous_output_rejected(model, monkeypatch):
+    pm, toks, _ = model
+
+    def feed(l, h):
+        if l == 1:
+            h = h.copy()
+            h[1, 3] += 1
+        return h
+
+    proof = cheat(pm, toks, 3, monkeypatch, feed=feed)
+    with pytest.raises(VerificationError):
+        M.verify(proof, pm.commitment)
+
+
+def test_honest_cheat_harness_verifies(model, monkeypatch):
+    """The harness itself makes valid proofs when nothing is changed (so the rejections above
+    come from the cheats)."""
+    pm, toks, _ = model
+    M.verify(cheat(pm, toks, 3, monkeypatch), pm.commitment)
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_every_byte_class_of_the_file_is_checked(model):
+    pm, toks, proof = model
+    data = proof.to_bytes()
+    mc = pm.commitment
+    n = len(data)
+    rng = np.random.default_rng(5)
+    positions = sorted(set(list(range(0, 80)) + rng.integers(80, n, 120).tolist()))
+    for pos in positions:
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises((MalformedProofError, VerificationError)):
+            M.verify_bytes(bytes(bad), mc)
+    for bad in (data[:-1], data + b"\x00", data[: n // 2], b"", data[:20]):
+        with pytest.raises((MalformedProofError, VerificationError)):
+            M.verify_bytes(bad, mc)
+
+
+def test_malformed_commitment_files_refused(model):
+    pm, _, _ = model
+    data = pm.commitment.to_bytes()
+    rng = np.random.default_rng(6)
+    for pos in sorted(set(rng.integers(0, len(data), 60).tolist())):
+        bad = bytearray(data)
+        bad[pos] ^= 0x10
+        try:
+            mc = M.LlamaCommitment.from_bytes(bytes(bad))
+        except MalformedProofError:
+            continue
+        assert mc.digest != pm.commitment.digest  # decoded to another model: fine
+    for bad in (data[:-1], data + b"\x00", b""):
+        with pytest.raises(MalformedProofError):
+            M.LlamaCommitment.from_bytes(bad)
+
+
+# ---------------------------------------------------------------- zero knowledge
+
+
+def test_no_secret_value_among_the_proofs_scalars(model):
+    pm, toks, _ = model
+    with recording() as seen:
+        data = M.prove(pm, toks, 3).to_bytes()
+    secrets = _secrets(seen)
+    assert len(secrets) > 2000  # the instrumentation saw the witness and the weights at work
+    scalars = file_scalars(data)
+    assert len(scalars) > 100
+    assert not secrets & set(scalars)
+
+
+def test_two_weight_sets_with_one_generation_give_indistinguishable_scalars(model):
+    pm, toks, _ = model
+    cfg = pm.config
+    W = pm.weights
+    # another weight set with the same greedy tokens: the query heads and the MLP's channels
+    # permuted (every sum over heads and channels is exact, so no output changes, while the
+    # stacked hidden tensors all do)
+    ph = np.roll(np.arange(cfg.n_heads), 1)
+    pf = np.roll(np.arange(cfg.d_ff), 5)
+    W2 = replace(W, wq=W.wq[:, ph], wk=W.wk[:, ph], wv=W.wv[:, ph], wo=W.wo[:, ph],
+                 wg=W.wg[:, :, pf], wu=W.wu[:, :, pf], wd=W.wd[:, pf])
+    pm2 = M.commit(cfg, W2)
+    assert np.array_equal(M.generate(pm2, toks[:3], len(toks) - 3), toks)
+    sets = []
+    for p in (pm, pm2):
+        vals: list[int] = []
+        for _ in range(2):
+            vals += list(M.prove(p, toks, 3).stream.scalars)
+        sets.append(vals)
+    P = C.P
+    a, b = (np.array([v / P for v in s]) for s in sets)
+    assert a.size > 500
+    for s, u in zip(sets, (a, b)):
+        assert _ks_uniform(u) < KS_CRIT
+        assert _chi2_bytes(s) < CHI2_CRIT
+    assert _ks_two(a, b) < KS_CRIT
