@@ -806,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--request", help="the session's request file (checks its ciphertexts)")
     ver.add_argument("--response", help="the session's response file (checks its ciphertexts)")
     ver.set_defaults(func=cmd_verify)
+    from pipeline import model_cli
+
+    model_cli.add_parsers(sub)
     return ap
 
 

@@ -451,6 +451,16 @@ def _table_lengths(cfg: LlamaConfig, log: np.ndarray | None = None) -> dict[str,
     return t
 
 
+@dataclass(frozen=True, eq=False)
+class IntegerLlama:
+    """An integer model before its commitment: configuration, weights, tables (default: built
+    from the configuration)."""
+
+    config: LlamaConfig
+    weights: LlamaWeights
+    tables: Tables | None = None
+
+
 @dataclass
 class ProvingLlama:
     """The owner's private side: the weights and the witnesses of their commitments."""
@@ -1088,6 +1098,90 @@ def verify_bytes(data: bytes, commitment: LlamaCommitment, context: bytes = b"")
     return proof
 
 
-__all__ = ["LlamaConfig", "LlamaWeights", "LlamaCommitment", "ProvingLlama", "Statement",
+__all__ = ["IntegerLlama", "save_private", "load_private", "LlamaConfig", "LlamaWeights", "LlamaCommitment", "ProvingLlama", "Statement",
            "ModelProof", "Tables", "build_tables", "commit", "forward", "generate",
            "greedy_tokens", "prove", "verify", "verify_bytes", "random_weights", "PROTOCOL"]
+
+
+# ---------------------------------------------------------------- the owner's private file
+
+
+PRIVATE_KIND = "zkmodel-llama-private"
+
+
+def save_private(model: ProvingLlama, path) -> None:
+    """The owner's private side (weights and commitment blinds) as an .npz of plain arrays
+    (no pickle), with the public commitment's bytes inside for a consistency check."""
+    arrs = {"kind": np.frombuffer(PRIVATE_KIND.encode(), dtype=np.uint8),
+            "commitment": np.frombuffer(model.commitment.to_bytes(), dtype=np.uint8)}
+    for n in WEIGHTS:
+        arrs["w_" + n] = _ints(model.weights.get(n))
+        arrs["b_" + n] = np.asarray(model.witnesses[n].blinds, dtype=np.uint64)
+    with open(path, "wb") as f:
+        np.savez(f, **arrs)
+
+
+def load_private(path) -> ProvingLlama:
+    """Read an owner's private file; ValueError with a reason on any bad content."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = dict(z.items())
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"not a private model file: {e}") from None
+    if bytes(files.get("kind", b"")) != PRIVATE_KIND.encode():
+        raise ValueError("not a private model file")
+    try:
+        mc = LlamaCommitment.from_bytes(bytes(files["commitment"]))
+    except (MalformedProofError, KeyError) as e:
+        raise ValueError(f"private model file: bad commitment ({e})") from None
+    shapes = weight_shapes(mc.config)
+    sh = Shape(mc.config, 1)
+    ws, wits = {}, {}
+    for n in WEIGHTS:
+        w = files.get("w_" + n)
+        b = files.get("b_" + n)
+        if w is None or b is None or w.shape != shapes[n] or w.dtype.kind not in "iu":
+            raise ValueError(f"private model file: weight {n} missing or of the wrong shape")
+        com = mc.weights[n]
+        if b.shape != (1 << com.log_rows, 4) or b.dtype != np.uint64:
+            raise ValueError(f"private model file: blinds of {n} of the wrong shape")
+        ws[n] = _ints(w)
+        wits[n] = hyrax.HyraxWitness(com.num_vars, com.log_cols, sh.W[n].pad(ws[n]), b)
+    return ProvingLlama(mc, LlamaWeights(**ws), wits)
+
+
+# site of each shift -> the rounding outputs it scales
+_SITES = {"e": ("x0",), "n": ("n1", "n2", "nf"), "q": ("q",), "k": ("k",), "v": ("v",),
+          "s": ("rs",), "a": ("ya",), "o": ("hmid",), "g": ("g",), "u": ("up",), "m": ("mm",),
+          "d": ("hout",), "lm": ("logit",)}
+
+
+def fit_shifts(cfg: LlamaConfig, weights: LlamaWeights, tokens, rounds: int = 40
+               ) -> LlamaConfig:
+    """Shifts that keep every rounding's outputs inside its range without wasting it, on
+    ``tokens`` (a crude calibration for random models in tests and benchmarks; real models are
+    quantized from their float weights by pipeline.model_quant)."""
+    from dataclasses import replace as _replace
+
+    cur = dict(cfg.k)
+    for _ in range(rounds):
+        c = _replace(cfg, shifts=dict(cur))
+        try:
+            _, w, _ = forward(c, build_tables(c), weights, tokens)
+        except ProverError:  # a bound overflowed: coarser everywhere
+            cur = {k: min(40, v + 1) for k, v in cur.items()}
+            continue
+        changed = False
+        for key, names in _SITES.items():
+            bits = cfg.score_bits if key == "s" else cfg.act_bits
+            hi = (1 << (bits - 1)) - 1
+            ys = np.concatenate([np.abs(w[n]).reshape(-1) for n in names])
+            if (ys >= hi).mean() > 0.002 and cur[key] < 40:
+                cur[key] += 1
+                changed = True
+            elif np.percentile(ys, 99) < hi / 8 and cur[key] > 0:
+                cur[key] -= 1
+                changed = True
+        if not changed:
+            break
+    return _replace(cfg, shifts=cur)
