@@ -12,16 +12,18 @@ w = t + alpha x + alpha^2 f(x), and the identity of Haböck (2022)
     sum_c sum_i sel_c[i] / (beta + w_c[i]) - sum_j m_j / (beta + w_T[j]) = 0
 
 holds iff (with overwhelming probability over alpha, beta) every selected entry is a table row.
-All fractions go into ONE tree (:mod:`zk.lookup.fractions`; its root numerator must be 0): the
-leaves are 2^s-entry slots (2^s = the longest column): first the table (p = -m, q = beta + w_T,
-2^max(0, t - s) slots), then one slot per column (p = sel zero-padded, q = beta + t_c +
-alpha X + alpha^2 Y, with X = Y = 0 beyond the column), unused slots p = 0, q = beta. At the
-tree's leaf point z (s slot bits, then slot-index bits kappa), with f_n = prod_{i >= n} (1 - z_i)
-the embedding factor of a 2^n prefix and sigma_c column c's slot,
+All fractions go into ONE tree (:mod:`zk.lookup.fractions`; its root numerator must be 0),
+whose leaves are aligned blocks (:class:`Layout`): the table's 2^t leaves first (p = -m,
+q = beta + w_T), then each column's 2^n_c leaves, longest first, at an offset o_c that is a
+multiple of 2^n_c (p = sel, q = beta + t_c + alpha X + alpha^2 Y); leaves in no block have
+p = 0, q = beta. A block's indicator at the leaf point z is b_c(z) = eq(z[n_c:], bits(o_c /
+2^n_c)), so
 
-    p~(z) = -f_t m~(z[:t]) + sum_c eq(kappa, sigma_c) f_{n_c}(z[:s]) sel_c~(z[:n_c])
-    q~(z) = beta + f_t w_T~(z[:t]) + sum_c eq(kappa, sigma_c) (t_c + alpha f X_c~ + alpha^2 f Y_c~)
+    p~(z) = -b_T(z) m~(z[:t]) + sum_c b_c(z) sel_c~(z[:n_c])
+    q~(z) = beta + b_T(z) w_T~(z[:t]) + sum_c b_c(z) (t_c + alpha X_c~(z[:n_c]) + alpha^2 Y_c~(z[:n_c]))
 
+and the tree has about as many leaves as the table and the columns together (a short column
+costs its own length, not the longest one's);
 so the verifier evaluates the tables and selectors itself, derives the commitment to m~(z[:t])
 from the tree's committed p~(z) (m is opened against its commitment here), and, once the
 caller supplies commitments to X_c~ and Y_c~ at z[:n_c] (:meth:`LookupEnd.bind`), checks the q
@@ -53,41 +55,34 @@ L_ALPHA = b"lookup/alpha"
 L_BETA = b"lookup/beta"
 
 
-def _embed(point: Sequence[int], lo: int, hi: int) -> int:
-    """prod_{lo <= i < hi} (1 - point[i]): the extension factor of a zero-padded prefix."""
-    acc = 1
-    for i in range(lo, hi):
-        acc = acc * (1 - point[i]) % P
-    return acc
-
-
 @dataclass(frozen=True)
 class Layout:
-    """Where the table and the columns sit among the tree's leaves."""
+    """Where the table and the columns sit among the tree's leaves: aligned blocks (the table
+    first, then the columns by decreasing size), each block of 2^n leaves at an offset that is
+    a multiple of 2^n, so its indicator is eq(z[n:], bits(offset / 2^n))."""
 
-    slot_vars: int      # s
-    table_vars: int     # t
-    table_slots: int
-    slot_index_vars: int  # k
-    column_vars: tuple[int, ...]
+    table_vars: int               # t
+    column_vars: tuple[int, ...]  # n_c
+    offsets: tuple[int, ...]      # leaf offset of each column's block
+    num_vars: int
 
     @classmethod
     def of(cls, tables: TableSet, columns: Sequence[Column]) -> "Layout":
         col_vars = tuple(num_vars(c.selector.size) for c in columns)
-        s = max(col_vars)
         t = num_vars(tables.padded)
-        table_slots = 1 << max(0, t - s)
-        k = num_vars(next_pow2(table_slots + len(columns)))
-        if s + k < 1:
-            k = 1
-        return cls(s, t, table_slots, k, col_vars)
+        offsets = [0] * len(columns)
+        pos = 1 << t
+        for c in sorted(range(len(columns)), key=lambda c: -col_vars[c]):
+            size = 1 << col_vars[c]
+            pos = -(-pos // size) * size
+            offsets[c] = pos
+            pos += size
+        n = max(1, num_vars(next_pow2(pos)))
+        return cls(t, col_vars, tuple(offsets), n)
 
-    @property
-    def num_vars(self) -> int:
-        return self.slot_vars + self.slot_index_vars
-
-    def slot(self, c: int) -> int:
-        return self.table_slots + c
+    def block(self, z: Sequence[int], n: int, offset: int) -> int:
+        """The indicator MLE of the block of 2^n leaves at ``offset``, at the leaf point z."""
+        return eq_eval(z[n:], _bits(offset >> n, self.num_vars - n))
 
 
 @dataclass
@@ -111,23 +106,21 @@ class LookupEnd:
         lay, z = self._layout, self.point
         if len(xs) != len(self._columns) or len(ys) != len(self._columns):
             raise ValueError("one value per column")
-        s, kappa = lay.slot_vars, z[lay.slot_vars:]
         a, a2 = self._alpha, self._alpha * self._alpha % P
-        consts = (self._beta + _embed(z, lay.table_vars, lay.num_vars)
+        consts = (self._beta + lay.block(z, lay.table_vars, 0)
                   * evaluate(self._tables.compressed(self._alpha), z[:lay.table_vars])) % P
         coms, coefs = [], []
         for c, (col, x, y) in enumerate(zip(self._columns, xs, ys)):
-            e = eq_eval(kappa, _bits(lay.slot(c), len(kappa)))
-            f = _embed(z, lay.column_vars[c], s)
+            e = lay.block(z, lay.column_vars[c], lay.offsets[c])
             consts = (consts + e * col.table) % P
             coms.append(x)
-            coefs.append(e * f % P * a % P)
+            coefs.append(e * a % P)
             is_fn = self._tables.tables[col.table].is_function
             if is_fn != (y is not None):
                 raise ValueError(f"column {c}: a Y value is needed exactly for function tables")
             if y is not None:
                 coms.append(y)
-                coefs.append(e * f % P * a2 % P)
+                coefs.append(e * a2 % P)
         rhs = self._ctx.public(consts)
         for com, k in zip(coms, coefs):
             rhs = rhs + com * k
@@ -163,13 +156,11 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
     leaves = (lambda: _leaves(tables, columns, lay, m_vec, alpha, beta)) if ctx.proving else None
     tree = fractions.run(ctx, lay.num_vars, leaves)
     z = tree.point
-    kappa = z[lay.slot_vars:]
     sel = 0
     for c, col in enumerate(columns):
-        e = eq_eval(kappa, _bits(lay.slot(c), len(kappa)))
-        sel = (sel + e * _embed(z, lay.column_vars[c], lay.slot_vars)
-               * col.selector.mle(z[:lay.column_vars[c]])) % P
-    f_t = _embed(z, t, lay.num_vars)
+        n = lay.column_vars[c]
+        sel = (sel + lay.block(z, n, lay.offsets[c]) * col.selector.mle(z[:n])) % P
+    f_t = lay.block(z, t, 0)
     if f_t == 0:
         if ctx.proving:
             raise ProverError("degenerate lookup challenge (negligible): prove again")
@@ -184,7 +175,6 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
 def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndarray,
             alpha: int, beta: int) -> tuple[np.ndarray, np.ndarray]:
     size = 1 << lay.num_vars
-    slot = 1 << lay.slot_vars
     p = np.zeros((size, 4), dtype=np.uint64)
     q = Fr.add_scalar(np.zeros((size, 4), dtype=np.uint64), beta)
     T = tables.padded
@@ -192,16 +182,15 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
     q[:T] = Fr.add_scalar(tables.compressed(alpha), beta)
     a2 = alpha * alpha % P
     for c, col in enumerate(columns):
-        base = lay.slot(c) * slot
+        base = lay.offsets[c]
         n = col.selector.size
-        w = Fr.axpy(alpha, Fr.from_signed(np.asarray(col.x, dtype=np.int64)),
-                    Fr.from_signed(np.full(n, col.table, dtype=np.int64)))
+        x = np.asarray(col.x, dtype=np.int64) + 0
+        comp = np.full(n, col.table, dtype=np.int64)
         if tables.tables[col.table].is_function:
+            w = Fr.axpy(alpha, Fr.from_signed(x), Fr.from_signed(comp))
             w = Fr.axpy(a2, Fr.from_signed(np.asarray(col.y, dtype=np.int64)), w)
+        else:
+            w = Fr.axpy(alpha, Fr.from_signed(x), Fr.from_signed(comp))
         p[base:base + n] = Fr.from_signed(col.selector.values())
         q[base:base + n] = Fr.add_scalar(w, beta)
-        if n < slot:
-            q[base + n:base + slot] = Fr.add_scalar(
-                np.zeros((slot - n, 4), dtype=np.uint64), (beta + col.table) % P)
     return p, q
-
