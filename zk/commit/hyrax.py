@@ -287,10 +287,20 @@ def open(ctx: Context, tensor: Tensor, claims: Sequence[ComClaim]) -> None:  # n
     points = [c.point for c in claims]
 
     def tables() -> list[np.ndarray]:
-        a = None
+        # sum_k gamma^k eq(z_k, .); a claim whose high coordinates are bits (a stack member's
+        # index, a layer) has its eq table inside one block: built at the block's size only
+        a = np.zeros((1 << n, 4), dtype=np.uint64)
+        cache: dict[tuple[int, ...], np.ndarray] = {}
         for g, z in zip(gk, points):
-            e = ML.eq_table(list(z))
-            a = Fr.scale(e, g) if a is None else Fr.axpy(g, e, a)
+            s = 0
+            while s < n and int(z[n - 1 - s]) % P in (0, 1):
+                s += 1
+            pre = tuple(int(x) for x in z[: n - s])
+            off = sum((int(bit) % P) << j for j, bit in enumerate(z[n - s:])) << (n - s)
+            if pre not in cache:
+                cache[pre] = ML.eq_table(list(pre))
+            blk = slice(off, off + (1 << (n - s)))
+            a[blk] = Fr.axpy(g, cache[pre], a[blk])
         return [a, tensor.witness.matrix]
 
     end = zs.run(ctx, target, n, 2, hidden=[1], tables=tables if ctx.proving else None,

@@ -62,6 +62,7 @@ from zk.model.ops import (
     zero_check,
 )
 from zk.multilinear import P, eq_eval, eq_table, evaluate
+from zk.protocol import sigma
 from zk.protocol.context import Context, Stream, one_thread
 from zk.transcript import Transcript
 
@@ -1044,11 +1045,27 @@ class ModelProof:
 
 
 def prove(model: ProvingLlama, tokens, prompt_len: int, rng: np.random.Generator | None = None,
-          context: bytes = b"") -> ModelProof:
+          context: bytes = b"", threads: int | None = None) -> ModelProof:
     """Prove, in zero knowledge, that every token after the prompt is the integer model's
     greedy choice (argmax of its logits, ties to the smallest id) given the tokens before it.
     Raises ProverError if a token is not (the statement is false). Blinds and nonces come from
-    the OS CSPRNG unless ``rng`` is given (tests and benchmarks only)."""
+    the OS CSPRNG unless ``rng`` is given (tests and benchmarks only). ``threads``: numba
+    threads for the whole proof, the dot-product proofs included (default: numba's setting for
+    the kernels, one thread for the dot-product proofs, the choice for a busy server)."""
+    if threads is None:
+        return _prove(model, tokens, prompt_len, rng, context)
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with sigma.ipa_threads(threads):
+            return _prove(model, tokens, prompt_len, rng, context)
+    finally:
+        numba.set_num_threads(old)
+
+
+def _prove(model: ProvingLlama, tokens, prompt_len: int, rng, context: bytes) -> ModelProof:
     mc = model.commitment
     st = Statement(tuple(int(t) for t in np.asarray(tokens).reshape(-1)), int(prompt_len))
     try:
