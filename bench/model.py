@@ -59,8 +59,9 @@ def model_for(name: str, seed: int = 0):
         cfg = ML.LlamaConfig(n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_head=32,
                              d_ff=512, vocab=4096, max_len=128, shifts=_shifts(), emb_mult=64,
                              act_bits=16, t_bits=32, score_bits=12, **common)
-    elif name == "smollm2-shape":
-        cfg = ML.LlamaConfig(n_layers=30, d_model=576, n_heads=9, n_kv_heads=3, d_head=64,
+    elif name.startswith("smollm2-shape"):
+        layers = int(name.split(":")[1]) if ":" in name else 30
+        cfg = ML.LlamaConfig(n_layers=layers, d_model=576, n_heads=9, n_kv_heads=3, d_head=64,
                              d_ff=1536, vocab=49152, max_len=256, shifts=_shifts(),
                              emb_mult=64, act_bits=16, t_bits=32, score_bits=12,
                              rope_theta=100000.0, **common)
@@ -110,7 +111,8 @@ def row(name: str, L: int, threads: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append",
-                    help="tiny, small, medium or smollm2-shape (repeatable; default tiny, small)")
+                    help="tiny, small, medium or smollm2-shape[:LAYERS] (repeatable; default tiny, "
+                    "small)")
     ap.add_argument("--lengths", type=int, nargs="+", help="positions L (default 8 16)")
     ap.add_argument("--threads", type=int, default=2, help="numba threads (default 2)")
     ap.add_argument("--row", nargs=2, metavar=("MODEL", "L"), help=argparse.SUPPRESS)

@@ -175,7 +175,7 @@ def test_a_skipped_clip_rejected(model, monkeypatch):
     def mutate(w, ch):  # the gate's output not clipped where its mode says it must be
         a = w["g.m"][0]
         w["g.m"][0] = np.zeros_like(a)
-        w["g.a"][0][:] = (1 << (sh.cfg.t_bits - sh.cfg.act_bits))
+        w["g.a"][0][:] = 0
 
     proof = cheat(pm, toks, 3, monkeypatch, mutate=mutate)
     with pytest.raises(VerificationError):
@@ -293,3 +293,59 @@ def test_two_weight_sets_with_one_generation_give_indistinguishable_scalars(mode
         assert _ks_uniform(u) < KS_CRIT
         assert _chi2_bytes(s) < CHI2_CRIT
     assert _ks_two(a, b) < KS_CRIT
+
+
+# ---------------------------------------------------------------- GPT-2's architecture
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    cfg = tiny_config(arch="gpt2", n_heads=2, n_kv_heads=2, t_bits=18)
+    rng = np.random.default_rng(3)
+    w = M.random_weights(cfg, rng)
+    cfg = M.fit_shifts(cfg, w, rng.integers(0, cfg.vocab, 8))
+    pm = M.commit(cfg, w)
+    toks = M.generate(pm, np.array([4, 5, 6]), 3)
+    return pm, toks, M.prove(pm, toks, 3)
+
+
+def test_gpt2_generation_verifies_and_tokens_are_bound(gpt2):
+    pm, toks, proof = gpt2
+    mc = M.LlamaCommitment.from_bytes(pm.commitment.to_bytes())
+    assert M.verify_bytes(proof.to_bytes(), mc).tokens == tuple(int(t) for t in toks)
+    for i in range(3, len(toks)):
+        t = list(proof.tokens)
+        t[i] = (t[i] + 1) % mc.config.vocab
+        with pytest.raises(VerificationError):
+            M.verify(replace(proof, statement=M.Statement(tuple(t), 3)), mc)
+
+
+def test_gpt2_layernorm_centring_off_by_one_rejected(gpt2, monkeypatch):
+    pm, toks, _ = gpt2
+    sh = M.Shape(pm.config, len(toks) - 1)
+
+    def mutate(w, ch):
+        y = w["n2.hc"][0].copy()
+        y[1, 2] += 1
+        _rederive(w, sh.rq["n2.hc"], y, layer=0)
+
+    with pytest.raises(VerificationError):
+        M.verify(cheat(pm, toks, 3, monkeypatch, mutate=mutate), pm.commitment)
+
+
+def test_gpt2_other_biases_rejected(gpt2, monkeypatch):
+    pm, toks, _ = gpt2
+    W = pm.weights
+    bq = W.bq.copy()
+    bq[1] = bq[0] + 1
+    W2 = replace(W, bq=bq)
+    toks2 = M.generate(M.ProvingLlama(pm.commitment, W2, pm.witnesses), toks[:3], 3)
+    with pytest.raises(VerificationError):
+        M.verify(cheat(pm, toks2, 3, monkeypatch, weights=W2), pm.commitment)
+
+
+def test_gpt2_no_secret_among_the_scalars(gpt2):
+    pm, toks, _ = gpt2
+    with recording() as seen:
+        data = M.prove(pm, toks, 3).to_bytes()
+    assert not _secrets(seen) & set(file_scalars(data))

@@ -71,6 +71,9 @@ L_STATEMENT = b"model/statement"
 SL_LIMBS = 4
 WEIGHTS = ("E", "wq", "wk", "wv", "wo", "wg", "wu", "wd", "g1", "g2", "gf")
 SHIFTS = ("e", "q", "k", "v", "s", "a", "o", "g", "u", "m", "d", "n", "lm")
+ARCHS = ("llama", "gpt2")
+GPT2_WEIGHTS = ("E", "P", "wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "wu", "bu", "wd",
+                "bd", "g1", "b1", "g2", "b2", "gf", "bf")
 MAX_DIM = 1 << 20
 
 
@@ -126,10 +129,13 @@ class LlamaConfig:
     log_frac: int = 2        # f
     p_bits: int = 8          # EXP2 = min(2^P, rnd(2^P exp(u delta')))
     delta: float = 1 / 32    # score grid (logit units per score step)
-    silu_in: float = 1 / 256   # float value of one gate step
-    silu_out: float = 1 / 256  # float value of one SILU output step
+    silu_in: float = 1 / 256   # float value of one step of the MLP activation's input
+    silu_out: float = 1 / 256  # ... and of its output (SiLU for llama, GELU for gpt2)
+    arch: str = "llama"        # "llama" (RMSNorm, RoPE, GQA, SiLU gate) or "gpt2" (below)
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}")
         if set(self.shifts) != set(SHIFTS):
             raise ValueError(f"shifts must name exactly {SHIFTS}")
         if any(not 0 <= int(v) <= 40 for v in self.shifts.values()):
@@ -146,9 +152,16 @@ class LlamaConfig:
                 self.max_len)
         if min(dims) < 1 or max(dims) > MAX_DIM:
             raise ValueError("model dimensions out of range")
+        if self.arch == "gpt2" and (self.n_kv_heads != self.n_heads
+                                    or self.t_bits < self.act_bits + 2):
+            raise ValueError("gpt2: one key/value head per head, t_bits >= act_bits + 2")
         smax = math.isqrt(self.norm_c2 // max(1, self.norm_eps))
         if self.norm_eps < 1 or smax >= 1 << 16:
             raise ValueError("norm_eps >= 1 and sqrt(norm_c2 / norm_eps) < 2^16")
+
+    @property
+    def gpt2(self) -> bool:
+        return self.arch == "gpt2"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -192,7 +205,11 @@ def build_tables(cfg: LlamaConfig) -> Tables:
     """The tables of the integer model from its configuration (the owner runs this once)."""
     A = cfg.act_bits
     g = np.arange(-(1 << (A - 1)), 1 << (A - 1), dtype=np.float64) * cfg.silu_in
-    silu = rnd(g / (1.0 + np.exp(-g)) / cfg.silu_out)
+    if cfg.gpt2:  # GPT-2's tanh GELU
+        act = 0.5 * g * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (g + 0.044715 * g ** 3)))
+    else:
+        act = g / (1.0 + np.exp(-g))
+    silu = rnd(act / cfg.silu_out)
     silu = np.clip(silu, -(1 << (A - 1)), (1 << (A - 1)) - 1)
     dd = np.arange(-(1 << cfg.score_bits), 1, dtype=np.int64)
     clipd = np.maximum(dd, -cfg.clip_t)
@@ -230,17 +247,35 @@ class LlamaWeights:
     g1: np.ndarray   # (N, D)
     g2: np.ndarray   # (N, D)
     gf: np.ndarray   # (D,)
+    # gpt2 only: learned positions, biases (already in the unit of the accumulator they join)
+    P: np.ndarray | None = None    # (max_len, D)
+    bq: np.ndarray | None = None   # (N, H, Dh)
+    bk: np.ndarray | None = None
+    bv: np.ndarray | None = None
+    bo: np.ndarray | None = None   # (N, D)
+    bu: np.ndarray | None = None   # (N, F)
+    bd: np.ndarray | None = None   # (N, D)
+    b1: np.ndarray | None = None   # (N, D): LayerNorm biases
+    b2: np.ndarray | None = None
+    bf: np.ndarray | None = None   # (D,)
 
     def get(self, name: str) -> np.ndarray:
         return getattr(self, name)
 
 
+def weight_names(cfg: LlamaConfig) -> tuple[str, ...]:
+    return GPT2_WEIGHTS if cfg.gpt2 else WEIGHTS
+
+
 def weight_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
     N, D, H, Dh, F, V = (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_ff,
                          cfg.vocab)
-    return {"E": (V, D), "wq": (N, H, D, Dh), "wk": (N, H, D, Dh), "wv": (N, H, D, Dh),
-            "wo": (N, H, Dh, D), "wg": (N, D, F), "wu": (N, D, F), "wd": (N, F, D),
-            "g1": (N, D), "g2": (N, D), "gf": (D,)}
+    out = {"E": (V, D), "wq": (N, H, D, Dh), "wk": (N, H, D, Dh), "wv": (N, H, D, Dh),
+           "wo": (N, H, Dh, D), "wg": (N, D, F), "wu": (N, D, F), "wd": (N, F, D),
+           "g1": (N, D), "g2": (N, D), "gf": (D,), "P": (cfg.max_len, D), "bq": (N, H, Dh),
+           "bk": (N, H, Dh), "bv": (N, H, Dh), "bo": (N, D), "bu": (N, F), "bd": (N, D),
+           "b1": (N, D), "b2": (N, D), "bf": (D,)}
+    return {n: out[n] for n in weight_names(cfg)}
 
 
 def random_weights(cfg: LlamaConfig, rng: np.random.Generator, wbits: int = 8
@@ -248,12 +283,19 @@ def random_weights(cfg: LlamaConfig, rng: np.random.Generator, wbits: int = 8
     """Random integer weights (tests and benchmarks): wbits-bit matrices, gains near 1."""
     q = (1 << (wbits - 1)) - 1
     sh = weight_shapes(cfg)
-    w = {n: rng.integers(-q, q + 1, size=s) for n, s in sh.items() if n[0] in "Ew"}
+    w = {n: rng.integers(-q, q + 1, size=s) for n, s in sh.items() if n[0] in "EPw"}
     g = cfg.n_heads // cfg.n_kv_heads
     for n in ("wk", "wv"):  # one key / value head per group
         w[n] = np.repeat(w[n][:, ::g], g, axis=1)
     for n in ("g1", "g2", "gf"):
         w[n] = rng.integers(q // 2, q + 1, size=sh[n])
+    for n in sh:
+        if n[0] == "b":  # biases of a few hundred accumulator units
+            w[n] = rng.integers(-4 * q, 4 * q + 1, size=sh[n])
+    if cfg.gpt2:
+        w["wg"] = np.zeros((0,), dtype=np.int64)
+    else:
+        w = {k: v for k, v in w.items() if k in WEIGHTS}
     return LlamaWeights(**{k: _ints(v) for k, v in w.items()})
 
 
@@ -270,10 +312,13 @@ class Shape:
         N, D, H, Dh, F, V = (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_ff,
                              cfg.vocab)
         ax = self.ax = {n: Axis(n, s) for n, s in (
-            ("l", N), ("lp", N), ("h", H), ("d", D), ("e", Dh), ("e2", Dh), ("f", F), ("v", V))}
+            ("l", N), ("lp", N), ("h", H), ("d", D), ("e", Dh), ("e2", Dh), ("f", F), ("v", V),
+            ("pos", cfg.max_len))}
         # positions keep at least one variable (a one-position sequence still has a row bit)
         ax["i"], ax["j"] = Axis("i", L, 1), Axis("j", L, 1)
-        ax = self.ax = {n: ax[n] for n in ("l", "lp", "h", "i", "j", "v", "d", "f", "e", "e2")}
+        ax = self.ax = {n: ax[n] for n in ("l", "lp", "h", "i", "j", "pos", "v", "d", "f", "e",
+                                           "e2")}
+        gpt2 = self.gpt2 = cfg.gpt2
 
         def sp(name: str, *names: str) -> Space:
             return Space(name, tuple(ax[n] for n in names))
@@ -291,7 +336,11 @@ class Shape:
                   "wk": sp("wk", "l", "h", "d", "e"), "wv": sp("wv", "l", "h", "d", "e"),
                   "wo": sp("wo", "l", "h", "e", "d"), "wg": sp("wg", "l", "d", "f"),
                   "wu": sp("wu", "l", "d", "f"), "wd": sp("wd", "l", "f", "d"),
-                  "g1": sp("g1", "l", "d"), "g2": sp("g2", "l", "d"), "gf": sp("gf", "d")}
+                  "g1": sp("g1", "l", "d"), "g2": sp("g2", "l", "d"), "gf": sp("gf", "d"),
+                  "P": sp("wP", "pos", "d"), "bq": sp("bq", "l", "h", "e"),
+                  "bk": sp("bk", "l", "h", "e"), "bv": sp("bv", "l", "h", "e"),
+                  "bo": sp("bo", "l", "d"), "bu": sp("bu", "l", "f"), "bd": sp("bd", "l", "d"),
+                  "b1": sp("b1", "l", "d"), "b2": sp("b2", "l", "d"), "bf": sp("bf", "d")}
         k, A, T = cfg.k, cfg.act_bits, cfg.t_bits
         self.rq = {
             "x0": RQ("x0", self.ID, k["e"], A, T),
@@ -308,6 +357,11 @@ class Shape:
             "nf": RQ("nf", self.ID, k["n"], A, T),
             "logit": RQ("logit", self.IV, k["lm"], A, T),
         }
+        if gpt2:  # no gate: up = rq(n2 Wu + bu), act = GELU[up]; LayerNorm centres first
+            del self.rq["g"], self.rq["mm"]
+            kc = self.kc = (D - 1).bit_length()
+            for n, space in (("n1", self.LD), ("n2", self.LD), ("nf", self.ID)):
+                self.rq[n + ".hc"] = RQ(n + ".hc", space, kc, A + 1, T)
         self.norms = {"n1": (self.LI, "l"), "n2": (self.LI, "l"), "nf": (self.I, None)}
         mask = np.zeros((ax["i"].padded, ax["j"].padded), dtype=np.int64)
         for i in range(L):
@@ -326,6 +380,9 @@ class Shape:
         m["LHIJ"].extend(["sel", "dd", "c", "ex", "u", "p"])
         m["LHI"].extend(["mx", "S", "lg"])
         m["LF"].append("sg")
+        if self.gpt2:
+            for n, (rsp, _) in self.norms.items():
+                m[rsp.name].append(n + ".hsum")
         m["I"].append("lt")
         m["IV"].append("diff")
         return {k: v for k, v in m.items() if v}
@@ -383,7 +440,7 @@ class LlamaCommitment:
             for n in Tables.NAMES:
                 w.raw_bytes(np.asarray(getattr(self.tables, n), dtype="<i8").tobytes())
         with w.section("weights"):
-            for n in WEIGHTS:
+            for n in weight_names(self.config):
                 self.weights[n].write(w)
         return encode_envelope(self.KIND, self.VERSION, w.getvalue())
 
@@ -432,7 +489,7 @@ class LlamaCommitment:
         sh = Shape(cfg, 1)
         weights = {}
         with r.section("weights"):
-            for n in WEIGHTS:
+            for n in weight_names(cfg):
                 c = hyrax.HyraxCommitment.read(r, 1)
                 if c.num_vars != sh.W[n].num_vars:
                     raise r.error(f"weight {n}: commitment does not match the dimensions")
@@ -483,7 +540,7 @@ def commit(cfg: LlamaConfig, weights: LlamaWeights, *, tables: Tables | None = N
     sh = Shape(cfg, 1)
     shapes = weight_shapes(cfg)
     coms, wits = {}, {}
-    for n in WEIGHTS:
+    for n in weight_names(cfg):
         a = _ints(weights.get(n))
         if a.shape != shapes[n]:
             raise ValueError(f"weight {n} has shape {a.shape}, expected {shapes[n]}")
@@ -497,7 +554,22 @@ def commit(cfg: LlamaConfig, weights: LlamaWeights, *, tables: Tables | None = N
 # ---------------------------------------------------------------- the reference
 
 
-def rmsnorm_ref(h: np.ndarray, g: np.ndarray, cfg: LlamaConfig, r: RQ
+def norm_ref(h: np.ndarray, g: np.ndarray, b: np.ndarray | None, cfg: LlamaConfig,
+             sh: "Shape", name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The model's norm of h (L, D): RMSNorm for llama; LayerNorm for gpt2, which first centres
+    h as hc = rs(D h - sum_d h, kc) (kc = bits of D - 1) and adds the bias b."""
+    if not cfg.gpt2:
+        return rmsnorm_ref(h, g, cfg, sh.rq[name])
+    h = _ints(h)
+    hsum = h.sum(axis=-1)
+    hc, w = sh.rq[name + ".hc"].ref(cfg.d_model * h - hsum[:, None])
+    y, w2 = rmsnorm_ref(hc, g, cfg, sh.rq[name], bias=b)
+    w.update(w2)
+    w[name + ".hsum"] = hsum
+    return y, w
+
+
+def rmsnorm_ref(h: np.ndarray, g: np.ndarray, cfg: LlamaConfig, r: RQ, bias=None
                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """rmsnorm on the last axis (module docstring) and its witness (rows: all but the last)."""
     h = _ints(h)
@@ -509,7 +581,9 @@ def rmsnorm_ref(h: np.ndarray, g: np.ndarray, cfg: LlamaConfig, r: RQ
     sl2 = [(int(a) + 1) ** 2 * (int(m) + cfg.norm_eps) - cfg.norm_c2 - 1
            for a, m in zip(s, flat)]
     s = s.reshape(ms.shape)
-    acc = h * s[..., None] * _ints(g)[..., None, :] if h.ndim == 3 else h * s[:, None] * _ints(g)
+    acc = h * s[:, None] * _ints(g)[None, :]
+    if bias is not None:
+        acc = acc + _ints(bias)[None, :]
     y, w = r.ref(acc)
     w[r.name + ".ms"] = ms
     w[r.name + ".s"] = s
@@ -548,7 +622,13 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
         w.update(wit)
         return y
 
-    x0 = put(R["x0"].ref(cfg.emb_mult * _ints(W.E)[tok]))
+    emb = _ints(W.E)[tok] + (_ints(W.P)[:L] if cfg.gpt2 else 0)
+    x0 = put(R["x0"].ref(cfg.emb_mult * emb))
+    if cfg.gpt2:
+        ch["y_pos"] = _ints(W.P)[:L]
+
+    def bias(name, l, shape_fn):
+        return shape_fn(_ints(W.get(name)[l])) if cfg.gpt2 else 0
     cos, sin = tables.rope_cos[:L], tables.rope_sin[:L]
     half = Dh // 2
     C = np.concatenate([cos, cos], axis=1)
@@ -568,13 +648,14 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
         if feed is not None:
             h = _ints(feed(l, h))
         keep("hin", h)
-        n1, wn = rmsnorm_ref(h, W.g1[l], cfg, R["n1"])
+        n1, wn = norm_ref(h, W.g1[l], W.b1[l] if cfg.gpt2 else None, cfg, sh, "n1")
         for kk, vv in wn.items():
             keep(kk, vv)
-        acc = {t: imatmul("id,hde->hie", n1, W.get("w" + t)[l]) for t in "qkv"}
+        acc = {t: imatmul("id,hde->hie", n1, W.get("w" + t)[l])
+               + bias("b" + t, l, lambda b: b[:, None, :]) for t in "qkv"}
         qkv = {}
         for t in "qkv":
-            a = rope(acc[t]) if t in "qk" else acc[t]
+            a = rope(acc[t]) if t in "qk" and not cfg.gpt2 else acc[t]
             keep("acc_" + t, acc[t])
             y, wt = R[t].ref(a)
             qkv[t] = y
@@ -611,30 +692,34 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
         ya, wt = R["ya"].ref(o2)
         for kk, vv in wt.items():
             keep(kk, vv)
-        acc_o = imatmul("hie,hed->id", ya, W.wo[l])
+        acc_o = imatmul("hie,hed->id", ya, W.wo[l]) + bias("bo", l, lambda b: b[None, :])
         keep("acc_o", acc_o)
         hmid, wt = R["hmid"].ref((h << k["o"]) + acc_o)
         for kk, vv in wt.items():
             keep(kk, vv)
-        n2, wn = rmsnorm_ref(hmid, W.g2[l], cfg, R["n2"])
+        n2, wn = norm_ref(hmid, W.g2[l], W.b2[l] if cfg.gpt2 else None, cfg, sh, "n2")
         for kk, vv in wn.items():
             keep(kk, vv)
-        acc_g = imatmul("id,df->if", n2, W.wg[l])
-        acc_u = imatmul("id,df->if", n2, W.wu[l])
-        keep("acc_g", acc_g)
+        acc_u = imatmul("id,df->if", n2, W.wu[l]) + bias("bu", l, lambda b: b[None, :])
         keep("acc_u", acc_u)
-        g, wt = R["g"].ref(acc_g)
-        for kk, vv in wt.items():
-            keep(kk, vv)
         up, wt = R["up"].ref(acc_u)
         for kk, vv in wt.items():
             keep(kk, vv)
-        sg = tables.silu[g + (1 << (cfg.act_bits - 1))]
-        keep("sg", sg)
-        mm, wt = R["mm"].ref(sg * up)
-        for kk, vv in wt.items():
-            keep(kk, vv)
-        acc_d = imatmul("if,fd->id", mm, W.wd[l])
+        if cfg.gpt2:  # GELU on the up projection, no gate
+            mm = sg = tables.silu[up + (1 << (cfg.act_bits - 1))]
+            keep("sg", sg)
+        else:
+            acc_g = imatmul("id,df->if", n2, W.wg[l])
+            keep("acc_g", acc_g)
+            g, wt = R["g"].ref(acc_g)
+            for kk, vv in wt.items():
+                keep(kk, vv)
+            sg = tables.silu[g + (1 << (cfg.act_bits - 1))]
+            keep("sg", sg)
+            mm, wt = R["mm"].ref(sg * up)
+            for kk, vv in wt.items():
+                keep(kk, vv)
+        acc_d = imatmul("if,fd->id", mm, W.wd[l]) + bias("bd", l, lambda b: b[None, :])
         keep("acc_d", acc_d)
         h, wt = R["hout"].ref((hmid << k["d"]) + acc_d)
         for kk, vv in wt.items():
@@ -642,7 +727,7 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
     for kk, vv in stacks.items():
         (ch if kk.startswith("acc_") else w)[kk] = np.stack(vv)
     # the softmax's derived tensors on padded grids are built by the prover (_padded_extras)
-    nf, wn = rmsnorm_ref(h, W.gf, cfg, R["nf"])
+    nf, wn = norm_ref(h, W.gf, W.bf if cfg.gpt2 else None, cfg, sh, "nf")
     w.update(wn)
     acc_lm = imatmul("id,vd->iv", nf, W.E)
     ch["acc_lm"] = acc_lm
@@ -735,6 +820,9 @@ class Publics:
         for lp in range(sh.cfg.n_layers - 1):
             SH[lp + 1, lp] = 1
         self.E0, self.SH = E0, SH
+        TP = np.zeros((a["i"].padded, a["pos"].padded), dtype=np.int64)
+        TP[np.arange(L), np.arange(L)] = 1
+        self.TP = TP
         self._cache: dict[str, np.ndarray] = {}
 
     def factor(self, name: str, axes: tuple[str, ...], table) -> Factor:
@@ -812,8 +900,9 @@ def _witness(sh: Shape, w: dict, ch: dict, st: Statement) -> tuple[dict, dict]:
     chains = {}
     for n, sp in (("acc_q", sh.LHE), ("acc_k", sh.LHE), ("acc_v", sh.LHE), ("acc_a", sh.LHE),
                   ("acc_s", sh.LHIJ), ("acc_o", sh.LD), ("acc_g", sh.LF), ("acc_u", sh.LF),
-                  ("acc_d", sh.LD), ("acc_lm", sh.IV)):
-        chains[n] = sp.pad(ch[n])
+                  ("acc_d", sh.LD), ("acc_lm", sh.IV), ("y_pos", sh.ID)):
+        if n in ch:
+            chains[n] = sp.pad(ch[n])
     return out, chains
 
 
@@ -835,7 +924,7 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     ax = sh.ax
     _absorb(ctx.t, mc, st, context)
     eng = Engine(ctx, sh.spaces(), sh.members(), w)
-    for n in WEIGHTS:
+    for n in weight_names(cfg):
         eng.bind_external(n, sh.W[n], mc.weights[n],
                           model.witnesses[n] if ctx.proving else None)
     eng.commit_stacks()
@@ -863,7 +952,8 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     ulo = u_low(cfg, T.log)
     eng.column(fn("exp2", ulo, T.exp2), Lin.of(L4, "u"), Lin.of(L4, "p"), mask_s)
     eng.column(fn("log", log_range(cfg)[0], T.log), Lin.of(sh.LHI, "S"), Lin.of(sh.LHI, "lg"))
-    eng.column(fn("silu", -(1 << (A - 1)), T.silu), Lin.of(sh.LF, "g"), Lin.of(sh.LF, "sg"))
+    eng.column(fn("silu", -(1 << (A - 1)), T.silu), Lin.of(sh.LF, "up" if sh.gpt2 else "g"),
+               Lin.of(sh.LF, "sg"))
     eng.column(eng.range_table(0, 1 << A), Lin.of(sh.IV, "diff"), None, pub.proven_mask)
     eng.run_lookup()
 
@@ -879,9 +969,24 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     def rename(co, **m):
         return {m.get(a, a): v for a, v in co.items()}
 
-    # embedding: x0's accumulator = Me sum_v T0[i, v] E[v, d]
+    def biased(claim, name: str, c, axes: tuple[str, ...]):
+        """claim - b(c) [i < L]: a bias broadcast over the real positions (gpt2)."""
+        if not sh.gpt2:
+            return claim
+        b = eng.claim(name, {a: c[a] for a in axes})
+        return claim - b * (indicator_mle(st.L, c["i"]))
+
+    # embedding: x0's accumulator = Me (sum_v T0[i, v] E[v, d] + P[i, d] (gpt2))
     c = eng.random_coords(sh.ID)
-    eng.contract(eng.lin_at(R["x0"].acc_lin(), c), c, [ax["v"]],
+    claim = eng.lin_at(R["x0"].acc_lin(), c)
+    if sh.gpt2:  # the position rows: y_pos~(c) committed, then proven from P
+        y_pos = eng.ctx.commit(L_STATEMENT, 1, lambda: [evaluate(
+            Fr.from_signed(ch["y_pos"]), list(sh.ID.point(c)))])[0]
+        claim = claim - y_pos * cfg.emb_mult
+        eng.contract(y_pos, c, [ax["pos"]],
+                     [pub.factor("TP", ("i", "pos"), pub.TP), tensor(sh.W["P"], "P")],
+                     [(1, [0, 1])], ax)
+    eng.contract(claim, c, [ax["v"]],
                  [pub.factor("T0", ("i", "v"), pub.T0), tensor(sh.W["E"], "E")],
                  [(cfg.emb_mult, [0, 1])], ax)
 
@@ -894,17 +999,20 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
 
     # the norms
     last = tuple((cfg.n_layers - 1 >> b) & 1 for b in range(ax["l"].bits))
-    _norm(eng, sh, pub, "n1", tensor(sh.LD, "hin"), tensor(sh.W["g1"], "g1"))
-    _norm(eng, sh, pub, "n2", tensor(sh.LD, "hmid"), tensor(sh.W["g2"], "g2"))
+    gb = sh.gpt2
+    _norm(eng, sh, pub, "n1", tensor(sh.LD, "hin"), tensor(sh.W["g1"], "g1"),
+          tensor(sh.W["b1"], "b1") if gb else None)
+    _norm(eng, sh, pub, "n2", tensor(sh.LD, "hmid"), tensor(sh.W["g2"], "g2"),
+          tensor(sh.W["b2"], "b2") if gb else None)
     _norm(eng, sh, pub, "nf", tensor(sh.LD, "hout", ("i", "d"), fixed={"l": last}),
-          tensor(sh.W["gf"], "gf"))
+          tensor(sh.W["gf"], "gf"), tensor(sh.W["bf"], "bf") if gb else None)
 
     # q, k (RoPE on the accumulator, then the projection) and v
     rot = pub.factor("ROT", ("i", "e", "e2"), sh.rot)
     for t in "qkv":
         c = eng.random_coords(sh.LHE)
-        claim = eng.lin_at(R[t].acc_lin(), c)
-        if t in "qk":
+        claim = biased(eng.lin_at(R[t].acc_lin(), c), "b" + t, c, ("l", "h", "e"))
+        if t in "qk" and not sh.gpt2:
             (_, claim) = eng.contract(claim, c, [ax["e2"]],
                                       [rot, chain("acc_" + t, sh.LHE, ("l", "h", "i", "e2"))],
                                       [(1, [0, 1])], ax)
@@ -941,22 +1049,26 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
                  [(1, [0, 1, 2])], ax)
     # output projection + residual: hmid's accumulator - 2^k_o hin = ya Wo
     c = eng.random_coords(sh.LD)
-    eng.contract(eng.lin_at(R["hmid"].acc_lin() - Lin.of(sh.LD, "hin", 1 << k["o"]), c), c,
+    eng.contract(biased(eng.lin_at(R["hmid"].acc_lin() - Lin.of(sh.LD, "hin", 1 << k["o"]), c),
+                        "bo", c, ("l", "d")), c,
                  [ax["h"], ax["e"]],
                  [tensor(sh.LHE, "ya"), tensor(sh.W["wo"], "wo"), pub.ind("h", "e")],
                  [(1, [0, 1, 2])], ax)
     # MLP: gate and up projections, SILU (a lookup), the gated product, down + residual
-    for t, wn in (("g", "wg"), ("up", "wu")):
+    for t, wn in ((("up", "wu"),) if sh.gpt2 else (("g", "wg"), ("up", "wu"))):
         c = eng.random_coords(sh.LF)
-        eng.contract(eng.lin_at(R[t].acc_lin(), c), c, [ax["d"]],
+        eng.contract(biased(eng.lin_at(R[t].acc_lin(), c), "bu", c, ("l", "f")), c, [ax["d"]],
                      [tensor(sh.LD, "n2"), tensor(sh.W[wn], wn), pub.ind("d")],
                      [(1, [0, 1, 2])], ax)
-    zero_check(eng, sh.LF, [lin_factor(R["mm"].acc_lin()), tensor(sh.LF, "sg"),
-                            tensor(sh.LF, "up")], [(1, [0]), (-1, [1, 2])])
+    if not sh.gpt2:
+        zero_check(eng, sh.LF, [lin_factor(R["mm"].acc_lin()), tensor(sh.LF, "sg"),
+                                tensor(sh.LF, "up")], [(1, [0]), (-1, [1, 2])])
     c = eng.random_coords(sh.LD)
-    eng.contract(eng.lin_at(R["hout"].acc_lin() - Lin.of(sh.LD, "hmid", 1 << k["d"]), c), c,
+    eng.contract(biased(eng.lin_at(R["hout"].acc_lin() - Lin.of(sh.LD, "hmid", 1 << k["d"]), c),
+                        "bd", c, ("l", "d")), c,
                  [ax["f"]],
-                 [tensor(sh.LF, "mm"), tensor(sh.W["wd"], "wd"), pub.ind("f")],
+                 [tensor(sh.LF, "sg" if sh.gpt2 else "mm"), tensor(sh.W["wd"], "wd"),
+                  pub.ind("f")],
                  [(1, [0, 1, 2])], ax)
     # LM head (tied embeddings) and the argmax
     c = eng.random_coords(sh.IV)
@@ -975,12 +1087,23 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     eng.open_all()
 
 
-def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor) -> None:
-    """rmsnorm's relations: ms = sum_d h^2, the square-root range relation, acc = h s g."""
+def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor,
+          b: Factor | None = None) -> None:
+    """The norm's relations: ms = sum_d h^2, the square-root range relation, acc = h s g
+    (+ b). LayerNorm (gpt2) first proves hsum = sum_d h and that its centred hc is
+    rs(D h - hsum, kc), then runs the same relations on hc."""
     cfg = sh.cfg
     row, _ = sh.norms[name]
     full = sh.rq[name].space
     ax = sh.ax
+    if b is not None:
+        c = eng.random_coords(row)
+        eng.contract(eng.claim(name + ".hsum", c), c, [ax["d"]], [h, pub.ind("d")],
+                     [(1, [0, 1])], ax)
+        zero_check(eng, full, [lin_factor(sh.rq[name + ".hc"].acc_lin()), h,
+                               tensor(row, name + ".hsum"), pub.ind("d")],
+                   [(1, [0]), (-cfg.d_model, [1]), (1, [2, 3])])
+        h = tensor(full, name + ".hc")
     c = eng.random_coords(row)
     eng.contract(eng.claim(name + ".ms", c), c, [ax["d"]], [h, h, pub.ind("d")],
                  [(1, [0, 1, 2])], ax)
@@ -993,8 +1116,13 @@ def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor)
     zero_check(eng, row, [lin_factor(limbs_lin(row, name + ".sl2", SL_LIMBS)),
                           lin_factor(s + 1), lin_factor(v), ind],
                [(1, [0]), (-1, [1, 1, 2]), (cfg.norm_c2 + 1, [3])])
-    zero_check(eng, full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g],
-               [(1, [0]), (-1, [1, 2, 3])])
+    if b is None:
+        zero_check(eng, full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g],
+                   [(1, [0]), (-1, [1, 2, 3])])
+    else:  # the bias joins the real positions only
+        zero_check(eng, full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g, b,
+                               pub.ind("i")],
+                   [(1, [0]), (-1, [1, 2, 3]), (-1, [4, 5])])
 
 
 # ---------------------------------------------------------------- proof file, prove, verify
@@ -1131,7 +1259,7 @@ def save_private(model: ProvingLlama, path) -> None:
     (no pickle), with the public commitment's bytes inside for a consistency check."""
     arrs = {"kind": np.frombuffer(PRIVATE_KIND.encode(), dtype=np.uint8),
             "commitment": np.frombuffer(model.commitment.to_bytes(), dtype=np.uint8)}
-    for n in WEIGHTS:
+    for n in weight_names(model.config):
         arrs["w_" + n] = _ints(model.weights.get(n))
         arrs["b_" + n] = np.asarray(model.witnesses[n].blinds, dtype=np.uint64)
     with open(path, "wb") as f:
@@ -1154,7 +1282,7 @@ def load_private(path) -> ProvingLlama:
     shapes = weight_shapes(mc.config)
     sh = Shape(mc.config, 1)
     ws, wits = {}, {}
-    for n in WEIGHTS:
+    for n in weight_names(mc.config):
         w = files.get("w_" + n)
         b = files.get("b_" + n)
         if w is None or b is None or w.shape != shapes[n] or w.dtype.kind not in "iu":
@@ -1164,6 +1292,7 @@ def load_private(path) -> ProvingLlama:
             raise ValueError(f"private model file: blinds of {n} of the wrong shape")
         ws[n] = _ints(w)
         wits[n] = hyrax.HyraxWitness(com.num_vars, com.log_cols, sh.W[n].pad(ws[n]), b)
+    ws.setdefault("wg", np.zeros(0, dtype=np.int64))
     return ProvingLlama(mc, LlamaWeights(**ws), wits)
 
 
@@ -1192,6 +1321,8 @@ def fit_shifts(cfg: LlamaConfig, weights: LlamaWeights, tokens, rounds: int = 40
         for key, names in _SITES.items():
             bits = cfg.score_bits if key == "s" else cfg.act_bits
             hi = (1 << (bits - 1)) - 1
+            if not all(n in w for n in names):
+                continue  # a site this architecture does not have
             ys = np.concatenate([np.abs(w[n]).reshape(-1) for n in names])
             if (ys >= hi).mean() > 0.002 and cur[key] < 40:
                 cur[key] += 1

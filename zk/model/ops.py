@@ -12,11 +12,12 @@ lo = -2^(A-1), hi = 2^(A-1) - 1 and T the bound bits of the rounded value::
     y = clip(t, lo, hi)
 
 Witness: the remainder R = acc + 2^(k-1) - 2^k t in [0, 2^k) (two 16-bit limbs R, R1 past 16
-bits), t + 2^(T-1) = 2^(A-1) a + b with b in [0, 2^(A-1)) and a in [0, 2^(T-A+1)), and the mode
+bits), t = 2^(A-1) a + b with b in [0, 2^(A-1)) and a in [-2^(T-A), 2^(T-A)), and the mode
 m = MODE(a) in {-1, 0, 1} (a pair lookup: a's range check and its mode at once; t is in
-[lo, hi] exactly when a is 2^(T-A) - 1 or 2^(T-A)). Relations: acc is the linear form
-2^k (2^(A-1) a + b - 2^(T-1)) + R - 2^(k-1) of committed tensors (the producer of acc proves
-its value at a point), and pointwise y = (1 - m^2) t + (m^2 + m)/2 hi + (m^2 - m)/2 lo.
+[lo, hi] exactly when a is -1 or 0, so a is almost always -1 or 0: cheap to commit).
+Relations: acc is the linear form 2^k (2^(A-1) a + b) + R - 2^(k-1) of committed tensors (the
+producer of acc proves its value at a point), and pointwise
+y = (1 - m^2) t + (m^2 + m)/2 hi + (m^2 - m)/2 lo.
 A rounded value outside [-2^(T-1), 2^(T-1)) cannot be represented: the model's static bounds
 keep every accumulator inside (:func:`rq_ref` raises if not).
 """
@@ -88,9 +89,8 @@ class RQ:
             raise ProverError(f"{self.name}: a rounded value outside the {self.t_bits}-bit bound "
                               f"of the model (its static bounds are wrong)")
         y = np.clip(t, self.lo, self.hi)
-        off = t + half
-        w = {self.name: y, self.name + ".a": off >> (self.bits - 1),
-             self.name + ".b": off & ((1 << (self.bits - 1)) - 1)}
+        w = {self.name: y, self.name + ".a": t >> (self.bits - 1),
+             self.name + ".b": t & ((1 << (self.bits - 1)) - 1)}
         w[self.name + ".m"] = mode(w[self.name + ".a"], self.bits, self.t_bits)
         if self.k:
             R = acc + (1 << (self.k - 1)) - (t << self.k)
@@ -105,8 +105,7 @@ class RQ:
 
     def t_lin(self) -> Lin:
         s, n = self.space, self.name
-        return Lin.of(s, n + ".a", 1 << (self.bits - 1)) + Lin.of(s, n + ".b") \
-            - (1 << (self.t_bits - 1))
+        return Lin.of(s, n + ".a", 1 << (self.bits - 1)) + Lin.of(s, n + ".b")
 
     def acc_lin(self) -> Lin:
         """acc as a linear form of the committed witness."""
@@ -145,14 +144,14 @@ class RQ:
 
 
 def mode(a: np.ndarray, bits: int, t_bits: int) -> np.ndarray:
-    """MODE(a): -1 below the in-range window, 0 inside, +1 above."""
-    c = 1 << (t_bits - bits)
-    return np.where(a < c - 1, -1, np.where(a > c, 1, 0)).astype(np.int64)
+    """MODE(a): -1 below the in-range window {-1, 0}, 0 inside, +1 above."""
+    return np.where(a < -1, -1, np.where(a > 0, 1, 0)).astype(np.int64)
 
 
 def mode_table(bits: int, t_bits: int) -> LookupTable:
-    a = np.arange(1 << (t_bits - bits + 1), dtype=np.int64)
-    return LookupTable.function(0, mode(a, bits, t_bits), f"mode[{bits},{t_bits}]")
+    c = 1 << (t_bits - bits)
+    a = np.arange(-c, c, dtype=np.int64)
+    return LookupTable.function(-c, mode(a, bits, t_bits), f"mode[{bits},{t_bits}]")
 
 
 # ---------------------------------------------------------------- helpers for relations
