@@ -195,6 +195,19 @@ def test_another_layers_weights_rejected(model, monkeypatch):
         M.verify(proof, pm.commitment)
 
 
+def test_another_embedding_rejected(model, monkeypatch):
+    """The embedding matrix is read twice (token rows, tied LM head): its two claims are
+    moved to one column point before the opening; a prover using another matrix fails."""
+    pm, toks, _ = model
+    W = pm.weights
+    E = W.E.copy()
+    E[toks[0]] += 1
+    W2 = replace(W, E=E)
+    toks2 = M.generate(M.ProvingLlama(pm.commitment, W2, pm.witnesses), toks[:3], 3)
+    with pytest.raises(VerificationError):
+        M.verify(cheat(pm, toks2, 3, monkeypatch, weights=W2), pm.commitment)
+
+
 def test_a_layer_fed_something_else_than_the_previous_output_rejected(model, monkeypatch):
     pm, toks, _ = model
 

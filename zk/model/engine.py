@@ -46,7 +46,7 @@ from zk.field import Fr
 from zk.head import stack
 from zk.lookup import logup
 from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
-from zk.multilinear import P, eq_eval, eq_table, evaluate
+from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_rows
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
 from zk.protocol.context import Com, Context
@@ -57,6 +57,7 @@ L_VALUES = b"model/values"
 L_POINT = b"model/point"
 L_GAMMA = b"model/gamma"
 MAX_LOG_COLS = 11
+MAX_COLUMN_REDUCE = 4
 
 Coords = Mapping[str, Sequence[int]]
 
@@ -567,7 +568,48 @@ class Engine:
                 self._open(t, cl)
 
     def _open(self, tensor: hyrax.Tensor, claims: Sequence[ComClaim]) -> None:
-        hyrax.open(self.ctx, tensor, claims)
+        """One zero-knowledge opening for every claim on a tensor. A few claims at different
+        column points (a weight matrix read by two contractions) are first moved to one
+        column point by a sumcheck over the column variables only (the claims keep their row
+        points): the prover folds the matrix once per claim instead of running a sumcheck over
+        every variable of a large tensor."""
+        b = tensor.log_cols
+        if len({tuple(c.point[:b]) for c in claims}) == 1 or len(claims) > MAX_COLUMN_REDUCE:
+            hyrax.open(self.ctx, tensor, claims)
+            return
+        ctx = self.ctx
+        K = len(claims)
+        ctx.t.absorb_scalars(L_GAMMA, [tensor.num_vars, b, K]
+                             + [int(x) % P for c in claims for x in c.point])
+        g = ctx.challenge(L_GAMMA)
+        gk = [pow(g, k, P) for k in range(K)]
+        target = claims[0].com * gk[0]
+        for c, w in zip(claims[1:], gk[1:]):
+            target = target + c.com * w
+        rows = 1 << tensor.log_rows
+        terms = [(gk[k], (2 * k, 2 * k + 1)) for k in range(K)]
+
+        def tables() -> list[np.ndarray]:
+            m = tensor.witness.matrix
+            out = []
+            for c in claims:
+                out.append(eq_table(list(c.point[:b])))
+                out.append(fold_rows(m, rows, 1 << b, list(c.point[b:])))
+            return out
+
+        end = zs.run(ctx, target, b, 2, hidden=[2 * k + 1 for k in range(K)], terms=terms,
+                     tables=tables if self.proving else None, num_factors=2 * K)
+        public = []
+        for c in claims:
+            public += [eq_eval(list(c.point[:b]), list(end.point)), None]
+        end.close_terms(terms, public)
+        d = ctx.challenge(L_GAMMA)
+        dk = [pow(d, k, P) for k in range(K)]
+        folded = [end.values[2 * k + 1] for k in range(K)]
+        combined = folded[0] * dk[0]
+        for f, w in zip(folded[1:], dk[1:]):
+            combined = combined + f * w
+        hyrax._argument(ctx, tensor, [c.point[b:] for c in claims], dk, end.point, combined)
 
 
 def _held(f: Factor) -> np.ndarray:
