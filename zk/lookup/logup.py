@@ -34,6 +34,7 @@ sizes need not divide each other.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -142,8 +143,11 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
     for c in columns:
         if not 0 <= c.table < len(tables.tables):
             raise ValueError(f"column names table {c.table} of {len(tables.tables)}")
-        ctx.t.absorb_vector(L_COLUMNS, Fr.from_signed(np.concatenate(
-            [np.array([c.table], dtype=np.int64), c.selector.describe_array()])))
+        # the column's table and selector, bound by the SHA3-256 of their canonical int64
+        # description (a mask of 2^20 entries costs a hash, not 2^20 field elements)
+        ctx.t.absorb_bytes(L_COLUMNS, hashlib.sha3_256(np.concatenate(
+            [np.array([c.table], dtype="<i8"), c.selector.describe_array().astype("<i8")]
+        ).tobytes()).digest())
     lay = Layout.of(tables, columns)
     t = lay.table_vars
     # few rows: the row commitments are in every proof, the opening grows only with log

@@ -10,6 +10,8 @@ a public 0/1 mask) and, on the prover's side, the values X (and Y for a function
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,7 +120,12 @@ class Selector:
             if fr is None:  # a verifier evaluates one mask at several points
                 fr = Fr.from_signed(self.mask)
                 object.__setattr__(self, "_mask_fr", fr)
-            return evaluate(fr, point)
+                object.__setattr__(self, "_mle_at", {})
+            key = tuple(int(x) for x in point)
+            memo = self.__dict__["_mle_at"]
+            if key not in memo:  # columns sharing one selector share the point too
+                memo[key] = evaluate(fr, point)
+            return memo[key]
         return indicator_mle(self.prefix, point)
 
     def describe(self) -> list[int]:
@@ -172,7 +179,8 @@ class TableSet:
     def absorb(self, t: Transcript) -> None:
         for table in self.tables:
             t.absorb_bytes(LABEL_TABLE, table.name.encode())
-            t.absorb_vector(LABEL_TABLE, Fr.from_signed(table.describe_array()))
+            t.absorb_bytes(LABEL_TABLE, hashlib.sha3_256(
+                np.asarray(table.describe_array(), dtype="<i8").tobytes()).digest())
 
     def union(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tag, x, f(x)) of every union row, zero-padded."""

@@ -377,9 +377,13 @@ class Engine:
         """The model's one logUp over every registered column, bound to the tensors."""
         ctx = self.ctx
         cols = []
+        sels: dict[tuple, Selector] = {}
         for table, x, y, mask in self.columns:
-            sel_mask = x.space.indicator() if mask is None else mask * x.space.indicator()
-            sel = Selector(x.space.size, mask=sel_mask)
+            key = (x.space.name, None if mask is None else id(mask))
+            if key not in sels:  # one selector object per mask: its MLE is evaluated once
+                sel_mask = x.space.indicator() if mask is None else mask * x.space.indicator()
+                sels[key] = Selector(x.space.size, mask=sel_mask)
+            sel = sels[key]
             if self.proving:
                 cols.append(Column(table, sel, x.values(self.w_all()),
                                    None if y is None else y.values(self.w_all())))
