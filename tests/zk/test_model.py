@@ -362,3 +362,43 @@ def test_gpt2_no_secret_among_the_scalars(gpt2):
     with recording() as seen:
         data = M.prove(pm, toks, 3).to_bytes()
     assert not _secrets(seen) & set(file_scalars(data))
+
+
+# ---------------------------------------------------------------- chunked folds of weights
+
+
+def test_integer_folds_in_chunks_equal_the_field_folds(monkeypatch):
+    from zk.commit import hyrax
+    from zk.field import Fr
+    from zk.model import engine as E
+    from zk.multilinear import fold_rows
+
+    monkeypatch.setattr(E, "CHUNK", 64)
+    monkeypatch.setattr(hyrax, "FOLD_CHUNK", 64)
+    rng = np.random.default_rng(9)
+    for shape, axis in (([4, 8, 16], 1), ([1, 64, 8], 1), ([32, 4], 0), ([8, 32], 1),
+                        ([2, 2, 128], 2)):
+        a = rng.integers(-(1 << 15), 1 << 15, size=int(np.prod(shape)))
+        pt = [int(x) for x in rng.integers(0, 1 << 60, shape[axis].bit_length() - 1)]
+        want = E._fold_axis(Fr.from_signed(a), list(shape), axis, pt)
+        got = E._fold_axis(a, list(shape), axis, pt)
+        assert np.array_equal(Fr.to_ints(want), Fr.to_ints(got)), (shape, axis)
+    com, wit = hyrax.commit(rng.integers(-99, 100, size=1024), log_cols=4)
+    rp = [int(x) for x in rng.integers(0, 1 << 60, 6)]
+    lazy = hyrax.fold_witness_rows(wit, rp)
+    assert "matrix" not in wit.__dict__
+    assert Fr.to_ints(lazy) == Fr.to_ints(fold_rows(wit.matrix, 64, 16, rp))
+
+
+def test_a_proof_with_chunked_weight_folds_verifies(model, monkeypatch):
+    from zk.commit import hyrax
+    from zk.model import engine as E
+
+    pm, toks, _ = model
+    monkeypatch.setattr(E, "CHUNK", 16)
+    monkeypatch.setattr(hyrax, "FOLD_CHUNK", 16)
+    # a fresh witness (the module's model may have cached its Fr matrices)
+    wits = {n: hyrax.HyraxWitness(w.num_vars, w.log_cols, w.values, w.blinds)
+            for n, w in pm.witnesses.items()}
+    fresh = M.ProvingLlama(pm.commitment, pm.weights, wits)
+    M.verify(M.prove(fresh, toks, 3), pm.commitment)

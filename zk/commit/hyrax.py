@@ -311,6 +311,30 @@ def open(ctx: Context, tensor: Tensor, claims: Sequence[ComClaim]) -> None:  # n
     _argument(ctx, tensor, [end.point[b:]], [1], end.point[:b], value)
 
 
+FOLD_CHUNK = 1 << 20
+
+
+def fold_witness_rows(wit: HyraxWitness, row_point: Sequence[int]) -> np.ndarray:
+    """sum_i eq(row_point, i) M_i: the row fold of a committed matrix. An integer witness whose
+    Fr matrix was never built is embedded a block of rows at a time (a large weight's Fr
+    matrix, 32 bytes an entry, is never held)."""
+    rows, cols = 1 << wit.log_rows, 1 << wit.log_cols
+    if "matrix" in wit.__dict__ or wit.values.ndim == 2 or rows * cols <= FOLD_CHUNK:
+        return ML.fold_rows(wit.matrix, rows, cols, list(row_point))
+    from gpu import poly as K
+
+    w = ML.eq_table(list(row_point))
+    step = max(1, FOLD_CHUNK // cols)
+    acc = None
+    for r0 in range(0, rows, step):
+        blk = Fr.from_signed(wit.values[r0 * cols:(r0 + step) * cols])
+        part = np.empty((cols, 4), dtype=np.uint64)
+        K.rows_fold(Fr.desc, blk, blk.shape[0] // cols, cols,
+                    np.ascontiguousarray(w[r0:r0 + step]), part)
+        acc = part if acc is None else Fr.add(acc, part)
+    return acc
+
+
 def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
               weights: Sequence[int], col_point: Sequence[int], target) -> None:
     """One dot-product argument: target commits <sum_k weights_k eq(row_k)^T M, eq(col)>."""
@@ -321,7 +345,7 @@ def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
         wit = tensor.witness
         w, rho = None, 0
         for g, rp in zip(weights, row_points):
-            f = ML.fold_rows(wit.matrix, rows, cols, list(rp))
+            f = fold_witness_rows(wit, list(rp))
             w = Fr.scale(f, g) if w is None else Fr.axpy(g, f, w)
             rho = (rho + g * Fr.inner(ML.eq_table(list(rp)), wit.blinds)) % P
         a = ML.eq_table(list(col_point))

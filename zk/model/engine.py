@@ -232,9 +232,17 @@ def _fr(v: np.ndarray) -> np.ndarray:
         np.asarray(v, dtype=np.int64).reshape(-1))
 
 
+CHUNK = 1 << 20
+"""Entries of an integer tensor embedded in Fr at a time when it is folded (32 MB)."""
+
+
 def _fold_axis(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[int]
                ) -> np.ndarray:
-    """Fold one axis of an Fr array (flattened, C order over ``shape``) at ``coords``."""
+    """Fold one axis of an Fr array (flattened, C order over ``shape``) at ``coords``. An
+    int64 array (a weight, 8 bytes an entry) is embedded in Fr a chunk at a time, so folding
+    a large weight never holds its whole Fr matrix (32 bytes an entry)."""
+    if arr.ndim == 1:
+        return _fold_axis_ints(arr, shape, axis, coords)
     pre = int(np.prod(shape[:axis], dtype=np.int64))
     n = shape[axis]
     post = int(np.prod(shape[axis + 1:], dtype=np.int64))
@@ -250,6 +258,33 @@ def _fold_axis(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[in
         K.rows_fold(Fr.desc, np.ascontiguousarray(a[i].reshape(n * post, 4)), n, post, w, o)
         out[i] = o
     return out.reshape(pre * post, 4)
+
+
+def _fold_axis_ints(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[int]
+                    ) -> np.ndarray:
+    pre = int(np.prod(shape[:axis], dtype=np.int64))
+    n = shape[axis]
+    post = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    a = arr.reshape(pre, n, post)
+    w = eq_table(list(coords))
+    out = np.empty((pre, post, 4), dtype=np.uint64)
+    if pre > 1 or n * post <= CHUNK:  # chunks of whole (n, post) slabs
+        step = max(1, CHUNK // (n * post))
+        for i0 in range(0, pre, step):
+            blk = a[i0:i0 + step]
+            fr = Fr.from_signed(np.ascontiguousarray(blk).reshape(-1))
+            out[i0:i0 + step] = _fold_axis(fr, [blk.shape[0], n, post], 1, coords).reshape(
+                blk.shape[0], post, 4)
+        return out.reshape(pre * post, 4)
+    acc = None  # one slab larger than a chunk: sum the folds of its row blocks
+    step = max(1, CHUNK // post)
+    for j0 in range(0, n, step):
+        blk = Fr.from_signed(np.ascontiguousarray(a[0, j0:j0 + step]).reshape(-1))
+        rows = blk.shape[0] // post
+        part = np.empty((post, 4), dtype=np.uint64)
+        K.rows_fold(Fr.desc, blk, rows, post, np.ascontiguousarray(w[j0:j0 + rows]), part)
+        acc = part if acc is None else Fr.add(acc, part)
+    return acc
 
 
 class Engine:
@@ -467,7 +502,9 @@ class Engine:
                     vals = eq_table([int(x) for a in reversed(batch) for x in out[a]])
                     fax = list(batch)
                 elif f.kind == "tensor":
-                    vals = _held_fr(f, self.fr(member))
+                    vals = _held_fr(f, self.values(member) if self._foldable(member, f, out,
+                                                                             batch)
+                                    else self.fr(member))
                     fax = list(f.axes)
                 else:
                     vals = _fr(f.values())
@@ -536,6 +573,13 @@ class Engine:
             acc = acc + cache[key] * c
         return acc
 
+    def _foldable(self, member: str, f: Factor, out: Coords, batch: Sequence[str]) -> bool:
+        """A weight whose factor folds an axis first: its int64 values are folded chunk-wise
+        (the first fold shrinks it; its Fr matrix is never built)."""
+        return (member in self.external and not f.fixed and member not in self._fr
+                and self.values(member).ndim == 1
+                and any(a in out and a not in batch for a in f.axes))
+
     def _layout(self, vals: np.ndarray, fax: list[str], out: Coords, order: list[str],
                 axis_sizes: Mapping[str, Axis]) -> np.ndarray:
         """A factor's Fr table over the sumcheck's variables: free output axes folded at
@@ -594,11 +638,10 @@ class Engine:
         terms = [(gk[k], (2 * k, 2 * k + 1)) for k in range(K)]
 
         def tables() -> list[np.ndarray]:
-            m = tensor.witness.matrix
             out = []
             for c in claims:
                 out.append(eq_table(list(c.point[:b])))
-                out.append(fold_rows(m, rows, 1 << b, list(c.point[b:])))
+                out.append(hyrax.fold_witness_rows(tensor.witness, list(c.point[b:])))
             return out
 
         end = zs.run(ctx, target, b, 2, hidden=[2 * k + 1 for k in range(K)], terms=terms,
