@@ -779,6 +779,9 @@ def cmd_client(args: argparse.Namespace) -> int:
     kept = f"; the session is kept in {out}: zkfhe client --resume {out}"
     try:
         result = run()
+    except KeyboardInterrupt:
+        print(f"\nstopped{kept if (out / remote.MANIFEST).is_file() else ''}", file=sys.stderr)
+        return EXIT_UNFINISHED
     except remote.ResumeError as e:
         raise UsageError(str(e)) from None
     except remote.ParametersRefused as e:

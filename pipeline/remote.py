@@ -217,12 +217,17 @@ class ServiceClient:
         self.close()
 
     def _request(self, method: str, path: str, content: Callable[[], object] | None = None,
-                 **kw) -> httpx.Response:
+                 before_retry: Callable[[], object] | None = None, **kw):
         """One call, retried through transient failures until the deadline; ServiceError for
-        a refusal, ServerUnavailable at the deadline."""
+        a refusal, ServerUnavailable at the deadline. ``before_retry``: asked before each
+        retry; what it returns, if not None, is the answer instead."""
         attempt = 0
         while True:
             wait = None
+            if attempt and before_retry is not None:
+                found = before_retry()
+                if found is not None:
+                    return found
             try:
                 r = self.http.request(method, path, content=None if content is None
                                       else content(), **kw)
@@ -288,11 +293,13 @@ class ServiceClient:
         upload it holds already with its session)."""
         import hashlib
 
-        digest = hashlib.sha3_256(request).hexdigest()  # the request's digest: its session
-        return self._request("POST", "/sessions", content=lambda: _chunks(request, on_sent),
-                             headers={"Content-Length": str(len(request)),
-                                      "Content-Type": "application/octet-stream",
-                                      "Zkfhe-Request-Digest": digest}).json()
+        digest = hashlib.sha3_256(request).digest()  # the request's digest names its session
+        r = self._request("POST", "/sessions", content=lambda: _chunks(request, on_sent),
+                          before_retry=lambda: self.lookup(digest),  # stored before the loss?
+                          headers={"Content-Length": str(len(request)),
+                                   "Content-Type": "application/octet-stream",
+                                   "Zkfhe-Request-Digest": digest.hex()})
+        return r if isinstance(r, dict) else r.json()
 
     def open(self, sid: str, opening: bytes) -> dict:
         return self._call("POST", f"/sessions/{sid}/opening", content=lambda: opening,

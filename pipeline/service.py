@@ -23,7 +23,9 @@ unless told). TLS: ``start(ssl_certfile=..., ssl_keyfile=...)`` hands the certif
 to uvicorn through Ray Serve's HTTP options.
 
 Idempotent for retrying clients: uploading a request again returns its session (same
-token), and posting the opening a session was opened with again is answered 200.
+token; an upload whose ``Zkfhe-Request-Digest`` header names a session of its token is not
+counted against the token's limit), ``GET /v1/sessions?request=DIGEST`` finds it without an
+upload, and posting the opening a session was opened with again is answered 200.
 
 Fan-out: a session's k+1 ciphertexts are evaluated by k+1 tasks (``evaluate_ciphertext``)
 that share one copy of the evaluation keys in the object store (put once per session; a worker

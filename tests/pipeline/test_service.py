@@ -774,7 +774,7 @@ def test_serve_and_client_commands(world, tmp_path):
                 time.sleep(0.5)
         out = subprocess.run(exe + ["client", "--server", f"http://127.0.0.1:{port}",
                                     "--commitment", str(world["dir"] / "model.commitment"),
-                                    "--allow-simulated"],
+                                    "--allow-simulated", "--out", str(tmp_path / "client")],
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "verdict: ACCEPTED" in out.stdout
