@@ -418,6 +418,9 @@ def test_tokens_401_403_429_and_health_open(auth, world, tokens):
             call()
         assert e.value.status == 403 and "another API token" in e.value.message
     assert bob.lookup(make_request(world)[1].digest) is None
+    with pytest.raises(remote.ServiceError) as e:
+        bob._call("GET", "/sessions", params={"request": "../etc"})
+    assert e.value.status == 400 and "64 hex digits" in e.value.message
     assert alice.lookup(request.digest)["session"] == sid
     # alice's limit is one unfinished session: a second upload is refused, nothing stored
     before = snapshot(store_dir)
