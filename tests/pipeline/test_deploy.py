@@ -1,6 +1,7 @@
 """`zkfhe serve` as an operator runs it: its own process and local Ray, HTTPS with a
 certificate made here, API tokens; SIGKILLed (the whole process group) while it evaluates a
-session, then restarted: the client ends ACCEPTED with the output of an undisturbed run."""
+session, and again while it proves one, then restarted: the client ends ACCEPTED with the
+output of an undisturbed run."""
 
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ def _model(folder: Path):
     return head, commitment, ActivationCanaries(head, calib)
 
 
-def test_server_sigkilled_during_evaluation_over_tls_with_tokens(tmp_path, capsys):
+def test_server_sigkilled_during_evaluation_and_proving_over_tls_with_tokens(tmp_path, capsys):
     remote.ServiceClient.BACKOFF_CAP_S = 2.0
     head, commitment, canaries = _model(tmp_path / "model")
     ca, cert, key = make_tls(tmp_path)
@@ -216,6 +217,37 @@ def test_server_sigkilled_during_evaluation_over_tls_with_tokens(tmp_path, capsy
         again = remote.run_session(url, x, commitment=commitment, allow_simulated=True,
                                    canaries=canaries, token=token, ca=ca)
         assert np.array_equal(again.y, res.y) and again.session != sid
+        # killed again, now while it proves (8 canaries, one Ray task each): the same outcome
+        x8, out8, result, failure = canaries.sample(1)[0], tmp_path / "client8", [], []
+        sc = remote.ServiceClient(url, token=token, ca=ca, deadline_s=300)
+
+        def client8():
+            try:
+                result.append(remote.run_session(
+                    url, x8, k=8, commitment=commitment, allow_simulated=True,
+                    canaries=canaries, out=out8, service=sc))
+            except BaseException as e:  # noqa: BLE001
+                failure.append(e)
+
+        thread = threading.Thread(target=client8)
+        thread.start()
+        deadline, rec = time.monotonic() + 120, None
+        while time.monotonic() < deadline and not failure:
+            if (out8 / "session.id").is_file():
+                s = st.SessionStore(store)
+                rec = s.get((out8 / "session.id").read_text())
+                s.close()
+                if rec.state in (st.PROVING, st.PROVEN, st.FAILED):
+                    break
+            time.sleep(0.02)
+        server.kill(port)
+        assert rec is not None and rec.state == st.PROVING and rec.done < rec.total, rec
+        server.start()
+        thread.join(300)
+        assert not failure, failure
+        sc.close()
+        assert np.array_equal(result[0].y, run_reference(x8, head)[0])
+        assert len(result[0].positions) == 8
         # the command line, over TLS with its --ca and --token-file
         token_file = tmp_path / "alice.token"
         token_file.write_text(token)
