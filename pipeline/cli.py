@@ -727,7 +727,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         from pipeline import remote
     except ImportError as e:
         raise UsageError(f"zkfhe client needs the serve extra (pip install '.[serve]'): {e}")
-    from zk.errors import MalformedProofError
+    from zk.errors import MalformedProofError, VerificationError
 
     token = _client_token(args)
     steps = TerminalSteps()
@@ -752,14 +752,16 @@ def cmd_client(args: argparse.Namespace) -> int:
         if not args.server:
             raise UsageError("--server URL is required (or --resume DIR)")
         commitment = params = x = None
-        if args.commitment:
-            if not Path(args.commitment).is_file():
-                raise UsageError(f"no such file: {args.commitment} (commitment)")
-            commitment = Path(args.commitment).read_bytes()
-        if args.params:
-            if not Path(args.params).is_file():
-                raise UsageError(f"no such file: {args.params} (published parameters)")
-            params = Path(args.params).read_bytes()
+        from pipeline.params import PublishedParams
+        from zk import attention_model as am
+
+        try:  # the user's own files: a bad one is a usage error, not the server's fault
+            if args.commitment:
+                commitment = _load(am.ModelCommitment, args.commitment, "commitment")
+            if args.params:
+                params = _load(PublishedParams, args.params, "published parameters")
+        except MalformedProofError as e:
+            raise UsageError(f"{e}") from None
         if args.input:
             try:
                 x = np.load(args.input, allow_pickle=False)
@@ -793,8 +795,10 @@ def cmd_client(args: argparse.Namespace) -> int:
     except remote.ServiceError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REJECTED
-    except MalformedProofError as e:
-        raise UsageError(f"a file given is malformed: {e}") from None
+    except VerificationError as e:  # the server's proofs or outputs do not check
+        print(f"verdict: REJECTED ({e})")
+        print(f"the session's files are kept in {out} (evidence: request, response, bundle)")
+        return EXIT_REJECTED
     except httpx.HTTPError as e:
         raise UsageError(f"cannot talk to the server: {e}") from e
     if result.simulated:

@@ -149,8 +149,10 @@ def test_honest_session_over_http(honest, world, tmp_path, capsys):
 
     # the command line: a simulating server is refused unless allowed
     com = str(world["dir"] / "model.commitment")
-    assert main(["client", "--server", url, "--commitment", com]) == EXIT_REJECTED
+    assert main(["client", "--server", url, "--commitment", com, "--out",
+                 str(tmp_path / "refused")]) == EXIT_REJECTED
     assert "SIMULATES" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
     out = tmp_path / "files"
     assert main(["client", "--server", url, "--commitment", com, "--allow-simulated",
                  "--out", str(out)]) == EXIT_OK
@@ -165,9 +167,12 @@ def test_cheating_server_caught(serve_url, world, dirs, capsys):
     with pytest.raises(S.CheatingDetected):
         remote.run_session(url, allow_simulated=True, canaries=world["canaries"])
     com = str(world["dir"] / "model.commitment")
-    assert main(["client", "--server", url, "--commitment", com,
-                 "--allow-simulated"]) == EXIT_REJECTED
-    assert "REJECTED" in capsys.readouterr().out
+    out = dirs.mktemp("cheated") / "session"
+    assert main(["client", "--server", url, "--commitment", com, "--allow-simulated",
+                 "--out", str(out)]) == EXIT_REJECTED
+    printed = capsys.readouterr().out
+    assert "REJECTED" in printed and f"kept in {out}" in printed
+    assert (out / "session.bundle").is_file()  # the evidence stays
     # a server that serves another model's commitment is caught before anything is sent
     _, mc_other = am.commit(world["head"])
     with pytest.raises(S.CheatingDetected, match="another model commitment"):

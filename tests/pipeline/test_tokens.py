@@ -108,6 +108,12 @@ def test_client_url_rules(tmp_path, capsys):
     bad_ca.write_text("not a certificate")
     with pytest.raises(ValueError, match="CA certificate"):
         remote.ServiceClient("https://127.0.0.1:1", ca=bad_ca)
+    bad = tmp_path / "model.params"
+    bad.write_bytes(b"ZKFH not a params file")
+    for option in ("--params", "--commitment"):
+        assert main(["client", "--server", "http://127.0.0.1:1", option, str(bad)]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err
     token = tmp_path / "token"
     token.write_text("two words")
     assert main(["client", "--server", "http://127.0.0.1:1", "--token-file",
