@@ -6,6 +6,10 @@
     cts = client.encrypt_batch([x0, x1, ...])               # one blob per input
     ys = client.decrypt_batch(server.run_batch(cts))
 
+The client specs are checked before anything else (``fhe.security``): parameters below
+128-bit security by concrete's own security model, or an input that would not be encrypted,
+raise ``fhe.security.InsecureParameters``; the client never generates keys for them.
+
 Every input is validated before encryption (``validate``): integer dtype, shape (L, d_model),
 entries in the quantized input range, the optional token norm bound, and, when the client is
 given the ``QuantizedHead``, the calibrated bounds, by running the integer reference itself (in
@@ -27,6 +31,7 @@ from concrete import fhe
 from zk.attention_ref import QuantizedHead, run_reference
 
 from .errors import FheInputError
+from .security import MIN_SECURITY_BITS, check_client_specs
 from .wire import Kind, ZERO_ID, pack, sha3, unpack
 
 __all__ = ["InputSpec", "HeadClient", "parse_client_specs"]
@@ -112,8 +117,11 @@ class HeadClient:
         client_specs: bytes,
         head: Optional[QuantizedHead] = None,
         keyset_cache_directory: Optional[Union[str, Path]] = None,
+        min_security_bits: int = MIN_SECURITY_BITS,
     ):
-        self.circuit_id, self._specs, self.input_spec, _ = parse_client_specs(client_specs)
+        self.circuit_id, self._specs, self.input_spec, raw = parse_client_specs(client_specs)
+        # before any key exists: a server's weak parameters would expose the inputs
+        self.security = check_client_specs(raw, self._specs, min_security_bits)
         if head is not None and InputSpec.of_head(head) != self.input_spec:
             raise ValueError("the head does not match the circuit's input constraints")
         self.head = head

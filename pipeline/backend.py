@@ -61,6 +61,19 @@ class _SimClient:
             raise RuntimeError("call keygen() first")
         return pack(Kind.EVAL_KEYS, self._keys, self.circuit_id, ZERO_ID)
 
+    def export_secret(self) -> bytes:
+        """Like HeadClient.export_secret (a simulation has no secret: its keys' bytes)."""
+        if self._keys is None:
+            raise RuntimeError("call keygen() first")
+        return pack(Kind.SECRET_KEYS, self._keys, self.circuit_id, self.key_id)
+
+    def load_secret(self, blob: bytes) -> bytes:
+        env = unpack(blob, Kind.SECRET_KEYS, self.circuit_id)
+        if sha3(env.payload) != env.key_id:
+            raise FheInputError("secret keys do not match their key id")
+        self._keys, self.key_id = env.payload, env.key_id
+        return self.key_id
+
     def encrypt_batch(self, xs: Sequence[np.ndarray]) -> list[bytes]:
         arrays = []
         for x in xs:

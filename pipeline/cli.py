@@ -12,11 +12,15 @@ One subcommand per role and step of an encrypted session (DESIGN.md section 3)::
     zkfhe demo                            all of it in one process, with timings
     zkfhe serve    --model model          server: the same over HTTP, work fanned out on Ray
     zkfhe client   --server URL           client: a whole session against a server
+    zkfhe client   --resume DIR           client: finish a session after the client stopped
+    zkfhe token    add|list|revoke        operator: API tokens of zkfhe serve
     zkfhe generate PROMPT --layer L --head H --bits N [--session]
                                           SmolLM2 text with one private (integer) head
 
 Exit codes: 0 success (proof accepted), 1 rejected (a check failed, a file is malformed or
-belongs to another session), 2 usage error (bad arguments, missing file).
+belongs to another session, the server refused), 2 usage error (bad arguments, missing file),
+3 unfinished (`zkfhe client`: the server did not answer before the deadline; the session is
+kept for ``--resume``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNFINISHED = 0, 1, 2, 3
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -363,39 +367,6 @@ class UsageError(Exception):
     """Bad command-line arguments or missing files (exit code 2)."""
 
 
-@dataclass(frozen=True)
-class ClientSecret:
-    """The client's private session state: secret keys, the real position, the canaries."""
-
-    KIND: ClassVar[str] = "zkfhe-client-secret"
-    VERSION: ClassVar[int] = 1
-
-    request_digest: bytes
-    secret_keys: bytes
-    real: int
-    inputs: tuple
-
-    def write(self, w) -> None:
-        from pipeline.session import _write_ints
-
-        w.raw_bytes(self.request_digest)
-        w.raw_bytes(self.secret_keys)
-        w.u32(self.real)
-        w.u32(len(self.inputs))
-        for x in self.inputs:
-            _write_ints(w, x)
-
-    @classmethod
-    def read(cls, r, version: int) -> "ClientSecret":
-        from pipeline.session import _read_ints
-
-        digest = r.raw_bytes(32)
-        keys = r.raw_bytes(1 << 36)
-        real, n = r.u32(), r.u32()
-        if not 2 <= n <= 64 or real >= n:
-            raise r.error("bad session state")
-        return cls(digest, keys, real, tuple(_read_ints(r, 1 << 26) for _ in range(n)))
-
 
 def _built_in_head(args):
     from zk.attention_ref import HeadConfig, random_head
@@ -435,7 +406,13 @@ def cmd_commit(args: argparse.Namespace) -> int:
     be.server.save(out / "circuit")
     assert isinstance(be.server, HeadServer)
     st.done("compile (circuit/)")
-    print(f"publish {out / 'model.commitment'}; keep {out / 'model.private'} secret")
+    from fhe.client import HeadClient
+    from pipeline.params import PARAMS_FILE, make_params
+
+    write_atomic(out / PARAMS_FILE, to_bytes(make_params(commitment, out / "circuit")))
+    print("  " + HeadClient(be.server.client_specs()).security.summary())
+    print(f"publish {out / 'model.commitment'} and {out / PARAMS_FILE} (the client specs, "
+          f"bound to the commitment); keep {out / 'model.private'} secret")
     return EXIT_OK
 
 
@@ -477,7 +454,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_atomic(out / "session.request", to_bytes(request))
     real, inputs = client.session_state()
-    secret = ClientSecret(request.digest, fhe_client.export_secret(), real, tuple(inputs))
+    secret = S.ClientSecret(request.digest, fhe_client.export_secret(), real, tuple(inputs))
     write_atomic(out / "session.secret", to_bytes(secret))
     print(f"wrote {out / 'session.request'} ({len(to_bytes(request)):,} bytes) and "
           f"{out / 'session.secret'} (keep it: secret keys and canary positions)")
@@ -487,7 +464,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 def _restore_client(args, commitment, request):
     from pipeline import session as S
 
-    secret = _load(ClientSecret, args.secret, "client secret")
+    secret = _load(S.ClientSecret, args.secret, "client secret")
     if secret.request_digest != request.digest:
         raise UsageError("the secret belongs to another request")
     fhe_client = _client(Path(args.model), commitment)
@@ -600,11 +577,86 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from pipeline import service
     except ImportError as e:
         raise UsageError(f"zkfhe serve needs the serve extra (pip install '.[serve]'): {e}")
+    from pipeline import params as P
+    from pipeline import remote
+    from pipeline import tokens as T
+
+    tokens = None
+    if args.tokens_file:
+        try:
+            tokens = T.load(args.tokens_file)
+        except T.TokenFileError as e:
+            raise UsageError(str(e)) from None
+        if not tokens:
+            raise UsageError(f"{args.tokens_file} holds no token (zkfhe token add --tokens "
+                             f"{args.tokens_file} --name NAME)")
+    tls = args.tls_cert is not None or args.tls_key is not None
+    if tls:
+        _check_tls(args.tls_cert, args.tls_key)
+    if not remote.is_loopback(args.host):
+        if tokens is None and not args.allow_anonymous:
+            raise UsageError(f"--host {args.host} is reachable from other machines: give "
+                             "--tokens FILE (or --allow-anonymous to serve anyone)")
+        if not tls and not args.insecure_http:
+            raise UsageError(f"--host {args.host} is reachable from other machines: give "
+                             "--tls-cert and --tls-key (or put a TLS reverse proxy in front and "
+                             "bind 127.0.0.1; or --insecure-http to serve plain HTTP anyway)")
+    params_file = model_dir / P.PARAMS_FILE
+    if not args.simulate and params_file.is_file():  # the owner's published parameters
+        from zk import attention_model as am
+
+        pub = _load(P.PublishedParams, str(params_file), "published parameters")
+        com = _load(am.ModelCommitment, str(model_dir / "model.commitment"), "commitment")
+        try:
+            P.check_against(pub, com.digest, (model_dir / "circuit" / "client.specs").read_bytes())
+        except (ValueError, OSError) as e:
+            raise UsageError(f"{model_dir}: the circuit is not the one {params_file} publishes "
+                             f"({e})") from None
     store = args.store or str(model_dir / "store")
     config = service.ServiceConfig(
         str(model_dir), store, simulate=args.simulate, ttl_s=args.ttl,
-        max_active=args.max_active, max_queued=args.max_queued, max_upload=args.max_upload)
-    service.serve_forever(config, args.host, args.port, args.address)
+        max_active=args.max_active, max_queued=args.max_queued, max_upload=args.max_upload,
+        tokens=tokens)
+    service.serve_forever(config, args.host, args.port, args.address,
+                          ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
+    return EXIT_OK
+
+
+def _check_tls(cert: str | None, key: str | None) -> None:
+    """The certificate and key load and belong together (UsageError otherwise)."""
+    import ssl
+
+    if not cert or not key:
+        raise UsageError("TLS needs both --tls-cert and --tls-key")
+    for p in (cert, key):
+        if not Path(p).is_file():
+            raise UsageError(f"no such file: {p}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        raise UsageError(f"cannot use {cert} with {key} for TLS: {e}") from None
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Operator: the API tokens of `zkfhe serve` (a file of SHA-256 digests)."""
+    from pipeline import tokens as T
+
+    if args.action in ("add", "revoke") and not args.name:
+        raise UsageError(f"zkfhe token {args.action} needs --name NAME")
+    try:
+        if args.action == "add":
+            token = T.add(args.tokens_file, args.name, args.max_active)
+            print(f"added token {args.name!r} (at most {args.max_active} unfinished sessions) "
+                  f"to {args.tokens_file}; it is shown once, hand it to its user:")
+            print(token)
+        elif args.action == "revoke":
+            T.revoke(args.tokens_file, args.name)
+            print(f"revoked {args.name!r} in {args.tokens_file} (restart zkfhe serve to apply)")
+        else:
+            for t in T.load(args.tokens_file):
+                print(f"{t.name:<24} max_active {t.max_active:<5} sha256 {t.sha256[:16]}...")
+    except T.TokenFileError as e:
+        raise UsageError(str(e)) from None
     return EXIT_OK
 
 
@@ -645,9 +697,28 @@ class TerminalSteps:
         extra = f"  {size:,} bytes" if size is not None else ""
         print(f"  {self._name:<34} {dt:8.2f} s{extra}", flush=True)
 
+    def note(self, message: str) -> None:
+        print(f"  note: {message}", file=sys.stderr, flush=True)
+
+
+def _client_token(args) -> str | None:
+    """The API token: --token-file, else $ZKFHE_TOKEN, else none."""
+    import os
+
+    if args.token_file:
+        try:
+            text = Path(args.token_file).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read the token file {args.token_file}: {e}") from None
+        if not text or len(text.split()) != 1 or len(text) > 512:
+            raise UsageError(f"{args.token_file} must hold one token (one line, no spaces)")
+        return text
+    return os.environ.get("ZKFHE_TOKEN") or None
+
 
 def cmd_client(args: argparse.Namespace) -> int:
-    """Client: a whole encrypted session against a `zkfhe serve` server."""
+    """Client: a whole encrypted session against a `zkfhe serve` server, kept in a folder so
+    that it survives the server and the client itself (``--resume``)."""
     import numpy as np
 
     try:
@@ -656,42 +727,96 @@ def cmd_client(args: argparse.Namespace) -> int:
         from pipeline import remote
     except ImportError as e:
         raise UsageError(f"zkfhe client needs the serve extra (pip install '.[serve]'): {e}")
-    commitment = None
-    if args.commitment:
-        if not Path(args.commitment).is_file():
-            raise UsageError(f"no such file: {args.commitment} (commitment)")
-        commitment = Path(args.commitment).read_bytes()
-    x = None
-    if args.input:
-        try:
-            x = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read {args.input} as a .npy integer array: {e}") from e
-    print(f"server {args.server}; k = {args.k} canaries")
+    from zk.errors import MalformedProofError, VerificationError
+
+    token = _client_token(args)
+    steps = TerminalSteps()
+    common = dict(token=token, ca=args.ca, insecure_http=args.insecure_http,
+                  deadline_s=args.deadline, steps=steps)
     try:
-        result = remote.run_session(args.server, x, k=args.k, commitment=commitment,
-                                    allow_simulated=args.allow_simulated,
-                                    steps=TerminalSteps())
-    except httpx.HTTPError as e:
-        raise UsageError(f"cannot talk to {args.server}: {e}") from e
-    except (remote.ServiceError, TimeoutError) as e:
+        for url in (args.server,):
+            if url:
+                remote.check_url(url, args.insecure_http)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.resume:
+        if args.input or args.commitment or args.params or args.out:
+            raise UsageError("--resume finishes the session its folder holds: --input, "
+                             "--commitment, --params and --out do not apply")
+        out = Path(args.resume)
+        print(f"resuming the session kept in {out}")
+
+        def run():
+            return remote.resume_session(out, server=args.server, **common)
+    else:
+        if not args.server:
+            raise UsageError("--server URL is required (or --resume DIR)")
+        commitment = params = x = None
+        from pipeline.params import PublishedParams
+        from zk import attention_model as am
+
+        try:  # the user's own files: a bad one is a usage error, not the server's fault
+            if args.commitment:
+                commitment = _load(am.ModelCommitment, args.commitment, "commitment")
+            if args.params:
+                params = _load(PublishedParams, args.params, "published parameters")
+        except MalformedProofError as e:
+            raise UsageError(f"{e}") from None
+        if args.input:
+            try:
+                x = np.load(args.input, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise UsageError(f"cannot read {args.input} as a .npy integer array: {e}") from e
+        out = Path(args.out) if args.out else Path("zkfhe-sessions") / (
+            time.strftime("%Y%m%d-%H%M%S") + "-" + __import__("secrets").token_hex(3))
+        print(f"server {args.server}; k = {args.k} canaries; session kept in {out} (owner "
+              f"only; if this client stops: zkfhe client --resume {out})")
+
+        def run():
+            return remote.run_session(args.server, x, k=args.k, commitment=commitment,
+                                      params=params, allow_simulated=args.allow_simulated,
+                                      out=out, **common)
+    until = time.strftime("%H:%M:%S", time.localtime(time.time() + args.deadline))
+    print(f"retrying through server outages until {until} (--deadline {args.deadline:.0f} s)")
+    kept = f"; the session is kept in {out}: zkfhe client --resume {out}"
+    try:
+        result = run()
+    except KeyboardInterrupt:
+        print(f"\nstopped{kept if (out / remote.MANIFEST).is_file() else ''}", file=sys.stderr)
+        return EXIT_UNFINISHED
+    except remote.ResumeError as e:
+        raise UsageError(str(e)) from None
+    except remote.ParametersRefused as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return EXIT_REJECTED
+    except (remote.ServerUnavailable, TimeoutError) as e:
+        print(f"error: {e}{kept if (out / remote.MANIFEST).is_file() else ''}", file=sys.stderr)
+        return EXIT_UNFINISHED
+    except remote.ServiceError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REJECTED
+    except VerificationError as e:  # the server's proofs or outputs do not check
+        print(f"verdict: REJECTED ({e})")
+        print(f"the session's files are kept in {out} (evidence: request, response, bundle)")
+        return EXIT_REJECTED
+    except httpx.HTTPError as e:
+        raise UsageError(f"cannot talk to the server: {e}") from e
     if result.simulated:
         print("note: the server SIMULATES FHE: nothing was encrypted")
     if result.commitment_from_server:
         print(f"note: model commitment taken from the server (digest "
               f"{result.commitment.digest.hex()[:16]}...); pass --commitment to check it")
-    if args.out:
-        out = Path(args.out)
-        write_atomic(out / "session.response", result.response)
-        write_atomic(out / "session.bundle", result.bundle)
-        print(f"wrote {out / 'session.response'} and {out / 'session.bundle'}")
+    if result.security:
+        print(f"encryption: {result.security}")
+    if result.specs_from_server:
+        print("note: client specs taken from the server (checked for 128-bit security only); "
+              "pass the owner's --params to check they are the published ones")
     print(f"session {result.session}: canaries at {list(result.positions)}, real input at "
-          f"{result.real_position}")
+          f"{result.real_position}; files in {out} (output.npy; the secret keys are deleted)")
     print(f"real output: {result.y.tolist()}")
     print(f"verdict: ACCEPTED (every canary proven and matched; the real query is covered with "
-          f"probability {args.k}/{args.k + 1} against a server corrupting one output)")
+          f"probability {len(result.positions)}/{len(result.positions) + 1} against a server "
+          "corrupting one output)")
     return EXIT_OK
 
 
@@ -788,16 +913,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request file in bytes (4 GiB)")
     p.add_argument("--simulate", action="store_true",
                    help="simulate FHE (no encryption; for tests and a quick look only)")
+    p.add_argument("--tokens", dest="tokens_file", metavar="FILE",
+                   help="API token file (zkfhe token add); without it anyone who reaches the "
+                   "port is served")
+    p.add_argument("--tls-cert", help="TLS certificate (PEM, with its chain): serve HTTPS")
+    p.add_argument("--tls-key", help="the TLS certificate's private key (PEM)")
+    p.add_argument("--allow-anonymous", action="store_true",
+                   help="serve a non-loopback --host without --tokens")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve plain HTTP on a non-loopback --host (e.g. behind a proxy on a "
+                        "trusted network)")
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("client", help="client: a whole session against a zkfhe server")
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    p = sub.add_parser("token", help="operator: add, list or revoke API tokens of zkfhe serve")
+    p.add_argument("action", choices=("add", "list", "revoke"))
+    p.add_argument("--tokens", dest="tokens_file", metavar="FILE", required=True,
+                   help="the token file (created by add)")
+    p.add_argument("--name", help="the token's name (add, revoke)")
+    p.add_argument("--max-active", type=int, default=4,
+                   help="unfinished sessions the token may have at once (add; default 4)")
+    p.set_defaults(func=cmd_token)
+    p = sub.add_parser("client", help="client: a whole session against a zkfhe server "
+                       "(or --resume one)")
+    p.add_argument("--server", help="server URL, e.g. https://host:8443 (plain http only to "
+                   "this machine unless --insecure-http)")
     p.add_argument("--commitment", help="the model owner's published model.commitment "
                    "(default: trust the server's)")
+    p.add_argument("--params", help="the model owner's published model.params: encrypt under "
+                   "its client specs, refuse a server whose specs differ")
     p.add_argument("--input", help=".npy integer array (L x d_model); default: a sample")
     p.add_argument("--k", type=int, default=3, help="canaries (default 3)")
     p.add_argument("--allow-simulated", action="store_true",
                    help="go on with a server that simulates FHE (nothing encrypted)")
-    p.add_argument("--out", help="folder to keep the session's response and bundle files")
+    p.add_argument("--out", help="session folder to create (owner only): keys, canaries, "
+                   "request, the server's files (default zkfhe-sessions/TIME-ID)")
+    p.add_argument("--resume", metavar="DIR", help="finish the session kept in DIR")
+    p.add_argument("--token-file", help="file holding the API token (default: $ZKFHE_TOKEN)")
+    p.add_argument("--ca", help="CA certificate (PEM) to verify the server's certificate "
+                   "(default: the system's)")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="allow plain HTTP to a host that is not this machine")
+    p.add_argument("--deadline", type=float, default=7200.0,
+                   help="seconds to keep retrying through outages and waiting (7200)")
     p.set_defaults(func=cmd_client)
 
     ver = sub.add_parser("verify", help="anyone: verify a proof or a proof bundle (no keys)")
@@ -831,6 +987,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if getattr(args, "act_bits", None) is not None and not 2 <= args.act_bits <= 12:
         print("error: --act-bits must be in 2..12", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "deadline", None) is not None and not 0 < args.deadline <= 30 * 86400:
+        print("error: --deadline must be in (0, 30 days] seconds", file=sys.stderr)
         return EXIT_USAGE
     if getattr(args, "max_new", None) is not None and not 1 <= args.max_new <= 256:
         print("error: --max-new must be in 1..256", file=sys.stderr)

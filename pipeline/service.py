@@ -5,6 +5,7 @@ the work runs as Ray tasks, so it spreads over whatever Ray cluster the service 
 one by default)::
 
     POST /v1/sessions                 request file (streamed, size-limited) -> 202 {session}
+    GET  /v1/sessions?request=DIGEST  the caller's session of that request, if any
     GET  /v1/sessions/{id}            state and progress of the current step
     GET  /v1/sessions/{id}/response   the response file (outputs + receipt), once evaluated
     POST /v1/sessions/{id}/opening    the canary opening -> 202; proving starts
@@ -12,6 +13,19 @@ one by default)::
     GET  /v1/model/commitment         the public model commitment file
     GET  /v1/model/client-specs       the circuit's client specs (real TFHE only)
     GET  /v1/info, /v1/health
+
+Access (``tokens``, from ``zkfhe serve --tokens FILE``, :mod:`pipeline.tokens`): every call but
+``/v1/health`` needs ``Authorization: Bearer TOKEN`` (401 without one or with an unknown one);
+a session is visible only to the token that created it (403 for any other); a token has at most
+its ``max_active`` unfinished sessions (429 with Retry-After beyond). Without tokens the
+service is open (loopback use; ``zkfhe serve`` refuses another host without ``--tokens``
+unless told). TLS: ``start(ssl_certfile=..., ssl_keyfile=...)`` hands the certificate and key
+to uvicorn through Ray Serve's HTTP options.
+
+Idempotent for retrying clients: uploading a request again returns its session (same
+token; an upload whose ``Zkfhe-Request-Digest`` header names a session of its token is not
+counted against the token's limit), ``GET /v1/sessions?request=DIGEST`` finds it without an
+upload, and posting the opening a session was opened with again is answered 200.
 
 Fan-out: a session's k+1 ciphertexts are evaluated by k+1 tasks (``evaluate_ciphertext``)
 that share one copy of the evaluation keys in the object store (put once per session; a worker
@@ -32,6 +46,7 @@ cluster, which is trusted.)
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations
 import asyncio
+import hmac
 import math
 import secrets
 import tempfile
@@ -52,6 +67,7 @@ from fhe.errors import FheInputError
 from fhe.wire import ZERO_ID, Kind, sha3, unpack
 from pipeline import session as S
 from pipeline import store as st
+from pipeline.tokens import Token, TokenTable
 from zk.attention_model import ProvingModel
 from zk.attention_ref import QuantizedHead, run_reference
 from zk.encoding import from_bytes, to_bytes
@@ -82,6 +98,8 @@ class ServiceConfig:
     max_upload: int = 4 << 30
     max_opening: int = 64 << 20
     task_retries: int = 3
+    tokens: tuple[Token, ...] | None = None  # None: no access control (loopback use)
+    simulate_delay_s: float = 0.0  # tests: each simulated evaluation takes this long
 
 
 # ---------------------------------------------------------------- FHE backends (run in tasks)
@@ -118,21 +136,28 @@ class SimulatedBackend:
     kind = "simulated"
     client_specs = None
 
-    def __init__(self, head: QuantizedHead) -> None:
+    def __init__(self, head: QuantizedHead, delay_s: float = 0.0) -> None:
         from pipeline.backend import simulated_circuit_id
 
         self.head = head
+        self.delay_s = float(delay_s)
         self.circuit_id = simulated_circuit_id(head.config)
         self.token = secrets.token_hex(8)
 
     def fhe_server(self):
         from pipeline.backend import SimulatedFhe
 
-        head = self.head
+        head, delay = self.head, self.delay_s
         server = SimulatedFhe(head).server
+
         # like the encrypted circuit, the simulation refuses no input: inputs outside the
         # calibrated bounds are refused where they are visible (client, prover at the opening)
-        server.evaluate = lambda x: run_reference(x, head, check=False)[0]
+        def evaluate(x):
+            if delay:
+                time.sleep(delay)
+            return run_reference(x, head, check=False)[0]
+
+        server.evaluate = evaluate
         return server
 
 
@@ -192,6 +217,10 @@ def _error(e: HttpError) -> JSONResponse:
     return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
 
 
+_ANON = Token("anonymous", "", 1 << 30)  # every caller of a service without tokens
+_BEARER = {"WWW-Authenticate": "Bearer"}
+
+
 _STATE_STATUS = {st.EXPIRED: 410, st.FAILED: 409}
 
 
@@ -220,11 +249,15 @@ class ZkfheService:
         self.model_digest = self.model.commitment.digest
         self.commitment_file = to_bytes(self.model.commitment)
         if config.simulate:
-            self.backend = SimulatedBackend(config.simulate_head or self.model.head)
+            self.backend = SimulatedBackend(config.simulate_head or self.model.head,
+                                            config.simulate_delay_s)
         else:
             self.backend = RealBackend(model_dir / "circuit")
         self.model_box = [ray.put(np.frombuffer(to_bytes(self.model), dtype=np.uint8))]
         self.store = st.SessionStore(config.store_dir, config.ttl_s)
+        self.store.clear_uploads()
+        self.tokens = None if config.tokens is None else TokenTable(config.tokens)
+        self.reserved: dict[str, int] = {}  # per owner: uploads admitted, not yet sessions
         self.slots = asyncio.Semaphore(config.max_active)
         self.waiting = 0  # jobs admitted, not yet running
         self.running = 0
@@ -268,20 +301,34 @@ class ZkfheService:
                 "sessions": self.store.count()}
 
     @app.get(API + "/info")
-    async def info(self) -> dict:
+    async def info(self, http: HttpRequest) -> Response:
         await self._start()
+        try:
+            token = self._auth(http)
+        except HttpError as e:
+            return _error(e)
         cfg = self.model.commitment.config
-        return {"api": 1, "backend": self.backend.kind, "model_digest": self.model_digest.hex(),
-                "circuit_id": self.backend.circuit_id.hex(), "seq_len": cfg.seq_len,
-                "d_model": cfg.d_model, "d_head": cfg.d_head, "max_upload": self.config.max_upload,
-                "ttl_s": self.config.ttl_s}
+        return JSONResponse({
+            "api": 1, "backend": self.backend.kind, "model_digest": self.model_digest.hex(),
+            "circuit_id": self.backend.circuit_id.hex(), "seq_len": cfg.seq_len,
+            "d_model": cfg.d_model, "d_head": cfg.d_head, "max_upload": self.config.max_upload,
+            "ttl_s": self.config.ttl_s,
+            "token": None if self.tokens is None else token.public()})
 
     @app.get(API + "/model/commitment")
-    async def commitment(self) -> Response:
+    async def commitment(self, http: HttpRequest) -> Response:
+        try:
+            self._auth(http)
+        except HttpError as e:
+            return _error(e)
         return Response(self.commitment_file, media_type="application/octet-stream")
 
     @app.get(API + "/model/client-specs")
-    async def client_specs(self) -> Response:
+    async def client_specs(self, http: HttpRequest) -> Response:
+        try:
+            self._auth(http)
+        except HttpError as e:
+            return _error(e)
         if self.backend.client_specs is None:
             return _error(HttpError(404, "this server simulates FHE: it has no client specs"))
         return Response(self.backend.client_specs, media_type="application/octet-stream")
@@ -291,48 +338,98 @@ class ZkfheService:
     @app.post(API + "/sessions")
     async def create(self, http: HttpRequest) -> Response:
         await self._start()
+        owner, reserved = None, False
         try:
+            token = self._auth(http)
+            owner = self._owner(token)
             self._admit()
+            # a client uploading again a request it may have uploaded already (its answer was
+            # lost) names it: that upload is not a new session, and no limit applies to it
+            again = self._declared(http, owner)
+            if not again:
+                reserved = self._reserve(token, owner)
             path = await self._receive(http, self.config.max_upload, "request")
             try:
                 request = await asyncio.to_thread(self._check_request, path)
                 found = self.store.find(request.digest)
                 if found is not None:
+                    self._check_owner(found, owner)
                     return JSONResponse({"session": found.id, "state": found.state,
                                          "existing": True}, status_code=200)
+                if not reserved:
+                    reserved = self._reserve(token, owner)
                 self._admit()
                 rec = await asyncio.to_thread(self.store.create, request.digest,
-                                              len(request.inputs), path)
+                                              len(request.inputs), path, owner)
             finally:
                 path.unlink(missing_ok=True)
         except HttpError as e:
             return _error(e)
         except st.StoreError as e:  # the same request uploaded twice at once
             return _error(HttpError(409, str(e)))
+        finally:
+            if reserved:
+                self.reserved[owner] -= 1
+                if not self.reserved[owner]:
+                    del self.reserved[owner]
         self._enqueue(self._evaluate(rec.id))
         return JSONResponse({"session": rec.id, "state": rec.state}, status_code=202)
 
-    @app.get(API + "/sessions/{sid}")
-    async def status(self, sid: str) -> Response:
+    @app.get(API + "/sessions")
+    async def lookup(self, http: HttpRequest, request: str = "") -> Response:
+        """The caller's session made from the request with this SHA3-256 digest (hex): lets a
+        client whose upload's answer was lost find its session without uploading again."""
         await self._start()
         try:
-            return JSONResponse(self._record(sid).public())
+            owner = self._owner(self._auth(http))
+            try:
+                digest = bytes.fromhex(request)
+            except ValueError:
+                digest = b""
+            if len(digest) != 32:
+                raise HttpError(400, "?request= must be a request digest: 64 hex digits")
+            found = self.store.find(digest)
+            if found is None:
+                raise HttpError(404, "no session for this request")
+            self._check_owner(found, owner)
+        except HttpError as e:
+            return _error(e)
+        return JSONResponse({"session": found.id, "state": found.state, "existing": True})
+
+    @app.get(API + "/sessions/{sid}")
+    async def status(self, sid: str, http: HttpRequest) -> Response:
+        await self._start()
+        try:
+            return JSONResponse(self._record(sid, http).public())
         except HttpError as e:
             return _error(e)
 
     @app.get(API + "/sessions/{sid}/response")
-    async def response(self, sid: str) -> Response:
-        return await self._file(sid, "response", (st.EVALUATED, st.PROVING, st.PROVEN))
+    async def response(self, sid: str, http: HttpRequest) -> Response:
+        return await self._file(sid, http, "response", (st.EVALUATED, st.PROVING, st.PROVEN))
 
     @app.get(API + "/sessions/{sid}/bundle")
-    async def bundle(self, sid: str) -> Response:
-        return await self._file(sid, "bundle", (st.PROVEN,))
+    async def bundle(self, sid: str, http: HttpRequest) -> Response:
+        return await self._file(sid, http, "bundle", (st.PROVEN,))
 
     @app.post(API + "/sessions/{sid}/opening")
     async def opening(self, sid: str, http: HttpRequest) -> Response:
         await self._start()
         try:
-            rec = self._record(sid)
+            rec = self._record(sid, http)
+            if rec.state in (st.PROVING, st.PROVEN):  # a client retrying: the same opening?
+                path = await self._receive(http, self.config.max_opening, "opening")
+                try:
+                    data = path.read_bytes()
+                finally:
+                    path.unlink(missing_ok=True)
+                try:
+                    stored = await asyncio.to_thread(self.store.read, sid, "opening")
+                except FileNotFoundError:  # collected meanwhile
+                    stored = b""
+                if stored and hmac.compare_digest(data, stored):
+                    return JSONResponse({"session": sid, "state": rec.state, "existing": True})
+                raise HttpError(409, st.refusal(rec, "open"))
             if rec.state != st.EVALUATED:
                 raise HttpError(_STATE_STATUS.get(rec.state, 409), st.refusal(rec, "open"))
             path = await self._receive(http, self.config.max_opening, "opening")
@@ -350,6 +447,53 @@ class ZkfheService:
         return JSONResponse({"session": sid, "state": st.PROVING}, status_code=202)
 
     # ------------------------------------------------------------ checks
+
+    def _auth(self, http: HttpRequest) -> Token:
+        """The caller's token (401 without a valid one); everyone, without tokens."""
+        if self.tokens is None:
+            return _ANON
+        header = http.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if not header:
+            raise HttpError(401, "this server needs an API token: send the header "
+                            "'Authorization: Bearer TOKEN'", _BEARER)
+        if scheme.lower() != "bearer" or not value.strip():
+            raise HttpError(401, "the Authorization header must be 'Bearer TOKEN'", _BEARER)
+        token = self.tokens.match(value.strip())
+        if token is None:
+            raise HttpError(401, "unknown or revoked API token",
+                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return token
+
+    def _owner(self, token: Token) -> str | None:
+        return None if self.tokens is None else token.sha256
+
+    def _check_owner(self, rec: st.SessionRecord, owner: str | None) -> None:
+        if self.tokens is not None and not hmac.compare_digest(rec.owner or "", owner or ""):
+            raise HttpError(403, "this session belongs to another API token")
+
+    def _declared(self, http: HttpRequest, owner: str | None) -> bool:
+        """Whether the upload's Zkfhe-Request-Digest header names a session of this owner."""
+        try:
+            digest = bytes.fromhex(http.headers.get("zkfhe-request-digest", ""))
+        except ValueError:
+            return False
+        found = self.store.find(digest) if len(digest) == 32 else None
+        return found is not None and (self.tokens is None or found.owner == owner)
+
+    def _reserve(self, token: Token, owner: str | None) -> bool:
+        """Count an upload against its token's limit on unfinished sessions (429 past it);
+        True if counted (the caller releases it once the upload is a session or refused)."""
+        if self.tokens is None:
+            return False
+        active = self.store.active(owner) + self.reserved.get(owner, 0)
+        if active >= token.max_active:
+            wait = max(1, math.ceil(self.job_s))
+            raise HttpError(429, f"the token {token.name!r} has {active} unfinished sessions, "
+                            f"its limit; finish one (or wait for it) and retry",
+                            {"Retry-After": str(wait)})
+        self.reserved[owner] = self.reserved.get(owner, 0) + 1
+        return True
 
     def _admit(self) -> None:
         cfg = self.config
@@ -421,19 +565,23 @@ class ZkfheService:
                 raise HttpError(422, f"opening refused: canary at position {pos}: {e}") from None
         return len(opening.positions)
 
-    def _record(self, sid: str) -> st.SessionRecord:
+    def _record(self, sid: str, http: HttpRequest) -> st.SessionRecord:
+        """The session's row, for the token that created it (401 / 404 / 403 otherwise)."""
+        owner = self._owner(self._auth(http))
         try:
             rec = self.store.get(sid)
         except ValueError:
             rec = None
         if rec is None:
             raise HttpError(404, "unknown session")
+        self._check_owner(rec, owner)
         return rec
 
-    async def _file(self, sid: str, name: str, states: tuple[str, ...]) -> Response:
+    async def _file(self, sid: str, http: HttpRequest, name: str,
+                    states: tuple[str, ...]) -> Response:
         await self._start()
         try:
-            rec = self._record(sid)
+            rec = self._record(sid, http)
             if rec.state not in states:
                 if rec.state in (st.EVALUATING, st.PROVING, st.EVALUATED):
                     raise HttpError(409, f"no {name} yet: the session is {rec.state}")
@@ -536,13 +684,20 @@ def deploy(config: ServiceConfig, name: str = APP_NAME, route_prefix: str = "/")
 
 
 def start(host: str = "127.0.0.1", port: int = 8000, address: str | None = None,
-          num_cpus: int | None = None) -> None:
-    """Start (or join, with ``address``) Ray and start Serve's HTTP proxy on host:port."""
+          num_cpus: int | None = None, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None) -> None:
+    """Start (or join, with ``address``) Ray and start Serve's HTTP proxy on host:port; with
+    a certificate and its key, HTTPS (uvicorn's TLS, through Ray Serve's HTTP options)."""
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ValueError("TLS needs both a certificate and its key")
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=num_cpus if address is None else None,
                  include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
-    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+    http = {"host": host, "port": port}
+    if ssl_certfile is not None:
+        http.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
+    serve.start(http_options=http, logging_config={"log_level": "WARNING"})
 
 
 def stop() -> None:
@@ -553,7 +708,8 @@ def stop() -> None:
         ray.shutdown()
 
 
-def serve_forever(config: ServiceConfig, host: str, port: int, address: str | None) -> None:
+def serve_forever(config: ServiceConfig, host: str, port: int, address: str | None,
+                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
     """`zkfhe serve`: start, deploy, and wait for Ctrl-C or SIGTERM."""
     import signal
     import threading
@@ -561,12 +717,15 @@ def serve_forever(config: ServiceConfig, host: str, port: int, address: str | No
     stop_event = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_event.set())
-    start(host, port, address)
+    start(host, port, address, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:
         deploy(config)
+        scheme = "https" if ssl_certfile else "http"
+        access = ("open to anyone who reaches it" if config.tokens is None else
+                  f"{len(config.tokens)} API tokens")
         print(f"serving {config.model_dir} ({'SIMULATED FHE' if config.simulate else 'TFHE'}) "
-              f"at http://{host}:{port}{API}/ ; sessions in {config.store_dir}; Ctrl-C stops",
-              flush=True)
+              f"at {scheme}://{host}:{port}{API}/ ({access}); sessions in {config.store_dir}; "
+              "Ctrl-C stops", flush=True)
         stop_event.wait()
     finally:
         stop()

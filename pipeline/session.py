@@ -227,6 +227,37 @@ class ProofBundle:
         return cls(receipt, circuit_id, key_digest, ins, outs, tuple(pos), tuple(proofs))
 
 
+@dataclass(frozen=True)
+class ClientSecret:
+    """The client's private session state: secret keys, the real position, the canaries (every
+    input in order). It never leaves the client; it lets a later process finish the session."""
+
+    KIND: ClassVar[str] = "zkfhe-client-secret"
+    VERSION: ClassVar[int] = 1
+
+    request_digest: bytes
+    secret_keys: bytes = field(repr=False)
+    real: int = field(repr=False)
+    inputs: tuple = field(repr=False)
+
+    def write(self, w: Writer) -> None:
+        w.raw_bytes(self.request_digest)
+        w.raw_bytes(self.secret_keys)
+        w.u32(self.real)
+        w.u32(len(self.inputs))
+        for x in self.inputs:
+            _write_ints(w, x)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "ClientSecret":
+        digest = _read_digest(r)
+        keys = r.raw_bytes(MAX_BLOB)
+        real, n = r.u32(), r.u32()
+        if not 2 <= n <= MAX_INPUTS or real >= n:
+            raise r.error("bad session state")
+        return cls(digest, keys, real, tuple(_read_ints(r, 1 << 26) for _ in range(n)))
+
+
 # ---------------------------------------------------------------- the receipt
 
 

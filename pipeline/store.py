@@ -48,9 +48,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated REAL NOT NULL,
     evaluate_s REAL,
     prove_s REAL,
-    error TEXT
+    error TEXT,
+    owner TEXT
 )
 """
+ACTIVE = (EVALUATING, EVALUATED, PROVING)  # what a token's limit on active sessions counts
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class SessionRecord:
     evaluate_s: float | None
     prove_s: float | None
     error: str | None
+    owner: str | None = None  # the SHA-256 (hex) of the API token that created it, if any
 
     def public(self) -> dict:
         """What the status endpoint shows."""
@@ -97,6 +100,9 @@ class SessionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
+        if "owner" not in columns:  # a store written before API tokens: sessions of nobody
+            self._db.execute("ALTER TABLE sessions ADD COLUMN owner TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -123,6 +129,13 @@ class SessionStore:
                                     "ORDER BY created", IN_FLIGHT).fetchall()
         return [SessionRecord(*r) for r in rows]
 
+    def active(self, owner: str | None) -> int:
+        """How many sessions of this owner are not finished (evaluating, evaluated, proving)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE owner IS ? AND state IN (?, ?, ?)",
+                (owner, *ACTIVE)).fetchone()[0]
+
     def count(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM sessions GROUP BY state")
@@ -147,9 +160,10 @@ class SessionStore:
 
     # ------------------------------------------------------------------ transitions
 
-    def create(self, request_digest: bytes, n_inputs: int, request_path: Path) -> SessionRecord:
+    def create(self, request_digest: bytes, n_inputs: int, request_path: Path,
+               owner: str | None = None) -> SessionRecord:
         """A new session in ``evaluating`` whose request file is ``request_path`` (moved into
-        the store). A random id: it is the capability to open the session."""
+        the store), created by ``owner`` (an API token's digest, or None). A random id."""
         sid = secrets.token_hex(16)
         d = self._dir(sid)
         d.mkdir(parents=True)
@@ -160,8 +174,8 @@ class SessionStore:
             with self._lock:
                 self._db.execute(
                     "INSERT INTO sessions (id, request_digest, state, n_inputs, total, created,"
-                    " updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sid, request_digest, EVALUATING, n_inputs, n_inputs, now, now))
+                    " updated, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sid, request_digest, EVALUATING, n_inputs, n_inputs, now, now, owner))
         except sqlite3.IntegrityError:
             shutil.rmtree(d, ignore_errors=True)
             raise StoreError("a session for this request exists already") from None
@@ -218,6 +232,14 @@ class SessionStore:
         return ids
 
     # ------------------------------------------------------------------ helpers
+
+    def clear_uploads(self) -> None:
+        """Delete scratch files of uploads a previous owner of the store left (a crash
+        mid-upload): uploads belong to the process that owns the store and never resume."""
+        d = self.root / "uploads"
+        if d.is_dir():
+            for p in d.iterdir():
+                p.unlink(missing_ok=True)
 
     def upload_path(self) -> Path:
         """A fresh temporary file name for an upload in progress (same file system)."""
