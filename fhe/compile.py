@@ -97,7 +97,7 @@ MAX_KS_LEVEL = 3
 # (HeadConfig.for_fhe heads: 6-bit tables at GPT-2 size, up to 8 bits on small heads). Keys
 # follow the widest table (a 10-bit table alone brings ~9.6 GB of bootstrap key): circuits with
 # wider tables (the default HeadConfig: 9 bits and more) have keys of several to tens of GB with
-# or without the cap (64x16 L6, 10-bit tables: 30.5 GB capped, 36.1 GB not), so they keep
+# or without the cap (64x16 L6, 9-bit tables: 30.5 GB capped, 36.1 GB not), so they keep
 # concrete's own search space. That is also where the cap was seen to break concrete-python
 # 2.11.0's optimizer: it aborts the process (concrete-optimizer multi_parameters/optimize/
 # mod.rs:1178 "internal error: entered unreachable code", then "panic in ffi function
@@ -311,7 +311,7 @@ def search_stats(circuit: fhe.Circuit) -> dict:
         return st
     used = search.used.get("execution") or search.used.get("simulation")
     st["max_ks_level"] = used.max_ks_level if used else None
-    st["ks_cap_dropped"] = any("parameters found" not in line for line in search.log)
+    st["ks_cap_dropped"] = bool(search.dropped)
     st["parameter_search"] = list(search.log)
     return st
 

@@ -142,6 +142,7 @@ class IsolatedSearch:
         self.label = label
         self.plans = list(plans)
         self.log: list[str] = []
+        self.dropped: list[str] = []  # the plans that found no parameters, and why
         self.used: dict[str, Plan] = {}  # runtime -> the plan its parameters come from
 
     def server(self, runtime: str) -> fhe.Server:
@@ -152,8 +153,9 @@ class IsolatedSearch:
                 server = create_server(self.mlir, plan.configuration, runtime == "simulation")
             except SearchFailure as e:
                 what = "concrete aborted" if e.aborted else "no parameters"
-                self.log.append(f"{runtime}: {plan.name}: {what} ({e.detail})")
                 failures.append(f"{plan.name}: {what} ({e.detail})")
+                self.log.append(f"{runtime}: {failures[-1]}")
+                self.dropped.append(failures[-1])
                 self.plans.pop(0)
                 continue
             self.log.append(f"{runtime}: {plan.name}: parameters found")
