@@ -238,7 +238,9 @@ def run_approx_rows(runs: int = 5, d_model: int = 768, d_head: int = 64, L: int 
               f"{st['complexity']:.3g} max TLU input {st['max_tlu_input_bits']} bits, "
               f"BSK {gb(st['size_of_bootstrap_keys'])} GB KSK {gb(st['size_of_keyswitch_keys'])} GB"
               f" (uncompressed); delta {int(delta.max())} on y in [{lo}, {hi}] "
-              f"({100.0 * delta.max() / (hi - lo):.1f}% of the range)", flush=True)
+              f"({100.0 * delta.max() / (hi - lo):.1f}% of the range); keyswitch levels <= "
+              f"{st['max_ks_level']}" + (" (cap dropped: no parameters under it)"
+                                         if st["ks_cap_dropped"] else ""), flush=True)
         real_runs(circuit, head, inputset, runs if head.approximate else 1)
         del circuit
 
@@ -394,6 +396,12 @@ def main(argv=None):
               f"{gb(r.get('size_of_bootstrap_keys', 0)):>7s} "
               f"{gb(r.get('size_of_keyswitch_keys', 0)):>7s}  simulate only ({r['sim']:.1f}s, "
               f"equal to the reference): keys too large for a real run here", flush=True)
+    if results:
+        print("parameter search (fhe.compile.key_restriction_policy; fhe.search):")
+    for r in results:
+        print(f"  {r['name']}: {r['key_policy']}"
+              + (f"; cap dropped: {' / '.join(r['parameter_search'])}" if r["ks_cap_dropped"]
+                 else ""))
     for r in results:
         if r["name"].startswith("GPT-2"):
             print(f"{r['name']}: {r['pbs']} PBS vs Zama's {ZAMA_GPT2_PBS} "

@@ -56,6 +56,7 @@ def run(label: str, cfg, k: int, simulate: bool, approximate: bool = False) -> N
         be = SimulatedFhe(head, circuit)
     else:
         be = step("server: compile circuit", lambda: RealFhe(head, calib))
+        circuit = be.circuit
     client = S.Client(commitment, be.client(), canaries, k=k)
     server = S.Server(model, be.server)
     req = step("client: keygen + encrypt", lambda: client.request(x), lambda o: len(to_bytes(o)))
@@ -72,6 +73,12 @@ def run(label: str, cfg, k: int, simulate: bool, approximate: bool = False) -> N
         print(f"  {name:<32} {dt:>8.2f} {'' if size is None else f'{size:,}':>14}")
     print(f"  evaluation keys: {len(req.evaluation_keys):,} bytes"
           + (" (simulated: placeholder)" if simulate else ""))
+    from fhe.compile import search_stats
+
+    ss = search_stats(circuit)
+    print(f"  parameters: {circuit.programmable_bootstrap_count:,} PBS; {ss['key_policy']}"
+          + (f"; cap dropped: {' / '.join(ss['parameter_search'])}" if ss["ks_cap_dropped"]
+             else ""))
 
 
 def main() -> None:

@@ -22,12 +22,21 @@ the widths and keys that fit a small machine). Key size follows the widest table
 table alone brings a ~1 GB bootstrap key) and the number of parameter sets (each pair that
 exchanges ciphertexts needs a keyswitch key): ``fhe.ops`` keeps every table of a ``for_fhe``
 head at 6 bits or fewer and folds the tiniest tables into the 4-bit parameter set, and
-multi-parameter compiles cap keyswitch levels (``MAX_KS_LEVEL``).
+multi-parameter compiles of circuits whose tables read at most 8 bits cap keyswitch levels
+(``MAX_KS_LEVEL``; ``key_restriction_policy``).
+
+A compile either gives a circuit or raises ``fhe.errors.FheCompileError`` naming the head and
+the search spaces tried; it never takes the process down. A restricted parameter search runs in
+a child process (``fhe.search``: concrete 2.11's optimizer can abort under the keyswitch cap);
+if the policy's cap finds no parameters, the search is rerun without it, and ``fhe_stats`` says
+so (``max_ks_level``, ``parameter_search``). Either way the circuit (its MLIR, its function) is
+the one traced here; only its cryptographic parameters depend on the search space.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Iterable, Optional
 
@@ -36,7 +45,9 @@ from concrete import fhe
 
 from zk.attention_ref import QuantizedHead, attention_head, check_roundings, quantize_input
 
+from .errors import FheCompileError
 from .ops import ConcreteOps, static_bounds
+from .search import IsolatedSearch, Plan
 
 DEFAULT_P_ERROR = 1e-9
 # the roundings an approximate-mode head evaluates approximately (module docstring)
@@ -81,6 +92,36 @@ def approximate_head(head: QuantizedHead, roundings=APPROXIMATE_ROUNDINGS) -> Qu
 # 1.88 GB / 2.31e12 (before the unsigned score chain of fhe.ops: <= 4 2.34 GB / 2.22e12,
 # unbounded 3.28 GB / 2.17e12).
 MAX_KS_LEVEL = 3
+# The cap is a key budget: it applies to multi-parameter compiles whose every table reads at
+# most KS_CAP_MAX_TABLE_BITS bits, the circuits whose keys can fit a real run at all
+# (HeadConfig.for_fhe heads: 6-bit tables at GPT-2 size, up to 8 bits on small heads). Keys
+# follow the widest table (a 10-bit table alone brings ~9.6 GB of bootstrap key): circuits with
+# wider tables (the default HeadConfig: 9 bits and more) have keys of several to tens of GB with
+# or without the cap (64x16 L6, 9-bit tables: 30.5 GB capped, 36.1 GB not), so they keep
+# concrete's own search space. That is also where the cap was seen to break concrete-python
+# 2.11.0's optimizer: it aborts the process (concrete-optimizer multi_parameters/optimize/
+# mod.rs:1178 "internal error: entered unreachable code", then "panic in ffi function
+# concrete_optimizer_cpp::ffi::Dag::optimize_multi, aborting") on the GPT-2-size exact head
+# HeadConfig(768, 64, 6) under levels <= 3 after minutes of search (uncapped: about 44 s, 9,363
+# PBS), and on HeadConfig(8, 4, 3) under levels <= 2 (not <= 1 or <= 3). Since no width rule
+# predicts that abort, every capped search runs in a child process (fhe.search) and falls back
+# to concrete's own space; remove the isolation when concrete reports the failure as an error.
+KS_CAP_MAX_TABLE_BITS = 8
+
+
+def key_restriction_policy(strategy, max_table_bits: int) -> tuple[Optional[int], str]:
+    """(keyswitch-level cap or None, the reason in words) for a compile with parameter
+    selection ``strategy`` of a circuit whose widest table reads ``max_table_bits`` bits
+    (``table_widths``): ``MAX_KS_LEVEL`` for multi-parameter compiles of circuits whose tables
+    all read at most ``KS_CAP_MAX_TABLE_BITS`` bits, None (concrete's own search space)
+    otherwise."""
+    if fhe.ParameterSelectionStrategy.parse(strategy) != fhe.ParameterSelectionStrategy.MULTI:
+        return None, "one parameter set: no keyswitch-level cap"
+    if max_table_bits > KS_CAP_MAX_TABLE_BITS:
+        return None, (f"tables read up to {max_table_bits} bits (> {KS_CAP_MAX_TABLE_BITS}: "
+                      "keys beyond a real run either way): no keyswitch-level cap")
+    return MAX_KS_LEVEL, (f"multi-parameter, every table <= {KS_CAP_MAX_TABLE_BITS} bits: "
+                          f"keyswitch levels <= {MAX_KS_LEVEL}")
 
 
 def key_budget_restriction(max_ks_level: int = MAX_KS_LEVEL):
@@ -135,6 +176,22 @@ def make_inputset(head: QuantizedHead, calib_x, extra: int = 0, seed: int = 0) -
     return seqs
 
 
+def head_label(head: QuantizedHead) -> str:
+    """The head in a few words, for messages: sizes, bits and mode."""
+    cfg = head.config
+    mode = f"approximate {','.join(head.approximate)}" if head.approximate else "exact"
+    return f"{cfg.d_model}x{cfg.d_head} L{cfg.seq_len} {cfg.n_bits}-bit {mode}"
+
+
+def _restriction_name(configuration: fhe.Configuration) -> tuple[str, Optional[int]]:
+    """A caller's restriction in words, and its keyswitch-level cap if it has one."""
+    if configuration.keyset_restriction is not None:
+        return "the given keyset restriction", None
+    levels = json.loads(configuration.range_restriction.to_json()).get("ks_level_count") or []
+    cap = max(levels) if levels else None
+    return f"the given range restriction (keyswitch levels <= {cap})", cap
+
+
 def compile_head(
     head: QuantizedHead,
     inputset: Iterable,
@@ -144,10 +201,18 @@ def compile_head(
 ) -> fhe.Circuit:
     """Trace and compile the head; returns a concrete ``fhe.Circuit`` (``.head`` is attached).
 
-    Unless given, the parameter selection strategy is ``default_strategy(head)``. The mode
-    follows the head: exact (``head.approximate`` empty; ``circuit.simulate`` equals the
-    reference bit for bit) or approximate (those roundings approximate; the decrypted output is
-    within ``zk.tolerance.tolerance(head, head.approximate)`` of the reference).
+    Unless given, the parameter selection strategy is ``default_strategy(head)`` and the search
+    space is ``key_restriction_policy``'s (``range_restriction`` in ``config_kw`` or a whole
+    ``configuration`` override it). The mode follows the head: exact (``head.approximate``
+    empty; ``circuit.simulate`` equals the reference bit for bit) or approximate (those
+    roundings approximate; the decrypted output is within
+    ``zk.tolerance.tolerance(head, head.approximate)`` of the reference).
+
+    A search restricted by a range or keyset restriction runs in a child process
+    (``fhe.search``), this compile's and the ones concrete runs later (``simulate`` after an
+    execution compile, statistics after a simulation-only one); if the policy's cap finds no
+    parameters it is dropped and the search rerun without it. Raises ``FheCompileError`` (the
+    head and every search space tried) when no parameters are found.
     """
     inputset = [np.asarray(x, dtype=np.int64) for x in inputset]
     if not inputset:
@@ -156,17 +221,48 @@ def compile_head(
     for x in inputset:
         if x.shape != shape:
             raise ValueError(f"inputset entries must have shape {shape}, got {x.shape}")
-    if configuration is None and "parameter_selection_strategy" not in config_kw:
-        config_kw["parameter_selection_strategy"] = default_strategy(head)
-    if (configuration is None and "range_restriction" not in config_kw
-            and fhe.ParameterSelectionStrategy.parse(config_kw["parameter_selection_strategy"])
-            == fhe.ParameterSelectionStrategy.MULTI):
-        config_kw["range_restriction"] = key_budget_restriction()
-    cfg = configuration or make_configuration(global_p_error, **config_kw)
+    if configuration is None:
+        config_kw.setdefault("parameter_selection_strategy", default_strategy(head))
+        by_policy = "range_restriction" not in config_kw
+        cfg = make_configuration(global_p_error, **config_kw)
+    else:
+        cfg, by_policy = configuration, False
     compiler = fhe.Compiler(head_function(head), {"x": "encrypted"})
-    with static_bounds():
-        circuit = compiler.compile(inputset, configuration=cfg)
+    with static_bounds():  # trace and MLIR only: no parameter search yet
+        circuit = compiler.compile(inputset, configuration=cfg.fork(fhe_execution=False,
+                                                                    fhe_simulation=False))
     circuit.head = head
+    label = head_label(head)
+    if by_policy:
+        tables, _ = table_widths(circuit.graph)
+        cap, circuit.key_policy = key_restriction_policy(cfg.parameter_selection_strategy,
+                                                         max(tables, default=0))
+        plans = [] if cap is None else [
+            Plan(f"keyswitch levels <= {cap}", cap,
+                 cfg.fork(range_restriction=key_budget_restriction(cap))),
+            Plan("concrete's own search space", None, cfg)]
+    else:
+        circuit.key_policy = "given by the caller"
+        plans = []
+        if cfg.range_restriction is not None or cfg.keyset_restriction is not None:
+            plans = [Plan(*_restriction_name(cfg), cfg)]
+    final = plans[0].configuration if plans else cfg
+    # the caller's flags and the first search space (the one the stats report a drop from)
+    circuit._module.configuration = final  # noqa: SLF001
+    circuit.parameter_search = IsolatedSearch(circuit, label, plans) if plans else None
+    if circuit.parameter_search is not None:
+        circuit.parameter_search.install(circuit)
+    try:
+        if cfg.fhe_execution:
+            circuit.enable_fhe_execution()
+        if cfg.fhe_simulation:
+            circuit.enable_fhe_simulation()
+    except FheCompileError:
+        raise
+    except RuntimeError as e:  # concrete's own search, in process: NoParametersFound, say
+        last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+        raise FheCompileError(f"no FHE parameters for head {label}, concrete-python "
+                              f"{fhe.__version__}, concrete's own search space: {last}") from e
     return circuit
 
 
@@ -197,7 +293,26 @@ def fhe_stats(circuit: fhe.Circuit, output: Optional[fhe.Value] = None) -> dict:
             st["size_of_" + name] = int(getattr(circuit, "size_of_" + name))
         except Exception:  # pragma: no cover
             pass
+    st.update(search_stats(circuit))
     st.update(keyset_stats(circuit, output))
+    return st
+
+
+def search_stats(circuit: fhe.Circuit) -> dict:
+    """How the parameters of a ``compile_head`` circuit were searched: ``key_policy`` (the
+    policy's choice and why), ``max_ks_level`` (the keyswitch-level cap the execution
+    circuit's parameters were found under; None: none), ``ks_cap_dropped`` (a cap found no
+    parameters and the search was rerun without it) and ``parameter_search`` (one line per
+    search; empty when concrete searched its own space in this process)."""
+    st = {"key_policy": getattr(circuit, "key_policy", None)}
+    search = getattr(circuit, "parameter_search", None)
+    if search is None:
+        st.update(max_ks_level=None, ks_cap_dropped=False, parameter_search=[])
+        return st
+    used = search.used.get("execution") or search.used.get("simulation")
+    st["max_ks_level"] = used.max_ks_level if used else None
+    st["ks_cap_dropped"] = bool(search.dropped)
+    st["parameter_search"] = list(search.log)
     return st
 
 
