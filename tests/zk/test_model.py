@@ -238,7 +238,7 @@ def test_every_byte_class_of_the_file_is_checked(model):
     mc = pm.commitment
     n = len(data)
     rng = np.random.default_rng(5)
-    positions = sorted(set(list(range(0, 80)) + rng.integers(80, n, 120).tolist()))
+    positions = sorted(set(list(range(0, 80, 2)) + rng.integers(80, n, 60).tolist()))
     for pos in positions:
         bad = bytearray(data)
         bad[pos] ^= 1 << int(rng.integers(0, 8))
