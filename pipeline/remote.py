@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import random
-import secrets as _secrets
+import secrets
 import ssl
 import stat
 import time
@@ -59,6 +58,8 @@ from zk.errors import MalformedProofError, VerificationError
 
 API = "/v1"
 CHUNK = 1 << 20
+
+_JITTER = secrets.SystemRandom()  # retry jitter (not a secret; the OS source keeps library code off `random`)
 
 
 class ServiceError(Exception):
@@ -248,7 +249,7 @@ class ServiceClient:
                 if after.isdigit():
                     wait = float(after)
             backoff = min(self.BACKOFF_CAP_S, self.BACKOFF_BASE_S * 2 ** attempt)
-            wait = max(wait or 0.0, backoff * random.uniform(0.5, 1.0))
+            wait = max(wait or 0.0, backoff * _JITTER.uniform(0.5, 1.0))
             left = self.deadline - time.monotonic()
             if left <= 0.05:
                 raise ServerUnavailable(
@@ -444,7 +445,7 @@ class SessionDir:
             return None
 
     def write(self, name: str, data: bytes) -> None:
-        tmp = self.path / f".{name}.{_secrets.token_hex(4)}.tmp"
+        tmp = self.path / f".{name}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -642,30 +642,30 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
     def keep(name, v):
         stacks.setdefault(name, []).append(v)
 
+    def keep_all(y_w):
+        """A layer's rounding or norm: keep its witness, return its output."""
+        y, wit = y_w
+        for kk, vv in wit.items():
+            keep(kk, vv)
+        return y
+
     h = x0
     causal = np.tril(np.ones((L, L), dtype=bool))
     for l in range(N):
         if feed is not None:
             h = _ints(feed(l, h))
         keep("hin", h)
-        n1, wn = norm_ref(h, W.g1[l], W.b1[l] if cfg.gpt2 else None, cfg, sh, "n1")
-        for kk, vv in wn.items():
-            keep(kk, vv)
+        n1 = keep_all(norm_ref(h, W.g1[l], W.b1[l] if cfg.gpt2 else None, cfg, sh, "n1"))
         acc = {t: imatmul("id,hde->hie", n1, W.get("w" + t)[l])
                + bias("b" + t, l, lambda b: b[:, None, :]) for t in "qkv"}
         qkv = {}
         for t in "qkv":
             a = rope(acc[t]) if t in "qk" and not cfg.gpt2 else acc[t]
             keep("acc_" + t, acc[t])
-            y, wt = R[t].ref(a)
-            qkv[t] = y
-            for kk, vv in wt.items():
-                keep(kk, vv)
+            qkv[t] = keep_all(R[t].ref(a))
         z = imatmul("hie,hje->hij", qkv["q"], qkv["k"])
         keep("acc_s", z)
-        r_s, wt = R["rs"].ref(z)
-        for kk, vv in wt.items():
-            keep(kk, vv)
+        r_s = keep_all(R["rs"].ref(z))
         mx = np.where(causal, r_s, np.iinfo(np.int64).min).max(axis=-1)
         sel = np.zeros_like(r_s)
         for hh in range(H):
@@ -689,41 +689,27 @@ def forward(model_cfg: LlamaConfig, tables: Tables, weights: LlamaWeights,
         keep("p", p)
         o2 = imatmul("hij,hje->hie", p, qkv["v"])
         keep("acc_a", o2)
-        ya, wt = R["ya"].ref(o2)
-        for kk, vv in wt.items():
-            keep(kk, vv)
+        ya = keep_all(R["ya"].ref(o2))
         acc_o = imatmul("hie,hed->id", ya, W.wo[l]) + bias("bo", l, lambda b: b[None, :])
         keep("acc_o", acc_o)
-        hmid, wt = R["hmid"].ref((h << k["o"]) + acc_o)
-        for kk, vv in wt.items():
-            keep(kk, vv)
-        n2, wn = norm_ref(hmid, W.g2[l], W.b2[l] if cfg.gpt2 else None, cfg, sh, "n2")
-        for kk, vv in wn.items():
-            keep(kk, vv)
+        hmid = keep_all(R["hmid"].ref((h << k["o"]) + acc_o))
+        n2 = keep_all(norm_ref(hmid, W.g2[l], W.b2[l] if cfg.gpt2 else None, cfg, sh, "n2"))
         acc_u = imatmul("id,df->if", n2, W.wu[l]) + bias("bu", l, lambda b: b[None, :])
         keep("acc_u", acc_u)
-        up, wt = R["up"].ref(acc_u)
-        for kk, vv in wt.items():
-            keep(kk, vv)
+        up = keep_all(R["up"].ref(acc_u))
         if cfg.gpt2:  # GELU on the up projection, no gate
             mm = sg = tables.silu[up + (1 << (cfg.act_bits - 1))]
             keep("sg", sg)
         else:
             acc_g = imatmul("id,df->if", n2, W.wg[l])
             keep("acc_g", acc_g)
-            g, wt = R["g"].ref(acc_g)
-            for kk, vv in wt.items():
-                keep(kk, vv)
+            g = keep_all(R["g"].ref(acc_g))
             sg = tables.silu[g + (1 << (cfg.act_bits - 1))]
             keep("sg", sg)
-            mm, wt = R["mm"].ref(sg * up)
-            for kk, vv in wt.items():
-                keep(kk, vv)
+            mm = keep_all(R["mm"].ref(sg * up))
         acc_d = imatmul("if,fd->id", mm, W.wd[l]) + bias("bd", l, lambda b: b[None, :])
         keep("acc_d", acc_d)
-        h, wt = R["hout"].ref((hmid << k["d"]) + acc_d)
-        for kk, vv in wt.items():
-            keep(kk, vv)
+        h = keep_all(R["hout"].ref((hmid << k["d"]) + acc_d))
     for kk, vv in stacks.items():
         (ch if kk.startswith("acc_") else w)[kk] = np.stack(vv)
     # the softmax's derived tensors on padded grids are built by the prover (_padded_extras)
