@@ -364,6 +364,70 @@ def test_gpt2_no_secret_among_the_scalars(gpt2):
     assert not _secrets(seen) & set(file_scalars(data))
 
 
+# ---------------------------------------------------------------- a wide residual stream
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """A residual stream of 20 bits and a 30-bit norm factor (two limbs each), as SmolLM2's
+    quantization needs (its residual channels span more than 2^16)."""
+    cfg = tiny_config(res_bits=20, t_bits=24, norm_c2=(1 << 68) - 1, norm_eps=256,
+                      norm_s_bits=30)
+    rng = np.random.default_rng(5)
+    w = M.random_weights(cfg, rng)
+    cfg = M.fit_shifts(cfg, w, rng.integers(0, cfg.vocab, 8))
+    pm = M.commit(cfg, w, rng=rng)
+    toks = M.generate(pm, np.array([1, 2, 3]), 3)
+    return pm, toks, M.prove(pm, toks, 3)
+
+
+def test_wide_residual_generation_verifies(wide):
+    pm, toks, proof = wide
+    mc = M.LlamaCommitment.from_bytes(pm.commitment.to_bytes())
+    assert mc.config.rbits == 20 and mc.config.norm_s_bits == 30
+    assert M.verify_bytes(proof.to_bytes(), mc).tokens == tuple(int(t) for t in toks)
+    _, w, _ = M.forward(mc.config, mc.tables, pm.weights, toks[:-1])
+    for n in ("x0.b1", "hmid.b1", "hout.b1", "n1.s1", "n2.s1", "nf.s1"):  # both limbs used
+        assert w[n].any(), n
+    assert np.abs(w["hout"]).max() >= 1 << 8  # past act_bits: the residual is wider
+
+
+def test_wide_residual_high_limb_off_rejected(wide, monkeypatch):
+    pm, toks, _ = wide
+    sh = M.Shape(pm.config, len(toks) - 1)
+
+    def mutate(w, ch):  # one residual entry of layer 0 off by 2^16 (its high limb)
+        y = w["hout"][0].copy()
+        y[1, 4] += 1 << 16
+        _rederive(w, sh.rq["hout"], y, layer=0)
+
+    with pytest.raises(VerificationError):
+        M.verify(cheat(pm, toks, 3, monkeypatch, mutate=mutate), pm.commitment)
+
+
+def test_wide_norm_factor_high_limb_off_rejected(wide, monkeypatch):
+    pm, toks, _ = wide
+
+    def mutate(w, ch):
+        w["n2.s1"][1][2] += 1
+
+    with pytest.raises(VerificationError):
+        M.verify(cheat(pm, toks, 3, monkeypatch, mutate=mutate), pm.commitment)
+    M.verify(cheat(pm, toks, 3, monkeypatch), pm.commitment)  # the harness alone verifies
+
+
+def test_configurations_the_norm_cannot_serve_refused():
+    with pytest.raises(ValueError, match="slack"):  # C2 x the largest ms past 64 bits
+        tiny_config(res_bits=20, t_bits=24, norm_c2=(1 << 96) - 1, norm_eps=1 << 40,
+                    norm_s_bits=28)
+    with pytest.raises(ValueError, match="2\\^16"):
+        tiny_config(norm_c2=1 << 34, norm_eps=1)
+    with pytest.raises(ValueError, match="res_bits"):
+        tiny_config(res_bits=16, t_bits=16)
+    with pytest.raises(ValueError, match="res_bits"):
+        tiny_config(res_bits=6)
+
+
 # ---------------------------------------------------------------- chunked folds of weights
 
 

@@ -4,6 +4,8 @@ One integer definition of the whole network (every op total: saturating requanti
 ``rq`` as in :mod:`zk.model.ops`; A = ``act_bits``)::
 
     x0   = rq(Me * E[tok], k_e)                                   embedding (tied with the LM head)
+    (the residual stream x0, hmid, hout saturates at res_bits >= A bits: SmolLM2's residual
+    channels span 2^16 and more, the massive activations of attention sinks)
     per layer l (hin_0 = x0, hin_(l+1) = hout_l):
       n1   = rmsnorm(hin, g1)                                     (see below)
       q    = rq(ROPE(n1 Wq), k_q),  k = rq(ROPE(n1 Wk), k_k),  v = rq(n1 Wv, k_v)   per query head
@@ -21,7 +23,8 @@ One integer definition of the whole network (every op total: saturating requanti
     next token at position i = argmax_v logit[i, v] (ties: the smallest v)
 
     rmsnorm(h, g): ms = sum_d h^2, s = floor(sqrt(C2 / (ms + EPS))) (proven by the range
-    relation s^2 (ms + EPS) <= C2 < (s + 1)^2 (ms + EPS), zkGPT-style), n = rq(h s g, k_n)
+    relation s^2 (ms + EPS) <= C2 < (s + 1)^2 (ms + EPS), zkGPT-style; s < 2^norm_s_bits),
+    n = rq(h s g, k_n)
 
 Grouped-query attention lives in the weights: Wk and Wv are committed per query head (a key /
 value head's weights repeated over its group). Every table (SILU, the softmax's, the RoPE
@@ -132,6 +135,8 @@ class LlamaConfig:
     silu_in: float = 1 / 256   # float value of one step of the MLP activation's input
     silu_out: float = 1 / 256  # ... and of its output (SiLU for llama, GELU for gpt2)
     arch: str = "llama"        # "llama" (RMSNorm, RoPE, GQA, SiLU gate) or "gpt2" (below)
+    res_bits: int | None = None  # bits of the residual stream x0, hmid, hout (None: act_bits)
+    norm_s_bits: int = 16        # bits of the norm factor s (two 16-bit limbs past 16)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -155,13 +160,39 @@ class LlamaConfig:
         if self.arch == "gpt2" and (self.n_kv_heads != self.n_heads
                                     or self.t_bits < self.act_bits + 2):
             raise ValueError("gpt2: one key/value head per head, t_bits >= act_bits + 2")
+        R = self.rbits
+        if not self.act_bits <= R <= 31 or R + (self.arch == "gpt2") >= self.t_bits:
+            raise ValueError("res_bits in [act_bits, 31] and below t_bits (gpt2: t_bits - 1)")
+        if not 1 <= self.norm_s_bits <= 32:
+            raise ValueError("norm_s_bits in [1, 32]")
         smax = math.isqrt(self.norm_c2 // max(1, self.norm_eps))
-        if self.norm_eps < 1 or smax >= 1 << 16:
-            raise ValueError("norm_eps >= 1 and sqrt(norm_c2 / norm_eps) < 2^16")
+        if self.norm_eps < 1 or smax >> self.norm_s_bits:
+            raise ValueError(f"norm_eps >= 1 and sqrt(norm_c2 / norm_eps) < 2^{self.norm_s_bits}")
+        # the norm is total: its sum of squares fits 63 bits and its slacks the 64 bits of
+        # their limbs for every input the residual stream can hold
+        vmax = self.norm_v_max
+        if vmax >= 1 << 63 or 2 * math.isqrt(self.norm_c2 * vmax) + vmax + 2 >= 1 << 64:
+            raise ValueError("norm_c2 too large for the residual stream's bits (the norm's "
+                             "slack must fit 64 bits)")
 
     @property
     def gpt2(self) -> bool:
         return self.arch == "gpt2"
+
+    @property
+    def rbits(self) -> int:
+        """Bits of the residual stream."""
+        return self.act_bits if self.res_bits is None else int(self.res_bits)
+
+    @property
+    def norm_in_bits(self) -> int:
+        """Bits of what a norm squares: the residual (llama), its centred copy (gpt2)."""
+        return self.rbits + (1 if self.gpt2 else 0)
+
+    @property
+    def norm_v_max(self) -> int:
+        """The largest ms + EPS of a norm: D values of norm_in_bits bits squared."""
+        return self.d_model * (1 << (2 * (self.norm_in_bits - 1))) + self.norm_eps
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -341,19 +372,19 @@ class Shape:
                   "bk": sp("bk", "l", "h", "e"), "bv": sp("bv", "l", "h", "e"),
                   "bo": sp("bo", "l", "d"), "bu": sp("bu", "l", "f"), "bd": sp("bd", "l", "d"),
                   "b1": sp("b1", "l", "d"), "b2": sp("b2", "l", "d"), "bf": sp("bf", "d")}
-        k, A, T = cfg.k, cfg.act_bits, cfg.t_bits
+        k, A, T, Rb = cfg.k, cfg.act_bits, cfg.t_bits, cfg.rbits
         self.rq = {
-            "x0": RQ("x0", self.ID, k["e"], A, T),
+            "x0": RQ("x0", self.ID, k["e"], Rb, T),
             "n1": RQ("n1", self.LD, k["n"], A, T),
             "q": RQ("q", self.LHE, k["q"], A, T), "k": RQ("k", self.LHE, k["k"], A, T),
             "v": RQ("v", self.LHE, k["v"], A, T),
             "rs": RQ("rs", self.LHIJ, k["s"], cfg.score_bits, T),
             "ya": RQ("ya", self.LHE, k["a"], A, T),
-            "hmid": RQ("hmid", self.LD, k["o"], A, T),
+            "hmid": RQ("hmid", self.LD, k["o"], Rb, T),
             "n2": RQ("n2", self.LD, k["n"], A, T),
             "g": RQ("g", self.LF, k["g"], A, T), "up": RQ("up", self.LF, k["u"], A, T),
             "mm": RQ("mm", self.LF, k["m"], A, T),
-            "hout": RQ("hout", self.LD, k["d"], A, T),
+            "hout": RQ("hout", self.LD, k["d"], Rb, T),
             "nf": RQ("nf", self.ID, k["n"], A, T),
             "logit": RQ("logit", self.IV, k["lm"], A, T),
         }
@@ -361,7 +392,7 @@ class Shape:
             del self.rq["g"], self.rq["mm"]
             kc = self.kc = (D - 1).bit_length()
             for n, space in (("n1", self.LD), ("n2", self.LD), ("nf", self.ID)):
-                self.rq[n + ".hc"] = RQ(n + ".hc", space, kc, A + 1, T)
+                self.rq[n + ".hc"] = RQ(n + ".hc", space, kc, Rb + 1, T)
         self.norms = {"n1": (self.LI, "l"), "n2": (self.LI, "l"), "nf": (self.I, None)}
         mask = np.zeros((ax["i"].padded, ax["j"].padded), dtype=np.int64)
         for i in range(L):
@@ -369,13 +400,14 @@ class Shape:
         self.causal = mask
 
     def members(self) -> dict[str, list[str]]:
+        cfg = self.cfg
         m: dict[str, list[str]] = {s: [] for s in ("ID", "I", "IV", "LD", "LI", "LHE", "LHIJ",
                                                     "LHI", "LF")}
         for r in self.rq.values():
             m[r.space.name].extend(r.tensors())
         m["LD"].append("hin")
         for n, (rsp, _) in self.norms.items():
-            m[rsp.name].extend([n + ".ms", n + ".s"] + limb_names(n + ".sl1", SL_LIMBS)
+            m[rsp.name].extend([n + ".ms"] + s_names(cfg, n) + limb_names(n + ".sl1", SL_LIMBS)
                                + limb_names(n + ".sl2", SL_LIMBS))
         m["LHIJ"].extend(["sel", "dd", "c", "ex", "u", "p"])
         m["LHI"].extend(["mx", "S", "lg"])
@@ -414,6 +446,26 @@ class Shape:
             else:
                 R[: self.L, e, e - half] = sin[:, f]
         return R.reshape(-1)
+
+
+def s_names(cfg: LlamaConfig, norm: str) -> list[str]:
+    """The committed limbs of a norm's factor s: one below 17 bits, else 16 + the rest."""
+    return [norm + ".s"] + ([norm + ".s1"] if cfg.norm_s_bits > 16 else [])
+
+
+def s_lin(cfg: LlamaConfig, row: Space, norm: str) -> Lin:
+    lin = Lin.of(row, norm + ".s")
+    if cfg.norm_s_bits > 16:
+        lin = lin + Lin.of(row, norm + ".s1", 1 << 16)
+    return lin
+
+
+def s_columns(eng: Engine, cfg: LlamaConfig, row: Space, norm: str) -> None:
+    """s in [0, 2^norm_s_bits): its limbs' range checks."""
+    lo = min(cfg.norm_s_bits, 16)
+    eng.column(eng.range_table(0, 1 << lo), Lin.of(row, norm + ".s"))
+    if cfg.norm_s_bits > 16:
+        eng.column(eng.range_table(0, 1 << (cfg.norm_s_bits - 16)), Lin.of(row, norm + ".s1"))
 
 
 # ---------------------------------------------------------------- the model commitment
@@ -581,12 +633,18 @@ def rmsnorm_ref(h: np.ndarray, g: np.ndarray, cfg: LlamaConfig, r: RQ, bias=None
     sl2 = [(int(a) + 1) ** 2 * (int(m) + cfg.norm_eps) - cfg.norm_c2 - 1
            for a, m in zip(s, flat)]
     s = s.reshape(ms.shape)
+    gmax = int(np.abs(_ints(g)).max(initial=0))
+    if (math.isqrt(cfg.norm_c2) + 1) * gmax >= 1 << 62:  # |h s| <= sqrt(C2): h^2 <= ms
+        raise ProverError("norm gains too large for 64-bit accumulators")
     acc = h * s[:, None] * _ints(g)[None, :]
     if bias is not None:
         acc = acc + _ints(bias)[None, :]
     y, w = r.ref(acc)
     w[r.name + ".ms"] = ms
-    w[r.name + ".s"] = s
+    if cfg.norm_s_bits > 16:
+        w[r.name + ".s"], w[r.name + ".s1"] = s & 0xFFFF, s >> 16
+    else:
+        w[r.name + ".s"] = s
     for nm, sl in (("sl1", sl1), ("sl2", sl2)):
         arr = np.array(sl, dtype=object)
         if any(v < 0 or v >> (16 * SL_LIMBS) for v in sl):
@@ -923,7 +981,7 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     for name, r in R.items():
         r.columns(eng, mask_s if name == "rs" else None)
     for name, (row, _) in sh.norms.items():
-        eng.column(eng.range_table(0, 1 << 16), Lin.of(row, name + ".s"))
+        s_columns(eng, cfg, row, name)
         limb_columns(eng, row, name + ".sl1", SL_LIMBS)
         limb_columns(eng, row, name + ".sl2", SL_LIMBS)
     L4 = sh.LHIJ
@@ -1094,7 +1152,7 @@ def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor,
     eng.contract(eng.claim(name + ".ms", c), c, [ax["d"]], [h, h, pub.ind("d")],
                  [(1, [0, 1, 2])], ax)
     v = Lin.of(row, name + ".ms") + cfg.norm_eps
-    s = Lin.of(row, name + ".s")
+    s = s_lin(cfg, row, name)
     ind = pub.ind(*row.names)
     zero_check(eng, row, [lin_factor(limbs_lin(row, name + ".sl1", SL_LIMBS)), lin_factor(s),
                           lin_factor(v), ind],
@@ -1305,7 +1363,8 @@ def fit_shifts(cfg: LlamaConfig, weights: LlamaWeights, tokens, rounds: int = 40
             continue
         changed = False
         for key, names in _SITES.items():
-            bits = cfg.score_bits if key == "s" else cfg.act_bits
+            bits = {"s": cfg.score_bits, "e": cfg.rbits, "o": cfg.rbits,
+                    "d": cfg.rbits}.get(key, cfg.act_bits)
             hi = (1 << (bits - 1)) - 1
             if not all(n in w for n in names):
                 continue  # a site this architecture does not have

@@ -12,7 +12,8 @@ lo = -2^(A-1), hi = 2^(A-1) - 1 and T the bound bits of the rounded value::
     y = clip(t, lo, hi)
 
 Witness: the remainder R = acc + 2^(k-1) - 2^k t in [0, 2^k) (two 16-bit limbs R, R1 past 16
-bits), t = 2^(A-1) a + b with b in [0, 2^(A-1)) and a in [-2^(T-A), 2^(T-A)), and the mode
+bits), t = 2^(A-1) a + b with b in [0, 2^(A-1)) (two limbs b, b1 past 16 bits: the wide
+residual stream) and a in [-2^(T-A), 2^(T-A)), and the mode
 m = MODE(a) in {-1, 0, 1} (a pair lookup: a's range check and its mode at once; t is in
 [lo, hi] exactly when a is -1 or 0, so a is almost always -1 or 0: cheap to commit).
 Relations: acc is the linear form 2^k (2^(A-1) a + b) + R - 2^(k-1) of committed tensors (the
@@ -69,9 +70,16 @@ class RQ:
     def limbs(self) -> int:
         return 0 if self.k == 0 else (1 if self.k <= LIMB else 2)
 
+    @property
+    def wide(self) -> bool:
+        """b (the low bits - 1 bits of t) in two limbs: b (16 bits) and b1."""
+        return self.bits - 1 > LIMB
+
     def tensors(self) -> list[str]:
         n = self.name
         out = [n, n + ".a", n + ".b", n + ".m"]
+        if self.wide:
+            out.append(n + ".b1")
         if self.limbs >= 1:
             out.append(n + ".R")
         if self.limbs == 2:
@@ -89,8 +97,11 @@ class RQ:
             raise ProverError(f"{self.name}: a rounded value outside the {self.t_bits}-bit bound "
                               f"of the model (its static bounds are wrong)")
         y = np.clip(t, self.lo, self.hi)
-        w = {self.name: y, self.name + ".a": t >> (self.bits - 1),
-             self.name + ".b": t & ((1 << (self.bits - 1)) - 1)}
+        b = t & ((1 << (self.bits - 1)) - 1)
+        w = {self.name: y, self.name + ".a": t >> (self.bits - 1), self.name + ".b": b}
+        if self.wide:
+            w[self.name + ".b"] = b & ((1 << LIMB) - 1)
+            w[self.name + ".b1"] = b >> LIMB
         w[self.name + ".m"] = mode(w[self.name + ".a"], self.bits, self.t_bits)
         if self.k:
             R = acc + (1 << (self.k - 1)) - (t << self.k)
@@ -105,7 +116,10 @@ class RQ:
 
     def t_lin(self) -> Lin:
         s, n = self.space, self.name
-        return Lin.of(s, n + ".a", 1 << (self.bits - 1)) + Lin.of(s, n + ".b")
+        lin = Lin.of(s, n + ".a", 1 << (self.bits - 1)) + Lin.of(s, n + ".b")
+        if self.wide:
+            lin = lin + Lin.of(s, n + ".b1", 1 << LIMB)
+        return lin
 
     def acc_lin(self) -> Lin:
         """acc as a linear form of the committed witness."""
@@ -122,7 +136,13 @@ class RQ:
         tab = eng.table(f"mode[{self.bits},{self.t_bits}]",
                         lambda: mode_table(self.bits, self.t_bits))
         eng.column(tab, Lin.of(s, n + ".a"), Lin.of(s, n + ".m"), mask)
-        eng.column(eng.range_table(0, 1 << (self.bits - 1)), Lin.of(s, n + ".b"), None, mask)
+        if self.wide:
+            eng.column(eng.range_table(0, 1 << LIMB), Lin.of(s, n + ".b"), None, mask)
+            eng.column(eng.range_table(0, 1 << (self.bits - 1 - LIMB)), Lin.of(s, n + ".b1"),
+                       None, mask)
+        else:
+            eng.column(eng.range_table(0, 1 << (self.bits - 1)), Lin.of(s, n + ".b"), None,
+                       mask)
         if self.limbs == 1:
             eng.column(eng.range_table(0, 1 << self.k), Lin.of(s, n + ".R"), None, mask)
         elif self.limbs == 2:
