@@ -14,9 +14,10 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from gpu.field import ZERO, _chunk_bounds, add, load, mul, one, store, sub
+from gpu.field import U64, ZERO, _chunk_bounds, add, load, mul, one, store, sub
 from gpu.jit import jit as _jit
 from gpu.jit import kernel
+from gpu.wide import adc, mac, sbb
 
 
 @_jit
@@ -231,6 +232,74 @@ def rows_fold(d, a, rows, cols, w, out):
         for i in range(rows):
             acc = add(acc, mul(load(w, i), load(a, i * cols + x), d), d)
         store(out, x, acc)
+
+
+SMALL_BLOCK = 64
+"""Columns one task of :func:`fold_small` accumulates at once (their sums stay in L1)."""
+
+
+@_jit
+def _mac_small(acc, j, o, w, m):
+    """acc[j, o:o+6] += w * m: a field element's limbs (an integer below 2^256) times a
+    64-bit integer, unreduced (six limbs hold 2^67 such products)."""
+    t0, c = mac(acc[j, o], w[0], m, ZERO)
+    t1, c = mac(acc[j, o + 1], w[1], m, c)
+    t2, c = mac(acc[j, o + 2], w[2], m, c)
+    t3, c = mac(acc[j, o + 3], w[3], m, c)
+    t4, c = adc(acc[j, o + 4], c, ZERO)
+    acc[j, o] = t0
+    acc[j, o + 1] = t1
+    acc[j, o + 2] = t2
+    acc[j, o + 3] = t3
+    acc[j, o + 4] = t4
+    acc[j, o + 5] = acc[j, o + 5] + c
+
+
+@_jit
+def _reduce_wide(acc, j, o, d):
+    """acc[j, o:o+6] (an integer below 2^384) mod p, as four limbs: the low 256 bits brought
+    below p by subtractions, plus the high 128 bits times 2^256 mod p (a Montgomery product
+    with R^2)."""
+    x0, x1, x2, x3 = acc[j, o], acc[j, o + 1], acc[j, o + 2], acc[j, o + 3]
+    for _ in range(6):  # 2^256 < 6 p
+        y0, b = sbb(x0, d[0], ZERO)
+        y1, b = sbb(x1, d[1], b)
+        y2, b = sbb(x2, d[2], b)
+        y3, b = sbb(x3, d[3], b)
+        if b:
+            break
+        x0, x1, x2, x3 = y0, y1, y2, y3
+    hi = mul((acc[j, o + 4], acc[j, o + 5], ZERO, ZERO), (d[5], d[6], d[7], d[8]), d)
+    return add((x0, x1, x2, x3), hi, d)
+
+
+@kernel(size=lambda d, a, *rest: a.shape[0])
+def fold_small(d, a, pre, n, post, w, out):
+    """out[p, x] = sum_i w[i] a[p, i, x] for a signed int64 array a (pre x n x post, C order)
+    and field weights w: the fold of one axis of an integer tensor without embedding it in the
+    field (four 64-bit multiplies per entry instead of two Montgomery products; the sums are
+    reduced once per output). Since w is in Montgomery form and a plain integer, the reduced
+    sum is the Montgomery form of the fold."""
+    blk = SMALL_BLOCK
+    nb_ = (post + blk - 1) // blk
+    for task in prange(pre * nb_):
+        p = task // nb_
+        x0 = (task % nb_) * blk
+        x1 = min(post, x0 + blk)
+        acc = np.zeros((blk, 12), dtype=np.uint64)
+        for i in range(n):
+            wi = load(w, i)
+            base = (p * n + i) * post
+            for x in range(x0, x1):
+                v = a[base + x]
+                if v > 0:
+                    _mac_small(acc, x - x0, 0, wi, U64(v))
+                elif v < 0:
+                    _mac_small(acc, x - x0, 6, wi, U64(-(v + 1)) + U64(1))
+        for x in range(x0, x1):
+            pos = _reduce_wide(acc, x - x0, 0, d)
+            neg = _reduce_wide(acc, x - x0, 6, d)
+            store(out, p * post + x, sub(pos, neg, d))
 
 
 @kernel(size=lambda d, a, *rest: a.shape[0])

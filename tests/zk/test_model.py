@@ -428,25 +428,31 @@ def test_configurations_the_norm_cannot_serve_refused():
         tiny_config(res_bits=6)
 
 
-# ---------------------------------------------------------------- chunked folds of weights
+# ---------------------------------------------------------------- integer folds of weights
 
 
-def test_integer_folds_in_chunks_equal_the_field_folds(monkeypatch):
+def test_integer_folds_equal_the_field_folds():
+    """gpu.poly.fold_small (integers times field weights, reduced once) against the Fr path,
+    signed values up to the int64 extremes included."""
     from zk.commit import hyrax
     from zk.field import Fr
     from zk.model import engine as E
     from zk.multilinear import fold_rows
 
-    monkeypatch.setattr(E, "CHUNK", 64)
-    monkeypatch.setattr(hyrax, "FOLD_CHUNK", 64)
     rng = np.random.default_rng(9)
-    for shape, axis in (([4, 8, 16], 1), ([1, 64, 8], 1), ([32, 4], 0), ([8, 32], 1),
-                        ([2, 2, 128], 2)):
-        a = rng.integers(-(1 << 15), 1 << 15, size=int(np.prod(shape)))
+    for shape, axis, lim in (([4, 8, 16], 1, 1 << 15), ([1, 64, 8], 1, 127),
+                             ([32, 4], 0, 1 << 40), ([8, 32], 1, 1 << 62),
+                             ([2, 2, 128], 2, 3), ([1, 128, 130], 1, 1 << 20)):
+        a = rng.integers(-lim, lim, size=int(np.prod(shape)))
+        a[0], a[-1] = -lim, lim - 1
         pt = [int(x) for x in rng.integers(0, 1 << 60, shape[axis].bit_length() - 1)]
         want = E._fold_axis(Fr.from_signed(a), list(shape), axis, pt)
         got = E._fold_axis(a, list(shape), axis, pt)
         assert np.array_equal(Fr.to_ints(want), Fr.to_ints(got)), (shape, axis)
+    a = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max] * 4, dtype=np.int64)
+    got = E._fold_axis(a, [8], 0, [5, 7, 11])
+    assert np.array_equal(Fr.to_ints(E._fold_axis(Fr.from_signed(a), [8], 0, [5, 7, 11])),
+                          Fr.to_ints(got))
     com, wit = hyrax.commit(rng.integers(-99, 100, size=1024), log_cols=4)
     rp = [int(x) for x in rng.integers(0, 1 << 60, 6)]
     lazy = hyrax.fold_witness_rows(wit, rp)
@@ -454,15 +460,14 @@ def test_integer_folds_in_chunks_equal_the_field_folds(monkeypatch):
     assert Fr.to_ints(lazy) == Fr.to_ints(fold_rows(wit.matrix, 64, 16, rp))
 
 
-def test_a_proof_with_chunked_weight_folds_verifies(model, monkeypatch):
+def test_a_proof_never_builds_a_weights_field_matrix(model):
     from zk.commit import hyrax
-    from zk.model import engine as E
 
     pm, toks, _ = model
-    monkeypatch.setattr(E, "CHUNK", 16)
-    monkeypatch.setattr(hyrax, "FOLD_CHUNK", 16)
     # a fresh witness (the module's model may have cached its Fr matrices)
     wits = {n: hyrax.HyraxWitness(w.num_vars, w.log_cols, w.values, w.blinds)
             for n, w in pm.witnesses.items()}
     fresh = M.ProvingLlama(pm.commitment, pm.weights, wits)
     M.verify(M.prove(fresh, toks, 3), pm.commitment)
+    # the matrices (every one folded first); the norm gains enter pointwise products in Fr
+    assert not [n for n, w in wits.items() if "matrix" in w.__dict__ and n[0] in "Ew"]

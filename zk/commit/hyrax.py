@@ -311,28 +311,20 @@ def open(ctx: Context, tensor: Tensor, claims: Sequence[ComClaim]) -> None:  # n
     _argument(ctx, tensor, [end.point[b:]], [1], end.point[:b], value)
 
 
-FOLD_CHUNK = 1 << 20
-
-
 def fold_witness_rows(wit: HyraxWitness, row_point: Sequence[int]) -> np.ndarray:
-    """sum_i eq(row_point, i) M_i: the row fold of a committed matrix. An integer witness whose
-    Fr matrix was never built is embedded a block of rows at a time (a large weight's Fr
-    matrix, 32 bytes an entry, is never held)."""
+    """sum_i eq(row_point, i) M_i: the row fold of a committed matrix. An integer witness is
+    folded as integers (:func:`gpu.poly.fold_small`): its Fr matrix (32 bytes an entry) is
+    never built for an opening."""
     rows, cols = 1 << wit.log_rows, 1 << wit.log_cols
-    if "matrix" in wit.__dict__ or wit.values.ndim == 2 or rows * cols <= FOLD_CHUNK:
+    if wit.values.ndim == 2:
         return ML.fold_rows(wit.matrix, rows, cols, list(row_point))
     from gpu import poly as K
 
     w = ML.eq_table(list(row_point))
-    step = max(1, FOLD_CHUNK // cols)
-    acc = None
-    for r0 in range(0, rows, step):
-        blk = Fr.from_signed(wit.values[r0 * cols:(r0 + step) * cols])
-        part = np.empty((cols, 4), dtype=np.uint64)
-        K.rows_fold(Fr.desc, blk, blk.shape[0] // cols, cols,
-                    np.ascontiguousarray(w[r0:r0 + step]), part)
-        acc = part if acc is None else Fr.add(acc, part)
-    return acc
+    out = np.empty((cols, 4), dtype=np.uint64)
+    K.fold_small(Fr.desc, np.ascontiguousarray(wit.values, dtype=np.int64), 1, rows, cols, w,
+                 out)
+    return out
 
 
 def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],

@@ -232,15 +232,10 @@ def _fr(v: np.ndarray) -> np.ndarray:
         np.asarray(v, dtype=np.int64).reshape(-1))
 
 
-CHUNK = 1 << 20
-"""Entries of an integer tensor embedded in Fr at a time when it is folded (32 MB)."""
-
-
 def _fold_axis(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[int]
                ) -> np.ndarray:
-    """Fold one axis of an Fr array (flattened, C order over ``shape``) at ``coords``. An
-    int64 array (a weight, 8 bytes an entry) is embedded in Fr a chunk at a time, so folding
-    a large weight never holds its whole Fr matrix (32 bytes an entry)."""
+    """Fold one axis of an Fr array (flattened, C order over ``shape``) at ``coords``; an int64
+    array (a weight) is folded as integers."""
     if arr.ndim == 1:
         return _fold_axis_ints(arr, shape, axis, coords)
     pre = int(np.prod(shape[:axis], dtype=np.int64))
@@ -262,29 +257,14 @@ def _fold_axis(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[in
 
 def _fold_axis_ints(arr: np.ndarray, shape: list[int], axis: int, coords: Sequence[int]
                     ) -> np.ndarray:
+    """Fold one axis of an int64 tensor as integers (no Fr copy of it is made)."""
     pre = int(np.prod(shape[:axis], dtype=np.int64))
     n = shape[axis]
     post = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    a = arr.reshape(pre, n, post)
-    w = eq_table(list(coords))
-    out = np.empty((pre, post, 4), dtype=np.uint64)
-    if pre > 1 or n * post <= CHUNK:  # chunks of whole (n, post) slabs
-        step = max(1, CHUNK // (n * post))
-        for i0 in range(0, pre, step):
-            blk = a[i0:i0 + step]
-            fr = Fr.from_signed(np.ascontiguousarray(blk).reshape(-1))
-            out[i0:i0 + step] = _fold_axis(fr, [blk.shape[0], n, post], 1, coords).reshape(
-                blk.shape[0], post, 4)
-        return out.reshape(pre * post, 4)
-    acc = None  # one slab larger than a chunk: sum the folds of its row blocks
-    step = max(1, CHUNK // post)
-    for j0 in range(0, n, step):
-        blk = Fr.from_signed(np.ascontiguousarray(a[0, j0:j0 + step]).reshape(-1))
-        rows = blk.shape[0] // post
-        part = np.empty((post, 4), dtype=np.uint64)
-        K.rows_fold(Fr.desc, blk, rows, post, np.ascontiguousarray(w[j0:j0 + rows]), part)
-        acc = part if acc is None else Fr.add(acc, part)
-    return acc
+    out = np.empty((pre * post, 4), dtype=np.uint64)
+    K.fold_small(Fr.desc, np.ascontiguousarray(arr, dtype=np.int64).reshape(-1), pre, n, post,
+                 eq_table(list(coords)), out)
+    return out
 
 
 class Engine:
@@ -574,11 +554,11 @@ class Engine:
         return acc
 
     def _foldable(self, member: str, f: Factor, out: Coords, batch: Sequence[str]) -> bool:
-        """A weight whose factor folds an axis first: its int64 values are folded chunk-wise
-        (the first fold shrinks it; its Fr matrix is never built)."""
-        return (member in self.external and not f.fixed and member not in self._fr
-                and self.values(member).ndim == 1
-                and any(a in out and a not in batch for a in f.axes))
+        """A tensor whose factor folds an axis first (or has fixed axes): its int64 values are
+        folded as integers, many times faster than its Fr copy (a weight's Fr matrix is then
+        never built)."""
+        return (self.values(member).ndim == 1
+                and (bool(f.fixed) or any(a in out and a not in batch for a in f.axes)))
 
     def _layout(self, vals: np.ndarray, fax: list[str], out: Coords, order: list[str],
                 axis_sizes: Mapping[str, Axis]) -> np.ndarray:
