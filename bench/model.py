@@ -3,7 +3,9 @@
     .venv/bin/python bench/model.py                      # default: small random models
     .venv/bin/python bench/model.py --model medium --lengths 32
     .venv/bin/python bench/model.py --model smollm2-shape --lengths 8   # SmolLM2's shapes,
-                                                         # random weights (hours, >24 GB today)
+                                                         # random weights
+    .venv/bin/python bench/model.py --model gpt2-shape --lengths 32     # GPT-2 124M's shapes
+                                                         # (transformers' GPT2Config)
 
 Each row runs in its own process (peak memory is that process's maximum resident set). "prove
 CPU s" is the process's CPU time while proving (two cores busy: about twice the wall time).
@@ -65,6 +67,16 @@ def model_for(name: str, seed: int = 0):
                              d_ff=1536, vocab=49152, max_len=256, shifts=_shifts(),
                              emb_mult=64, act_bits=16, t_bits=32, score_bits=12,
                              rope_theta=100000.0, **common)
+    elif name.startswith("gpt2-shape"):
+        from transformers import GPT2Config  # GPT-2 124M's shapes
+
+        g = GPT2Config()
+        layers = int(name.split(":")[1]) if ":" in name else g.n_layer
+        cfg = ML.LlamaConfig(n_layers=layers, d_model=g.n_embd, n_heads=g.n_head,
+                             n_kv_heads=g.n_head, d_head=g.n_embd // g.n_head,
+                             d_ff=g.n_inner or 4 * g.n_embd, vocab=g.vocab_size,
+                             max_len=g.n_positions, shifts=_shifts(), emb_mult=64,
+                             act_bits=16, t_bits=34, score_bits=12, arch="gpt2", **common)
     else:
         raise SystemExit(f"unknown model {name!r}")
     w = ML.random_weights(cfg, rng)
@@ -111,8 +123,8 @@ def row(name: str, L: int, threads: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append",
-                    help="tiny, small, medium or smollm2-shape[:LAYERS] (repeatable; default tiny, "
-                    "small)")
+                    help="tiny, small, medium, smollm2-shape[:LAYERS] or gpt2-shape[:LAYERS] "
+                    "(repeatable; default tiny, small)")
     ap.add_argument("--lengths", type=int, nargs="+", help="positions L (default 8 16)")
     ap.add_argument("--threads", type=int, default=2, help="numba threads (default 2)")
     ap.add_argument("--row", nargs=2, metavar=("MODEL", "L"), help=argparse.SUPPRESS)

@@ -180,8 +180,16 @@ def commit(tensor: np.ndarray, *, log_cols: int | None = None,
     padded[: flat.size] = flat
     rows = 1 << (n - b)
     blinds = Fr.random(rows, rng)
-    rows_aff = commit_rows_ints(params.key(b), padded.reshape(rows, 1 << b), blinds, device)
+    mat = padded.reshape(rows, 1 << b)
+    step = max(1, COMMIT_BLOCK >> b)  # row blocks: the MSM's scratch stays bounded
+    rows_aff = np.concatenate([commit_rows_ints(params.key(b), mat[r0:r0 + step],
+                                                blinds[r0:r0 + step], device)
+                               for r0 in range(0, rows, step)])
     return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
+
+
+COMMIT_BLOCK = 1 << 22
+"""Entries of an integer tensor committed per batch of row MSMs."""
 
 
 def commit_field(vec: np.ndarray, *, log_cols: int | None = None,
