@@ -475,9 +475,10 @@ class Engine:
         hidden = [i for i, (f, _) in enumerate(atoms) if f.kind in ("tensor", "chain")]
         ctx.t.absorb_scalars(L_GAMMA, [m, len(atoms), degree])
 
-        def tables() -> list[np.ndarray]:
-            out_t = []
-            for f, member in atoms:
+        def tables() -> np.ndarray:
+            # each factor's layout is written straight into the sumcheck's (k, n, 4) array
+            dest = np.empty((len(atoms), 1 << m, 4), dtype=np.uint64)
+            for k, (f, member) in enumerate(atoms):
                 if member == "__eq__":
                     vals = eq_table([int(x) for a in reversed(batch) for x in out[a]])
                     fax = list(batch)
@@ -489,8 +490,8 @@ class Engine:
                 else:
                     vals = _fr(f.values())
                     fax = list(f.axes)
-                out_t.append(self._layout(vals, fax, out, order, axis_sizes))
-            return out_t
+                self._layout(vals, fax, out, order, axis_sizes, dest[k])
+            return dest
 
         end = zs.run(ctx, claim, m, degree, hidden, terms=full_terms,
                      tables=tables if self.proving else None, num_factors=len(atoms))
@@ -561,9 +562,10 @@ class Engine:
                 and (bool(f.fixed) or any(a in out and a not in batch for a in f.axes)))
 
     def _layout(self, vals: np.ndarray, fax: list[str], out: Coords, order: list[str],
-                axis_sizes: Mapping[str, Axis]) -> np.ndarray:
+                axis_sizes: Mapping[str, Axis], dest: np.ndarray | None = None) -> np.ndarray:
         """A factor's Fr table over the sumcheck's variables: free output axes folded at
-        ``out``, the rest transposed and broadcast to ``order`` (outermost first)."""
+        ``out``, the rest transposed and broadcast to ``order`` (outermost first); written
+        into ``dest`` (an (n, 4) array) if given."""
         shape = [axis_sizes[a].padded for a in fax]
         arr = vals
         cur = list(fax)
@@ -581,6 +583,9 @@ class Engine:
         arr = arr.reshape(*full, 4)
         target = [axis_sizes[a].padded for a in order]
         arr = np.broadcast_to(arr, (*target, 4))
+        if dest is not None:
+            np.copyto(dest.reshape(*target, 4), arr)
+            return dest
         return np.ascontiguousarray(arr).reshape(-1, 4)
 
     # ------------------------------------------------------------ the end

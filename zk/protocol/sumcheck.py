@@ -204,7 +204,14 @@ def run(ctx: Context, claim: Com, num_vars_: int, degree: int, hidden: Sequence[
 def _prover_tables(tables, m: int, k: int, terms: Terms) -> np.ndarray:
     if tables is None:
         raise ProverError("the prover must supply the sumcheck's tables")
-    fs = list(tables())
+    fs = tables()
+    if isinstance(fs, np.ndarray) and fs.ndim == 3:  # already the (k, n, 4) array
+        if fs.shape != (k, 1 << m, 4) or fs.dtype != np.uint64:
+            raise ProverError(f"sumcheck expects a ({k}, {1 << m}, 4) uint64 array")
+        if any(not idx or any(not 0 <= i < k for i in idx) for _, idx in terms):
+            raise ProverError("sumcheck terms must name factors by index")
+        return fs
+    fs = list(fs)
     if len(fs) != k:
         raise ProverError(f"sumcheck expects {k} factors, got {len(fs)}")
     n = 1 << m
