@@ -90,6 +90,7 @@ def run(ctx: Context, n: int,
         if p.shape != (1 << n, 4) or q.shape != p.shape:
             raise ProverError("fraction leaves of the wrong size")
         lay = layers(p, q)
+        del p, q  # the leaves live on in lay only (freed when the last sumcheck reads them)
         root = Fr.to_ints(lay[1][0]) + Fr.to_ints(lay[1][1])
         if any(v == 0 for v in root[2:]):
             raise ProverError("a denominator is zero (beta hit a table entry; negligible)")
@@ -106,9 +107,14 @@ def run(ctx: Context, n: int,
         lam = ctx.challenge(L_LAMBDA)
         terms = [(1, (0, 3)), (1, (1, 2)), (lam, (2, 3))]
 
-        def tables(k=k) -> list[np.ndarray]:
+        def tables(k=k) -> np.ndarray:
             lp, lq = lay[k + 1]
-            return [np.ascontiguousarray(v[b::2]) for v in (lp, lq) for b in (0, 1)]
+            lay[k + 1] = None  # each layer is read once, top down: free it as it goes
+            half = lp.shape[0] // 2
+            out = np.empty((4, half, 4), dtype=np.uint64)
+            for i, (v, b) in enumerate(((lp, 0), (lp, 1), (lq, 0), (lq, 1))):
+                out[i] = v[b::2]
+            return out
 
         end = zs.run(ctx, cp + cq * lam, k, 2, hidden=[0, 1, 2, 3], eq_point=point,
                      terms=terms, tables=tables if ctx.proving else None, num_factors=4)
