@@ -35,6 +35,19 @@ def test_evaluate_and_eq_table(m):
     assert sum(e * x for e, x in zip(eq, vals)) % P == expect
 
 
+@pytest.mark.parametrize("m", [0, 1, 2, 5, 9])
+def test_evaluate_small_integers(m):
+    """int64 vectors (the int64 extremes included) evaluated without a field copy."""
+    rng = np.random.default_rng(m)
+    v = rng.integers(-(1 << 62), 1 << 62, size=1 << m)
+    v[0] = np.iinfo(np.int64).min
+    v[-1] = np.iinfo(np.int64).max
+    point = [int(x) for x in rng.integers(0, 1 << 62, m)]
+    assert ml.evaluate_small(v, point) == direct_eval([int(x) for x in v], point)
+    with pytest.raises(ValueError):
+        ml.evaluate_small(v, point + [1])
+
+
 def test_little_endian_convention():
     # v[0b10] is v~(0, 1): variable 0 is the lowest bit
     v = Fr.from_ints([0, 0, 7, 0])

@@ -109,7 +109,7 @@ class LookupEnd:
             raise ValueError("one value per column")
         a, a2 = self._alpha, self._alpha * self._alpha % P
         consts = (self._beta + lay.block(z, lay.table_vars, 0)
-                  * evaluate(self._tables.compressed(self._alpha), z[:lay.table_vars])) % P
+                  * self._tables.compressed_mle(self._alpha, z[:lay.table_vars])) % P
         coms, coefs = [], []
         for c, (col, x, y) in enumerate(zip(self._columns, xs, ys)):
             e = lay.block(z, lay.column_vars[c], lay.offsets[c])

@@ -19,7 +19,7 @@ import numpy as np
 
 from zk.errors import ProverError
 from zk.field import Fr
-from zk.multilinear import P, evaluate, next_pow2, num_vars
+from zk.multilinear import P, evaluate, evaluate_small, next_pow2, num_vars
 from zk.transcript import Transcript
 
 __all__ = ["LookupTable", "Selector", "Column", "TableSet", "indicator_mle", "multiplicities",
@@ -199,6 +199,14 @@ class TableSet:
         """w_T = tag + alpha x + alpha^2 f(x) for every union row, as an Fr vector."""
         tag, xs, ys = self.union()
         return _compress(tag, xs, ys, alpha)
+
+
+    def compressed_mle(self, alpha: int, point: Sequence[int]) -> int:
+        """w_T~(point) = tag~ + alpha x~ + alpha^2 f~ at ``point`` (the verifier's value; three
+        integer MLEs, never the Fr vector)."""
+        tag, xs, ys = self.union()
+        return (evaluate_small(tag, point) + alpha * evaluate_small(xs, point)
+                + alpha * alpha % P * evaluate_small(ys, point)) % P
 
 
 def _compress(tag, xs, ys, alpha: int) -> np.ndarray:

@@ -64,7 +64,7 @@ from zk.model.ops import (
     rs,
     zero_check,
 )
-from zk.multilinear import P, eq_eval, eq_table, evaluate
+from zk.multilinear import P, eq_eval, eq_table, evaluate, evaluate_small
 from zk.protocol import sigma
 from zk.protocol.context import Context, Stream, one_thread
 from zk.transcript import Transcript
@@ -871,14 +871,17 @@ class Publics:
 
     def factor(self, name: str, axes: tuple[str, ...], table) -> Factor:
         """A public factor from an int64 table over ``axes`` (outermost first)."""
-        def fr() -> np.ndarray:
+        def ints() -> np.ndarray:
             if name not in self._cache:
                 t = table() if callable(table) else table
-                self._cache[name] = Fr.from_signed(np.asarray(t, dtype=np.int64).reshape(-1))
+                self._cache[name] = np.asarray(t, dtype=np.int64).reshape(-1)
             return self._cache[name]
 
-        def mle(co) -> int:
-            return evaluate(fr(), [x for ax in reversed(axes) for x in co[ax]])
+        def fr() -> np.ndarray:
+            return Fr.from_signed(ints())
+
+        def mle(co) -> int:  # the verifier's O(n) small-integer pass, no Fr copy
+            return evaluate_small(ints(), [x for ax in reversed(axes) for x in co[ax]])
 
         return Factor("public", axes, values=fr, mle=mle)
 
