@@ -339,7 +339,7 @@ def quantize_float(P: FloatLlama, cal: Calibration, *, w_bits: int = 8, channel_
                    margin: float = 2.0, res_margin: float = 1.25, res_quantile: bool = False,
                    res_bits: int | None = None, norm_s_bits: int = 16,
                    mlp_smooth: float | None = 4.0, norm_equalize: float | None = 1.0,
-                   smooth_bits: int = 10) -> tuple:
+                   smooth_bits: int = 10, fit_t_bits: bool = True) -> tuple:
     """Quantize float parameters with calibration statistics: (LlamaConfig, LlamaWeights,
     QuantInfo) (module docstring: the scale chain).
 
@@ -353,7 +353,8 @@ def quantize_float(P: FloatLlama, cal: Calibration, *, w_bits: int = 8, channel_
     range, clip_t = softmax_range / delta (logits below the row maximum that still count),
     exp_bits, log_frac, p_bits. mlp_smooth / norm_equalize: the caps (times the 0.99 / 0.9
     quantile of the channel maxima) of the MLP-product smoothing and of the norm-output
-    equalization (None: off). res_bits, norm_s_bits > 16: an emulated proposal
+    equalization (None: off). fit_t_bits: lower t_bits to the narrowest bound that every
+    rounded value keeps for every input (the mode tables shrink with it). res_bits, norm_s_bits > 16: an emulated proposal
     (proposed_semantics), not the committed semantics."""
     from zk.model.llama import LlamaConfig, LlamaWeights
 
@@ -502,8 +503,20 @@ def quantize_float(P: FloatLlama, cal: Calibration, *, w_bits: int = 8, channel_
               vocab=V, max_len=max_len, shifts=shifts, emb_mult=Me, norm_c2=C2, norm_eps=EPS,
               act_bits=A, t_bits=t_bits, score_bits=score_bits, rope_theta=P.rope_theta,
               rope_bits=rope_bits, clip_t=clip_t, exp_bits=exp_bits, log_frac=log_frac,
-              p_bits=p_bits, delta=delta, silu_in=silu_in, silu_out=silu_out)
+              p_bits=p_bits, delta=delta, silu_in=silu_in, silu_out=silu_out,
+              res_bits=None if R == A else R, norm_s_bits=norm_s_bits)
     cfg = _make_config(LlamaConfig, kw)
+    if fit_t_bits:
+        # the narrowest bound every rounded value respects for every input (check_bounds'
+        # worst cases): each mode table has 2^(t_bits - bits + 1) rows, so every bit counts
+        bounds = check_bounds(cfg, weights, res_bits=R).values()
+        lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
+        T = R + 1
+        while lo < -(1 << (T - 1)) or hi >= 1 << (T - 1):
+            T += 1
+        from dataclasses import replace as _replace
+
+        cfg = _replace(cfg, t_bits=min(cfg.t_bits, T))
     scales = dict(gamma=gam, sigma1=sig["n1"], sigma2=sig["n2"], s_h=s_h, n1=s_n1, n2=s_n2,
                   nf=s_nf, q=s_q, k=s_k, v=s_v, a=s_a, g=s_g, up=s_u, mm=s_m, E=u_E,
                   logit=s_lm, delta=delta)
@@ -513,14 +526,9 @@ def quantize_float(P: FloatLlama, cal: Calibration, *, w_bits: int = 8, channel_
 
 
 def _make_config(LlamaConfig, kw: dict):
-    """A LlamaConfig; a norm factor wider than 16 bits (an emulated proposal, not the committed
-    semantics) is set past the constructor's check."""
-    C2, EPS = kw["norm_c2"], kw["norm_eps"]
-    if math.isqrt(C2 // EPS) < 1 << 16:
-        return LlamaConfig(**kw)
-    cfg = LlamaConfig(**dict(kw, norm_c2=EPS * (1 << 32) - 1))
-    object.__setattr__(cfg, "norm_c2", C2)
-    return cfg
+    """The LlamaConfig (its constructor checks that the norm is total for the residual's
+    bits and that the norm factor fits norm_s_bits)."""
+    return LlamaConfig(**kw)
 
 
 # ---------------------------------------------------------------- static bounds
