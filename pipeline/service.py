@@ -105,6 +105,8 @@ class ServiceConfig:
     ``simulate`` evaluates with :class:`pipeline.backend.SimulatedFhe` (no encryption: tests
     and benchmarks); ``simulate_head`` names the head it simulates (default: the committed
     one; another head is a dishonest server, which tests use).
+    ``llm_dir`` (optional) is an owner's folder of ``zkfhe model-commit`` (``private.npz``,
+    ``model.zkm``): the service then also serves verifiable completions of that whole model.
     """
 
     model_dir: str
@@ -666,7 +668,11 @@ class ZkfheService:
             self._admit_proof()
             reserved = self._reserve_proof(token, owner)
             async with self.gen_slots:
-                seq = await asyncio.to_thread(ML.generate, llm.pm, np.asarray(ids, np.int64), n)
+                try:
+                    seq = await asyncio.to_thread(ML.generate, llm.pm,
+                                                  np.asarray(ids, np.int64), n)
+                except (ValueError, ArithmeticError) as e:  # never expected: the ids are checked
+                    raise HttpError(500, f"generation failed: {e}") from None
             generated = [int(t) for t in seq[len(ids):]]
             if tok is None and llm.tokenizer_name is not None:
                 try:
@@ -722,7 +728,8 @@ class ZkfheService:
         except HttpError as e:
             return _error(e)
         return Response(data, media_type="application/octet-stream",
-                        headers={"Zkfhe-Model-Digest": job.model_digest})
+                        headers={"Zkfhe-Model-Digest": job.model_digest,
+                                 "Zkfhe-Prove-Seconds": f"{job.prove_s or 0.0:.3f}"})
 
     def _admit_proof(self) -> None:
         cfg = self.config

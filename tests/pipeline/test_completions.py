@@ -272,6 +272,24 @@ def test_access_control_and_refusals(app, owner, tokens):
         remote.wait_proof(sc, r1.json()["proof_id"])
 
 
+def test_client_rejects_a_server_whose_text_is_not_the_proven_one(app, owner, tokens,
+                                                                   monkeypatch, capsys):
+    """The server's answer altered on its way (its text): the CLI says REJECTED, exit 1."""
+    url, _ = app
+    real = remote._completion_call
+
+    def altered(service, body, key):
+        c = real(service, body, key)
+        c["choices"][0]["text"] = "I am sure: " + c["choices"][0]["text"]
+        return c
+
+    monkeypatch.setattr(remote, "_completion_call", altered)
+    rc = main(["client", "complete", "ok", "--server", url, "--token", tokens[2]["alice"],
+               "--commitment", str(owner["llm"] / "model.zkm"), "-n", "2"])
+    out = capsys.readouterr().out
+    assert rc == EXIT_REJECTED and "verdict: REJECTED" in out and "proven tokens' text" in out
+
+
 def test_client_usage_errors(app, owner, tokens, capsys):
     url, _ = app
     zkm = str(owner["llm"] / "model.zkm")
