@@ -282,6 +282,7 @@ class LlmModel:
                             f"({e}); send the prompt as a list of token ids") from None
 
     def info(self, max_tokens: int) -> dict:
+        """What ``/v1/info`` says of the whole model."""
         return {"model": self.name, "digest": self.digest.hex(), "vocab": self.config.vocab,
                 "max_len": self.config.max_len, "tokenizer": self.tokenizer_name,
                 "max_tokens": max_tokens}

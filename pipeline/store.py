@@ -320,6 +320,7 @@ class ProofJob:
     error: str | None = None
 
     def to_json(self) -> bytes:
+        """The job file's bytes (canonical JSON)."""
         d = {k: getattr(self, k) for k in _JOB_FIELDS}
         d["tokens"] = list(self.tokens)
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
@@ -385,6 +386,7 @@ class ProofStore:
     # ------------------------------------------------------------------ reads
 
     def get(self, pid: str) -> ProofJob | None:
+        """The job with this id, or None (also for anything that is not a proof id)."""
         with self._lock:
             return self._jobs.get(pid) if _is_id(pid) else None
 
@@ -409,6 +411,7 @@ class ProofStore:
             return sum(1 for j in self._jobs.values() if j.owner == owner and j.state == PROVING)
 
     def count(self) -> dict[str, int]:
+        """Jobs per state."""
         with self._lock:
             out: dict[str, int] = {}
             for j in self._jobs.values():

@@ -73,6 +73,18 @@ def test_tokenizer_choice_follows_the_origin(owner):
     assert llm_text.tokenizer_name({"model": "SmolLM2-135M-Instruct"}) == "SmolLM2-135M-Instruct"
 
 
+def test_smollm2_tokenizer_round_trip():
+    """SmolLM2's tokenizer alone (not the float model), where the model package is installed."""
+    from fhe.hf_models import ModelNotInstalled
+
+    try:
+        tok = llm_text.tokenizer_for({"model": "SmolLM2-135M-Instruct"}, 49152)
+    except (ModelNotInstalled, ImportError) as e:
+        pytest.skip(f"SmolLM2 is not installed: {e}")
+    ids = tok.encode("Hello, world")
+    assert ids and tok.decode(ids) == "Hello, world"
+
+
 def test_proof_store_persists_jobs_and_proofs(tmp_path):
     s = st.ProofStore(tmp_path, ttl_s=10)
     a = s.create("alice", [1, 2, 3], 2, bytes(32), {"id": "cmpl-a"}, "k1|x")
