@@ -15,6 +15,11 @@ Run: .venv/bin/python bench/serve.py [--levels 1,2,4] [--sessions 2] [--k 3]
    measured 110 s on 2 cores for a 6,480-PBS GPT-2-size head, counted as 220 core-seconds)
    drive an event simulation of Ray's scheduling (each task on one core, a session's proofs
    after all its evaluations) for a single session and for a burst of sessions.
+4. Verifiable completions (``POST /v1/completions``, small random whole model: 2 layers, d 32,
+   vocab 256): per request, the client-observed latency (generate, then prove in a Ray task,
+   then the client's verification) one request at a time, and proofs per hour for a burst of
+   ``--completions`` concurrent requests, with 1 and then 2 Ray workers (FHE simulated; only
+   the whole-model proofs are measured). ``--only-completions`` runs this section alone.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +241,87 @@ def simulate(machines: int, cores: int, n_sessions: int, k: int, t_eval: float,
     return done
 
 
+# ---------------------------------------------------------------- verifiable completions
+
+
+def completions_bench(tmp: Path, n: int, max_tokens: int) -> None:
+    """Section 4: latency and proofs per hour of verifiable completions, 1 and 2 Ray workers."""
+    import httpx
+
+    from pipeline import api, remote, service
+    from pipeline.model_cli import small_random_model
+    from zk.attention_ref import HeadConfig, random_head
+    from zk.encoding import to_bytes
+    from zk.model import llama as ML
+
+    owner = tmp / "llm"
+    owner.mkdir()
+    pm = ML.commit(*(lambda m: (m.config, m.weights))(small_random_model(0)),
+                   origin={"model": "random-0", "tokenizer": "bytes"})
+    (owner / "model.zkm").write_bytes(pm.commitment.to_bytes())
+    ML.save_private(pm, owner / "private.npz")
+    head_dir = tmp / "head"
+    head_dir.mkdir()
+    head, _, _ = random_head(HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3), seed=0,
+                             n_calib=8)
+    hm, _ = api.commit(head)
+    (head_dir / "model.private").write_bytes(to_bytes(hm))
+    mc = pm.commitment
+    print(f"\n4. verifiable completions: small random whole model (2 layers, d 32, vocab 256), "
+          f"prompt 4 tokens, max_tokens {max_tokens}; each proof a Ray task on 1 CPU")
+    print(f"  {'Ray CPUs':>8} {'mode':>10} {'requests':>8} {'generate s':>10} {'prove s':>8} "
+          f"{'verify s':>8} {'latency p50 s':>13} {'wall s':>7} {'proofs/hour':>11}")
+
+    def one(sc, i):
+        ids = [(7 * i + j) % 256 for j in range(4)]
+        t0 = time.perf_counter()
+        c = remote._completion_call(sc, {"prompt": ids, "max_tokens": max_tokens}, f"b{i}")
+        t1 = time.perf_counter()
+        proof = remote.wait_proof(sc, c["proof_id"])
+        t2 = time.perf_counter()
+        ok = remote.check_completion(c, proof, mc, ids, max_tokens)
+        t3 = time.perf_counter()
+        assert ok, ok.reason
+        return {"gen": t1 - t0, "wait": t2 - t1, "verify": t3 - t2, "latency": t3 - t0}
+
+    for cpus in (1, 2):
+        port = _port()
+        service.start("127.0.0.1", port, num_cpus=cpus)
+        try:
+            cfg = service.ServiceConfig(str(head_dir), str(tmp / f"store-c{cpus}"),
+                                        simulate=True, llm_dir=str(owner), llm_max_tokens=16,
+                                        llm_max_active=cpus)
+            service.deploy(cfg)
+            url = f"http://127.0.0.1:{port}"
+            with remote.ServiceClient(url, poll_s=0.05) as sc:
+                one(sc, 1000 + cpus)  # warm-up: the worker's model, numba caches
+                t0 = time.perf_counter()
+                seq = [one(sc, i) for i in range(n)]
+                wall_seq = time.perf_counter() - t0
+            with ThreadPoolExecutor(n) as pool:
+                t0 = time.perf_counter()
+                scs = [remote.ServiceClient(url, poll_s=0.2) for _ in range(n)]
+                burst = list(pool.map(lambda a: one(*a), [(scs[i], 100 + i) for i in range(n)]))
+                wall_burst = time.perf_counter() - t0
+                for c in scs:
+                    c.close()
+            with httpx.Client() as http:  # the server's own proving times
+                health = http.get(f"{url}/v1/health").json()
+            for mode, rows, wall in (("one by one", seq, wall_seq), ("burst", burst, wall_burst)):
+                print(f"  {cpus:>8} {mode:>10} {len(rows):>8} "
+                      f"{statistics.median(r['gen'] for r in rows):>10.2f} "
+                      f"{statistics.median(r['wait'] for r in rows):>8.2f} "
+                      f"{statistics.median(r['verify'] for r in rows):>8.2f} "
+                      f"{statistics.median(r['latency'] for r in rows):>13.2f} {wall:>7.1f} "
+                      f"{3600 * len(rows) / wall:>11.0f}")
+            assert health["proofs"].get("proven", 0) == 2 * n + 1, health
+        finally:
+            service.stop()
+    print("  generate s: POST /v1/completions until its answer (the replica's greedy generation);"
+          " prove s: from there until the proof file came (the Ray task, polled every 50-200 "
+          f"ms); verify s: the client's checks. load average after: {_load()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", default="1,2,4", help="concurrent clients per row")
@@ -248,7 +334,17 @@ def main() -> None:
                          "DESIGN.md's 110 s on 2 cores)")
     ap.add_argument("--gpt2-keys-gb", type=float, default=1.5)
     ap.add_argument("--cores", type=int, default=16, help="cores per simulated machine")
+    ap.add_argument("--completions", type=int, default=4,
+                    help="completions per row of section 4 (default 4)")
+    ap.add_argument("--max-tokens", type=int, default=3, help="tokens per completion (3)")
+    ap.add_argument("--skip-completions", action="store_true")
+    ap.add_argument("--only-completions", action="store_true", help="section 4 alone")
     args = ap.parse_args()
+    if args.only_completions:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+        print(f"{os.cpu_count()} cores; load average before: {_load()}")
+        completions_bench(tmp, args.completions, args.max_tokens)
+        return
     levels = [int(c) for c in args.levels.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model_dir = tmp / "model"
@@ -321,6 +417,9 @@ def main() -> None:
         capacity = m * args.cores * 3600 / work
         print(f"  {m:>8} {one:>12.0f} {capacity:>25.1f} {statistics.median(burst):>11.0f} "
               f"{_pct(burst, 95):>7.0f} {max(burst):>7.0f} {statistics.median(flood):>21.0f}")
+
+    if not args.skip_completions:
+        completions_bench(tmp, args.completions, args.max_tokens)
 
 
 if __name__ == "__main__":

@@ -612,11 +612,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as e:
             raise UsageError(f"{model_dir}: the circuit is not the one {params_file} publishes "
                              f"({e})") from None
+    llm_dir = None
+    if args.llm:
+        llm_dir = Path(args.llm)
+        if not (llm_dir / "private.npz").is_file():
+            raise UsageError(f"no private.npz in {llm_dir} (run zkfhe model-commit --out "
+                             f"{llm_dir} first)")
+        if not 1 <= args.llm_max_tokens <= 4096:
+            raise UsageError("--llm-max-tokens must be in 1..4096")
+        llm_dir = str(llm_dir)
     store = args.store or str(model_dir / "store")
     config = service.ServiceConfig(
         str(model_dir), store, simulate=args.simulate, ttl_s=args.ttl,
         max_active=args.max_active, max_queued=args.max_queued, max_upload=args.max_upload,
-        tokens=tokens)
+        tokens=tokens, llm_dir=llm_dir, llm_max_tokens=args.llm_max_tokens,
+        llm_max_active=args.max_active)
     service.serve_forever(config, args.host, args.port, args.address,
                           ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
     return EXIT_OK
@@ -702,8 +712,14 @@ class TerminalSteps:
 
 
 def _client_token(args) -> str | None:
-    """The API token: --token-file, else $ZKFHE_TOKEN, else none."""
+    """The API token: --token, else --token-file, else $ZKFHE_TOKEN, else none."""
     import os
+
+    value = getattr(args, "token_value", None)
+    if value:
+        if len(value.split()) != 1 or len(value) > 512:
+            raise UsageError("--token must be one token (no spaces)")
+        return value
 
     if args.token_file:
         try:
@@ -820,6 +836,81 @@ def cmd_client(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_client_complete(args: argparse.Namespace) -> int:
+    """Client: `zkfhe client complete PROMPT`, a verifiable completion of a whole model."""
+    try:
+        import httpx
+
+        from pipeline import remote
+    except ImportError as e:
+        raise UsageError(f"zkfhe client needs the serve extra (pip install '.[serve]'): {e}")
+    if not args.server:
+        raise UsageError("--server URL is required")
+    try:
+        remote.check_url(args.server, args.insecure_http)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not 1 <= args.n <= 4096:
+        raise UsageError("-n must be in 1..4096")
+    try:
+        data = Path(args.commitment).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read the commitment {args.commitment}: {e}") from None
+    from zk.errors import MalformedProofError
+
+    try:
+        commitment = remote.load_llm_commitment(data)
+    except MalformedProofError as e:
+        raise UsageError(f"{args.commitment} is not a whole model's commitment (model.zkm): "
+                         f"{e}") from None
+    prompt = args.prompt
+    if args.ids:
+        try:
+            prompt = [int(t) for t in args.prompt.split(",") if t.strip()]
+        except ValueError:
+            raise UsageError(f"--ids: the prompt must be comma-separated token ids, got "
+                             f"{args.prompt!r}") from None
+    try:
+        ids = remote.prompt_ids(prompt, commitment)
+    except (ValueError, OSError) as e:  # OSError: a tokenizer that is not installed
+        raise UsageError(str(e)) from None
+    token = _client_token(args)
+    steps = TerminalSteps()
+    print(f"server {args.server}; model {commitment.origin.get('model', '?')} (digest "
+          f"{commitment.digest.hex()[:16]}..., from {args.commitment}); prompt: {len(ids)} "
+          f"tokens; asking for {args.n}")
+    try:
+        result = remote.complete(args.server, prompt, commitment, args.n, token=token,
+                                 ca=args.ca, insecure_http=args.insecure_http,
+                                 deadline_s=args.deadline, steps=steps)
+    except (remote.ServerUnavailable, TimeoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except remote.ServiceError as e:
+        if e.status == 0 or e.status in (400, 401, 403, 404, 413, 422, 429):
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"verdict: REJECTED (no proof: {e})")
+        return EXIT_REJECTED
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except httpx.HTTPError as e:
+        raise UsageError(f"cannot talk to the server: {e}") from e
+    if args.out:
+        write_atomic(Path(args.out), result.proof)
+        print(f"proof: {args.out} ({len(result.proof):,} bytes; zkfhe model-verify "
+              f"{args.commitment} {args.out})")
+    if not result:
+        print(f"verdict: REJECTED ({result.reason})")
+        return EXIT_REJECTED
+    print(f"proven ids: {list(result.generated)}")
+    if result.text is not None:
+        print(f"proven text: {result.text!r}")
+    print("verdict: ACCEPTED (the prompt is yours; every generated token is the committed "
+          "integer model's greedy choice; the server's ids and text are the proven ones)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="zkfhe",
@@ -916,6 +1007,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", dest="tokens_file", metavar="FILE",
                    help="API token file (zkfhe token add); without it anyone who reaches the "
                    "port is served")
+    p.add_argument("--llm", metavar="DIR", help="also serve verifiable completions of the whole "
+                   "integer model in DIR (zkfhe model-commit: private.npz, model.zkm): POST "
+                   "/v1/completions, GET /v1/proofs/ID")
+    p.add_argument("--llm-max-tokens", type=int, default=16,
+                   help="the most tokens one completion may ask for (default 16)")
     p.add_argument("--tls-cert", help="TLS certificate (PEM, with its chain): serve HTTPS")
     p.add_argument("--tls-key", help="the TLS certificate's private key (PEM)")
     p.add_argument("--allow-anonymous", action="store_true",
@@ -955,6 +1051,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=7200.0,
                    help="seconds to keep retrying through outages and waiting (7200)")
     p.set_defaults(func=cmd_client)
+    p = sub.add_parser("client-complete", help="client: a verifiable completion of a whole "
+                       "model (also spelled: zkfhe client complete PROMPT ...)")
+    p.add_argument("prompt", help="the prompt text (or token ids with --ids)")
+    p.add_argument("--server", help="server URL (zkfhe serve --llm)")
+    p.add_argument("--commitment", required=True,
+                   help="the model owner's published model.zkm (never the server's copy)")
+    p.add_argument("-n", type=int, default=8, help="tokens to generate (default 8)")
+    p.add_argument("--ids", action="store_true", help="the prompt is comma-separated token ids")
+    p.add_argument("--out", help="write the proof file here")
+    p.add_argument("--token-file", help="file holding the API token (default: $ZKFHE_TOKEN)")
+    p.add_argument("--token", dest="token_value", help="the API token itself (visible to other "
+                   "users of this machine in the process list; prefer --token-file)")
+    p.add_argument("--ca", help="CA certificate (PEM) to verify the server's certificate")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="allow plain HTTP to a host that is not this machine")
+    p.add_argument("--deadline", type=float, default=3600.0,
+                   help="seconds to keep retrying and waiting for the proof (3600)")
+    p.set_defaults(func=cmd_client_complete)
 
     ver = sub.add_parser("verify", help="anyone: verify a proof or a proof bundle (no keys)")
     ver.add_argument("commitment", help="model commitment file")
@@ -973,6 +1087,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # concrete-python imports pkg_resources, which warns on every run; nothing to act on here
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["client", "complete"]:
+        argv = ["client-complete", *argv[2:]]
     args = build_parser().parse_args(argv)
     for name in ("tokens", "d_model", "d_head"):
         v = getattr(args, name, None)

@@ -69,7 +69,7 @@ def cmd_model_commit(args: argparse.Namespace) -> int:
         origin = {"model": "SmolLM2-135M-Instruct"}
     else:
         model = small_random_model(args.random)
-        origin = {"model": f"random-{args.random}"}
+        origin = {"model": f"random-{args.random}", "tokenizer": "bytes"}
     with _stage("commit every weight (hiding Hyrax)"):
         pm = ML.commit(model.config, model.weights, tables=model.tables, origin=origin)
     data = pm.commitment.to_bytes()
@@ -88,12 +88,11 @@ def _ids(text: str) -> np.ndarray:
     return ids
 
 
-def _tokenizer(origin: dict):
-    if origin.get("model") != "SmolLM2-135M-Instruct":
-        return None
-    from fhe.hf_models import smollm2_model
+def _tokenizer(origin: dict, vocab: int | None = None):
+    """The model's tokenizer (:func:`pipeline.llm_text.tokenizer_for`), or None: ids only."""
+    from pipeline.llm_text import tokenizer_for
 
-    return smollm2_model()[1]
+    return tokenizer_for(origin, vocab)
 
 
 def cmd_model_generate(args: argparse.Namespace) -> int:
@@ -111,12 +110,16 @@ def cmd_model_generate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     tok = None
     if args.prompt is not None:
-        tok = _tokenizer(pm.commitment.origin)
+        tok = _tokenizer(pm.commitment.origin, cfg.vocab)
         if tok is None:
-            print("error: --prompt needs a model with a tokenizer (SmolLM2); use --ids",
-                  file=sys.stderr)
+            print("error: --prompt needs a model with a tokenizer (SmolLM2, or a random model "
+                  "with the byte tokenizer); use --ids", file=sys.stderr)
             return EXIT_USAGE
-        ids = np.array(tok(args.prompt)["input_ids"], dtype=np.int64)
+        try:
+            ids = np.array(tok.encode(args.prompt), dtype=np.int64)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
     else:
         ids = _ids(args.ids)
     if ids.size < 1 or ids.min() < 0 or ids.max() >= cfg.vocab:
@@ -164,7 +167,7 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     print(f"proven generated ids: {list(verdict.generated)}")
     if args.text:
-        tok = _tokenizer(mc.origin)
+        tok = _tokenizer(mc.origin, mc.config.vocab)
         if tok is not None:
             print(f"proven text: {tok.decode(list(verdict.generated))!r}")
     print("verdict: ACCEPTED (each generated token is the committed integer model's greedy "
@@ -190,5 +193,6 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("model-verify", help="anyone: verify a generation's proof")
     p.add_argument("commitment", help="the model's public commitment (model.zkm)")
     p.add_argument("proof", help="the proof file")
-    p.add_argument("--text", action="store_true", help="also print the text (SmolLM2)")
+    p.add_argument("--text", action="store_true", help="also print the text (models with a "
+                   "tokenizer)")
     p.set_defaults(func=cmd_model_verify)

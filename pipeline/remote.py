@@ -765,3 +765,184 @@ def _drive(service: ServiceClient, client: S.Client, request: S.Request, request
                          manifest.commitment_from_server, manifest.simulated, response_bytes,
                          bundle_bytes, list(steps.rows), manifest.specs_from_server, security,
                          sdir.path)
+
+
+# ---------------------------------------------------------------- verifiable completions
+
+
+@dataclass
+class CompletionResult:
+    """A completion checked by the client. ``generated`` and ``text`` are the proven ids and
+    the client's own decoding of them (never the server's text) when ``accepted``."""
+
+    accepted: bool
+    reason: str
+    prompt_ids: tuple[int, ...]
+    generated: tuple[int, ...]
+    text: str | None
+    completion: dict = field(repr=False)
+    proof: bytes = field(repr=False)
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+
+def load_llm_commitment(data: bytes):
+    """A whole model's commitment file (``model.zkm``); MalformedProofError if it is not one."""
+    from zk.model import llama as ML
+
+    return ML.LlamaCommitment.from_bytes(bytes(data))
+
+
+def prompt_ids(prompt, commitment, tokenizer=None) -> list[int]:
+    """The client's own token ids of a prompt (text, through the tokenizer the commitment's
+    origin names: :mod:`pipeline.llm_text`; or a list of ids as given). ValueError if the
+    model has no tokenizer for text, or an id is outside the vocabulary."""
+    from pipeline import llm_text
+
+    vocab = commitment.config.vocab
+    if isinstance(prompt, str):
+        tok = tokenizer or llm_text.tokenizer_for(commitment.origin, vocab)
+        if tok is None:
+            raise ValueError("this model has no tokenizer (its commitment's origin names none): "
+                             "give the prompt as token ids")
+        ids = tok.encode(prompt)
+    else:
+        ids = [int(i) for i in prompt]
+    if not ids:
+        raise ValueError("the prompt has no tokens")
+    if any(not 0 <= i < vocab for i in ids):
+        raise ValueError(f"token ids must be in [0, {vocab})")
+    return ids
+
+
+def check_completion(completion: object, proof: bytes, commitment, prompt: list[int],
+                     max_tokens: int | None = None, tokenizer=None) -> CompletionResult:
+    """Everything a client checks of a completion, trusting nothing from the server:
+
+    the proof verifies against ``commitment`` (the owner's, not the server's copy); the proven
+    prompt is exactly ``prompt`` (the client's own ids); the server's ``token_ids`` are the
+    proven generated ids, as many as asked for; its ``text`` is the client's own decoding of
+    them (``tokenizer``: default, the one the commitment's origin names; models without one
+    must answer an empty text); its usage counts agree. Returns a CompletionResult (never
+    raises for anything the server sent)."""
+    from pipeline import llm_text
+    from zk.model import llama as ML
+
+    prompt = tuple(int(i) for i in prompt)
+
+    def no(reason: str, generated=()) -> CompletionResult:
+        c = completion if isinstance(completion, dict) else {}
+        return CompletionResult(False, reason, prompt, tuple(generated), None, c, bytes(proof))
+
+    try:
+        choices = completion["choices"]
+        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+            raise ValueError("one choice expected")
+        claimed_ids = choices[0]["token_ids"]
+        claimed_text = choices[0]["text"]
+        usage = completion["usage"]
+        if (not isinstance(claimed_ids, list) or not isinstance(claimed_text, str)
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in claimed_ids)
+                or not isinstance(usage, dict)):
+            raise ValueError("choices[0] needs token_ids (integers) and text (a string)")
+    except (KeyError, TypeError, ValueError) as e:
+        return no(f"malformed completion from the server: {e}")
+    try:
+        mp = ML.ModelProof.from_bytes(bytes(proof))
+        ML.verify(mp, commitment)
+    except MalformedProofError as e:
+        return no(f"malformed proof file: {e}")
+    except VerificationError as e:
+        return no(str(e))
+    st = mp.statement
+    generated = tuple(st.generated)
+    if st.tokens[:st.prompt_len] != prompt:
+        return no("the proof is of another prompt than this client's", generated)
+    if tuple(claimed_ids) != generated:
+        return no(f"the server's token_ids {claimed_ids} are not the proven ones "
+                  f"{list(generated)}", generated)
+    if max_tokens is not None and len(generated) != max_tokens:
+        return no(f"{len(generated)} tokens proven, {max_tokens} asked for", generated)
+    if usage.get("prompt_tokens") != len(prompt) or \
+            usage.get("completion_tokens") != len(generated):
+        return no("the server's usage counts are not those of the proven tokens", generated)
+    tok = tokenizer or llm_text.tokenizer_for(commitment.origin, commitment.config.vocab)
+    text = None if tok is None else tok.decode(list(generated))
+    if (claimed_text != text) if tok is not None else claimed_text != "":
+        return no(f"the server's text {claimed_text!r} is not the proven tokens' text "
+                  f"{text!r}", generated)
+    return CompletionResult(True, "", prompt, generated, text, completion, bytes(proof))
+
+
+def _completion_call(service: ServiceClient, body: dict, key: str) -> dict:
+    import json
+
+    r = service._call("POST", "/completions", content=lambda: json.dumps(body).encode(),
+                      headers={"Content-Type": "application/json", "Idempotency-Key": key})
+    try:
+        out = r.json()
+    except ValueError:
+        raise ServiceError(r.status_code, "the server's completion is not JSON") from None
+    if not isinstance(out, dict) or not isinstance(out.get("proof_id"), str):
+        raise ServiceError(r.status_code, "the server's completion has no proof_id")
+    return out
+
+
+def wait_proof(service: ServiceClient, pid: str,
+               on_wait: Callable[[dict], None] | None = None) -> bytes:
+    """Poll ``GET /v1/proofs/{pid}`` until the proof file comes (transient failures retried
+    as every call; TimeoutError at the client's deadline; ServiceError if it failed)."""
+    poll = service.poll_s
+    while True:
+        r = service._call("GET", f"/proofs/{pid}")
+        if r.status_code == 200:
+            return r.content
+        try:
+            state = r.json()
+        except ValueError:
+            state = {}
+        if on_wait is not None and isinstance(state, dict):
+            on_wait(state)
+        left = service.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"proof {pid} was not ready before the client's deadline "
+                               f"({service.deadline_s:.0f} s); fetch it later: GET "
+                               f"{API}/proofs/{pid}")
+        time.sleep(min(poll, left))
+        poll = min(2.0, poll * 1.3)
+
+
+def complete(url: str, prompt, commitment, max_tokens: int = 8, *,
+             service: ServiceClient | None = None, token: str | None = None,
+             ca: str | os.PathLike | None = None, insecure_http: bool = False,
+             deadline_s: float | None = None, steps: Steps | None = None) -> CompletionResult:
+    """A verifiable completion from a `zkfhe serve --llm` server: post the prompt (text or
+    token ids), wait for the proof, check everything (:func:`check_completion`) against the
+    owner's ``commitment`` (object or ``model.zkm`` bytes; never the server's copy).
+    ServiceError / ServerUnavailable / TimeoutError when the server refuses or is gone;
+    ValueError for a prompt this model cannot take."""
+    if isinstance(commitment, (bytes, bytearray)):
+        commitment = load_llm_commitment(commitment)
+    steps = steps if steps is not None else Steps()
+    ids = prompt_ids(prompt, commitment)
+    body = {"prompt": prompt if isinstance(prompt, str) else ids, "max_tokens": int(max_tokens)}
+    own = service is None
+    if service is None:
+        service = ServiceClient(url, token=token, ca=ca, insecure_http=insecure_http,
+                                deadline_s=deadline_s, on_retry=steps.note)
+    try:
+        steps.begin(f"server: generate {max_tokens} tokens")
+        completion = _completion_call(service, body, secrets.token_hex(16))
+        steps.end()
+        pid = completion["proof_id"]
+        steps.begin("server: prove the generation")
+        proof = wait_proof(service, pid)
+        steps.end(len(proof))
+    finally:
+        if own:
+            service.close()
+    steps.begin("verify against the owner's commitment")
+    result = check_completion(completion, proof, commitment, ids, max_tokens)
+    steps.end()
+    return result

@@ -13,6 +13,10 @@ one by default)::
     GET  /v1/model/commitment         the public model commitment file
     GET  /v1/model/client-specs       the circuit's client specs (real TFHE only)
     GET  /v1/info, /v1/health
+    POST /v1/completions              {"prompt", "max_tokens", "model"} -> a greedy completion
+                                      of the whole integer model (``llm_dir``) + its proof_id
+    GET  /v1/proofs/{id}              202 + JSON while proving; 200 + the proof file when done
+    GET  /v1/model/llm-commitment     the whole model's public commitment (model.zkm)
 
 Access (``tokens``, from ``zkfhe serve --tokens FILE``, :mod:`pipeline.tokens`): every call but
 ``/v1/health`` needs ``Authorization: Bearer TOKEN`` (401 without one or with an unknown one);
@@ -37,6 +41,16 @@ Admission: at most ``max_active`` sessions have work running at once; up to ``ma
 more wait; beyond that a new session gets 503 with a Retry-After estimate. Openings of
 admitted sessions are never refused for load.
 
+Verifiable completions (``llm_dir``: an owner's folder of ``zkfhe model-commit``): the
+replica generates greedily with the integer model (in a thread, off the event loop), answers at
+once with the completion and a ``proof_id``, and proves the generation in a Ray task
+(``prove_completion``); the job (JSON) and the finished proof (raw bytes) persist in the store
+(:class:`pipeline.store.ProofStore`), so a restarted service finishes pending proofs and still
+serves finished ones. Text prompts are tokenized by :mod:`pipeline.llm_text` (the choice follows
+the commitment's origin), the same code the client uses to check the proven ids. A proof is
+visible only to the token that asked for it; a token has at most ``max_active`` unfinished
+proofs (429 beyond); ``Idempotency-Key`` makes a retried request return the same completion.
+
 Files on the wire are the session's versioned formats (:mod:`pipeline.session`), never pickle.
 Every upload is decoded and checked (kind, version, model, circuit, key ids, envelopes) before
 anything is stored; a refusal is a 4xx whose JSON ``error`` is the decoder's message. (Between
@@ -46,8 +60,12 @@ cluster, which is trusted.)
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations
 import asyncio
+import hashlib
 import hmac
+import io
+import json
 import math
+import re
 import secrets
 import tempfile
 import time
@@ -66,12 +84,14 @@ from ray import serve
 from fhe.errors import FheInputError
 from fhe.wire import ZERO_ID, Kind, sha3, unpack
 from pipeline import session as S
+from pipeline import llm_text
 from pipeline import store as st
 from pipeline.tokens import Token, TokenTable
 from zk.attention_model import ProvingModel
 from zk.attention_ref import QuantizedHead, run_reference
 from zk.encoding import from_bytes, to_bytes
 from zk.errors import MalformedProofError, VerificationError
+from zk.model import llama as ML
 
 API = "/v1"
 APP_NAME = "zkfhe"
@@ -85,6 +105,8 @@ class ServiceConfig:
     ``simulate`` evaluates with :class:`pipeline.backend.SimulatedFhe` (no encryption: tests
     and benchmarks); ``simulate_head`` names the head it simulates (default: the committed
     one; another head is a dishonest server, which tests use).
+    ``llm_dir`` (optional) is an owner's folder of ``zkfhe model-commit`` (``private.npz``,
+    ``model.zkm``): the service then also serves verifiable completions of that whole model.
     """
 
     model_dir: str
@@ -100,6 +122,14 @@ class ServiceConfig:
     task_retries: int = 3
     tokens: tuple[Token, ...] | None = None  # None: no access control (loopback use)
     simulate_delay_s: float = 0.0  # tests: each simulated evaluation takes this long
+    # verifiable completions: an owner's folder of `zkfhe model-commit` (private.npz, model.zkm)
+    llm_dir: str | None = None
+    llm_max_tokens: int = 16  # the most tokens one completion may ask for
+    llm_max_body: int = 1 << 16  # bytes of a completion request's JSON body
+    llm_max_active: int = 4  # proofs running at once (Ray tasks)
+    llm_max_queued: int = 64  # more proofs waiting; beyond, 503
+    llm_prove_threads: int = 1  # CPUs (numba threads) of one proof task
+    llm_prove_delay_s: float = 0.0  # tests: each proof task sleeps this long first
 
 
 # ---------------------------------------------------------------- FHE backends (run in tasks)
@@ -204,6 +234,131 @@ def prove_canary(model_box: list, model_digest: bytes, position: int, x: np.ndar
     return S.prove_canary(_worker_model(model_box, model_digest), position, x, receipt)
 
 
+_LLMS: OrderedDict = OrderedDict()
+
+
+def _worker_llm(box: list, digest: bytes) -> ML.ProvingLlama:
+    return _lru(_LLMS, digest, lambda: ML.load_private(io.BytesIO(ray.get(box[0]).tobytes())), 1)
+
+
+@ray.remote
+def prove_completion(llm_box: list, digest: bytes, tokens: list, prompt_len: int,
+                     threads: int, delay_s: float = 0.0) -> bytes:
+    """The proof file of one greedy generation (prompt + generated ids) of the whole model."""
+    if delay_s:
+        time.sleep(delay_s)
+    pm = _worker_llm(llm_box, digest)
+    return ML.prove(pm, np.asarray(tokens, dtype=np.int64), prompt_len, threads=threads).to_bytes()
+
+
+class LlmModel:
+    """The replica's whole integer model: the owner's private side, its commitment file, and
+    what requests are checked against."""
+
+    def __init__(self, folder: Path) -> None:
+        private = folder / "private.npz"
+        if not private.is_file():
+            raise ValueError(f"no private.npz in {folder} (run zkfhe model-commit first)")
+        self.pm = ML.load_private(private)
+        self.commitment_file = self.pm.commitment.to_bytes()
+        public = folder / "model.zkm"
+        if public.is_file() and public.read_bytes() != self.commitment_file:
+            raise ValueError(f"{public} is not the commitment of {private}")
+        self.digest = self.pm.commitment.digest
+        self.config = self.pm.config
+        origin = self.pm.commitment.origin
+        self.name = str(origin.get("model") or "zk-llama-" + self.digest.hex()[:12])
+        self.tokenizer_name = llm_text.tokenizer_name(origin, self.config.vocab)
+        self.box = [ray.put(np.frombuffer(private.read_bytes(), dtype=np.uint8))]
+
+    def tokenizer(self):
+        """The model's tokenizer, or None (ids only); HttpError 422 if it cannot be loaded."""
+        if self.tokenizer_name is None:
+            return None
+        try:
+            return llm_text.tokenizer_for(self.pm.commitment.origin, self.config.vocab)
+        except (ImportError, OSError, ValueError) as e:
+            raise HttpError(422, f"this server cannot load the tokenizer of {self.name} "
+                            f"({e}); send the prompt as a list of token ids") from None
+
+    def info(self, max_tokens: int) -> dict:
+        """What ``/v1/info`` says of the whole model."""
+        return {"model": self.name, "digest": self.digest.hex(), "vocab": self.config.vocab,
+                "max_len": self.config.max_len, "tokenizer": self.tokenizer_name,
+                "max_tokens": max_tokens}
+
+
+_COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "temperature", "n", "stream", "echo",
+                      "user", "logprobs", "stop"}
+_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse_completion(body: object, llm: LlmModel, max_tokens_limit: int):
+    """Check a completion request's JSON body: (prompt text or None, prompt ids or None,
+    max_tokens). HttpError 400 (not an object), 404 (another model) or 422 (a field refused),
+    each with its reason."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "the body must be a JSON object: {\"prompt\": ..., "
+                        "\"max_tokens\": N}")
+    unknown = sorted(set(body) - _COMPLETION_FIELDS)
+    if unknown:
+        raise HttpError(422, f"unsupported fields: {', '.join(map(repr, unknown))} (this server "
+                        "takes model, prompt, max_tokens; it generates greedily)")
+    model = body.get("model")
+    if model is not None and model not in (llm.name, llm.digest.hex()):
+        raise HttpError(404, f"unknown model {model!r}: this server serves {llm.name!r}")
+    t = body.get("temperature")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t != 0):
+        raise HttpError(422, "this server generates greedily: temperature must be 0 or absent")
+    for name, ok in (("n", 1), ("stream", False), ("echo", False), ("logprobs", None),
+                     ("stop", None)):
+        v = body.get(name, ok)
+        if v != ok or type(v) is not type(ok):
+            raise HttpError(422, f"{name} must be {json.dumps(ok)} or absent (greedy, one choice, "
+                            "no streaming, no stop sequences)")
+    if "user" in body and not isinstance(body["user"], str):
+        raise HttpError(422, "user must be a string")
+    if "prompt" not in body:
+        raise HttpError(422, "prompt is required: a string or a list of token ids")
+    prompt = body["prompt"]
+    text = ids = None
+    if isinstance(prompt, str):
+        if not prompt:
+            raise HttpError(422, "prompt is empty")
+        text = prompt
+    elif isinstance(prompt, list) and prompt and all(_int(i) for i in prompt):
+        ids = [int(i) for i in prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
+        raise HttpError(422, "one prompt per request: a string or a list of token ids")
+    else:
+        raise HttpError(422, "prompt must be a non-empty string or a non-empty list of integer "
+                        "token ids")
+    n = body.get("max_tokens", min(16, max_tokens_limit))
+    if not _int(n) or not 1 <= n <= max_tokens_limit:
+        raise HttpError(422, f"max_tokens must be an integer in 1..{max_tokens_limit}")
+    return text, ids, n
+
+
+def check_prompt_ids(ids: list[int], n: int, cfg) -> None:
+    """The ids are in the vocabulary and prompt + completion fit the model (HttpError 422)."""
+    if not ids:
+        raise HttpError(422, "the prompt has no tokens")
+    bad = [i for i in ids if not 0 <= i < cfg.vocab]
+    if bad:
+        raise HttpError(422, f"token id {bad[0]} is outside the vocabulary [0, {cfg.vocab})")
+    room = cfg.max_len + 1 - len(ids)
+    if room < 1:
+        raise HttpError(422, f"the prompt has {len(ids)} tokens; this model takes at most "
+                        f"{cfg.max_len}")
+    if n > room:
+        raise HttpError(422, f"max_tokens {n} is too many for a prompt of {len(ids)} tokens: "
+                        f"at most {room} (the model's context is {cfg.max_len} positions)")
+
+
 # ---------------------------------------------------------------- the HTTP application
 
 
@@ -265,6 +420,14 @@ class ZkfheService:
         self.job_s = 1.0  # running mean of a job's duration, for Retry-After
         self.jobs: set[asyncio.Task] = set()
         self.started = False
+        # verifiable completions
+        self.llm = None if config.llm_dir is None else LlmModel(Path(config.llm_dir))
+        self.proofs = st.ProofStore(config.store_dir, config.ttl_s)
+        self.proof_slots = asyncio.Semaphore(config.llm_max_active)
+        self.gen_slots = asyncio.Semaphore(2)  # generations in threads of this replica
+        self.proof_pending = 0  # proof jobs scheduled, not finished
+        self.proof_s = 5.0  # running mean of a proof's duration, for Retry-After
+        self.proof_reserved: dict[str | None, int] = {}
 
     async def _start(self) -> None:
         """Resume the sessions a previous process left in flight; start the collector."""
@@ -274,6 +437,8 @@ class ZkfheService:
         for rec in self.store.in_flight():
             self._enqueue(self._evaluate(rec.id) if rec.state == st.EVALUATING
                           else self._prove(rec.id))
+        for job in self.proofs.in_flight():
+            self._enqueue_proof(job.id)
         self._spawn(self._collect())
 
     def _enqueue(self, job) -> None:
@@ -298,7 +463,8 @@ class ZkfheService:
         await self._start()
         return {"status": "ok", "backend": self.backend.kind, "running": self.running,
                 "waiting": self.waiting, "refused_busy": self.refused,
-                "sessions": self.store.count()}
+                "sessions": self.store.count(), "proofs": self.proofs.count(),
+                "proofs_pending": self.proof_pending}
 
     @app.get(API + "/info")
     async def info(self, http: HttpRequest) -> Response:
@@ -313,6 +479,7 @@ class ZkfheService:
             "circuit_id": self.backend.circuit_id.hex(), "seq_len": cfg.seq_len,
             "d_model": cfg.d_model, "d_head": cfg.d_head, "max_upload": self.config.max_upload,
             "ttl_s": self.config.ttl_s,
+            "llm": None if self.llm is None else self.llm.info(self.config.llm_max_tokens),
             "token": None if self.tokens is None else token.public()})
 
     @app.get(API + "/model/commitment")
@@ -445,6 +612,188 @@ class ZkfheService:
             return _error(HttpError(409, st.refusal(self.store.get(sid), "open")))
         self._enqueue(self._prove(sid))
         return JSONResponse({"session": sid, "state": st.PROVING}, status_code=202)
+
+    # ------------------------------------------------------------ verifiable completions
+
+    def _need_llm(self) -> LlmModel:
+        if self.llm is None:
+            raise HttpError(404, "this server serves no whole model (zkfhe serve --llm DIR)")
+        return self.llm
+
+    @app.get(API + "/model/llm-commitment")
+    async def llm_commitment(self, http: HttpRequest) -> Response:
+        """The whole model's public commitment file (a client checks it against the owner's)."""
+        try:
+            self._auth(http)
+            llm = self._need_llm()
+        except HttpError as e:
+            return _error(e)
+        return Response(llm.commitment_file, media_type="application/octet-stream")
+
+    @app.post(API + "/completions")
+    async def completions(self, http: HttpRequest) -> Response:
+        """A greedy completion of the whole integer model; its proof follows (``proof_id``)."""
+        await self._start()
+        owner, reserved = None, False
+        try:
+            token = self._auth(http)
+            owner = self._owner(token)
+            llm = self._need_llm()
+            raw = await self._body(http, self.config.llm_max_body, "completion request")
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise HttpError(400, f"the body is not JSON: {e}") from None
+            key = http.headers.get("idempotency-key")
+            if key is not None:
+                if not _KEY.fullmatch(key):
+                    raise HttpError(400, "Idempotency-Key must be 1-128 characters of "
+                                    "[A-Za-z0-9._:-]")
+                key = f"{key}|{hashlib.sha256(raw).hexdigest()[:32]}"
+                found = self.proofs.find_key(owner, key.split("|")[0])
+                if found is not None:
+                    if found.key != key:
+                        raise HttpError(422, "this Idempotency-Key was used for another request")
+                    return JSONResponse(found.completion)
+            text, ids, n = parse_completion(body, llm, self.config.llm_max_tokens)
+            tok = llm.tokenizer() if text is not None else None
+            if text is not None:
+                if tok is None:
+                    raise HttpError(422, f"{llm.name} has no tokenizer: send the prompt as a "
+                                    "list of token ids")
+                try:
+                    ids = await asyncio.to_thread(tok.encode, text)
+                except ValueError as e:
+                    raise HttpError(422, str(e)) from None
+            check_prompt_ids(ids, n, llm.config)
+            self._admit_proof()
+            reserved = self._reserve_proof(token, owner)
+            async with self.gen_slots:
+                try:
+                    seq = await asyncio.to_thread(ML.generate, llm.pm,
+                                                  np.asarray(ids, np.int64), n)
+                except (ValueError, ArithmeticError) as e:  # never expected: the ids are checked
+                    raise HttpError(500, f"generation failed: {e}") from None
+            generated = [int(t) for t in seq[len(ids):]]
+            if tok is None and llm.tokenizer_name is not None:
+                try:
+                    tok = llm.tokenizer()
+                except HttpError:
+                    tok = None
+            out_text = "" if tok is None else tok.decode(generated)
+            pid = secrets.token_hex(16)
+            completion = {
+                "id": f"cmpl-{pid}", "object": "text_completion", "created": int(time.time()),
+                "model": llm.name,
+                "choices": [{"index": 0, "text": out_text, "token_ids": generated,
+                             "logprobs": None, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": len(ids), "completion_tokens": len(generated),
+                          "total_tokens": len(ids) + len(generated)},
+                "proof_id": pid, "model_digest": llm.digest.hex()}
+            await asyncio.to_thread(self.proofs.create, owner, seq, len(ids), llm.digest,
+                                    completion, key, pid)
+        except HttpError as e:
+            return _error(e)
+        finally:
+            if reserved:
+                self.proof_reserved[owner] -= 1
+                if not self.proof_reserved[owner]:
+                    del self.proof_reserved[owner]
+        self._enqueue_proof(pid)
+        return JSONResponse(completion)
+
+    @app.get(API + "/proofs/{pid}")
+    async def proof(self, pid: str, http: HttpRequest) -> Response:
+        """202 + the job's state while proving; 200 + the proof file once proven."""
+        await self._start()
+        try:
+            owner = self._owner(self._auth(http))
+            job = self.proofs.get(pid)
+            if job is None:
+                raise HttpError(404, "unknown proof")
+            if self.tokens is not None and not hmac.compare_digest(job.owner or "",
+                                                                   owner or ""):
+                raise HttpError(403, "this proof belongs to another API token")
+            if job.state == st.PROVING:
+                wait = max(1, math.ceil(min(self.proof_s, 10.0)))
+                return JSONResponse(job.public(), status_code=202,
+                                    headers={"Retry-After": str(wait)})
+            if job.state == st.FAILED:
+                raise HttpError(409, f"the proof failed: {job.error}")
+            if job.state == st.EXPIRED:
+                raise HttpError(410, "the proof expired and was deleted; ask for the "
+                                "completion again")
+            data = await asyncio.to_thread(self.proofs.read_proof, pid)
+        except FileNotFoundError:  # collected between the state check and the read
+            return _error(HttpError(410, "the proof expired and was deleted"))
+        except HttpError as e:
+            return _error(e)
+        return Response(data, media_type="application/octet-stream",
+                        headers={"Zkfhe-Model-Digest": job.model_digest,
+                                 "Zkfhe-Prove-Seconds": f"{job.prove_s or 0.0:.3f}"})
+
+    def _admit_proof(self) -> None:
+        cfg = self.config
+        if self.proof_pending >= cfg.llm_max_active + cfg.llm_max_queued:
+            self.refused += 1
+            wait = math.ceil(self.proof_s * (self.proof_pending + 1) / cfg.llm_max_active)
+            raise HttpError(503, f"the server is busy ({self.proof_pending} proofs pending); "
+                            f"retry in {wait} s", {"Retry-After": str(max(1, wait))})
+
+    def _reserve_proof(self, token: Token, owner: str | None) -> bool:
+        """Count a completion against its token's limit on unfinished proofs (429 past it)."""
+        if self.tokens is None:
+            return False
+        active = self.proofs.active(owner) + self.proof_reserved.get(owner, 0)
+        if active >= token.max_active:
+            wait = max(1, math.ceil(self.proof_s))
+            raise HttpError(429, f"the token {token.name!r} has {active} unfinished proofs, "
+                            "its limit; wait for one and retry", {"Retry-After": str(wait)})
+        self.proof_reserved[owner] = self.proof_reserved.get(owner, 0) + 1
+        return True
+
+    def _enqueue_proof(self, pid: str) -> None:
+        self.proof_pending += 1
+        self._spawn(self._prove_completion(pid))
+
+    async def _prove_completion(self, pid: str) -> None:
+        try:
+            async with self.proof_slots:
+                job = self.proofs.get(pid)
+                if job is None:
+                    return
+                if self.llm is None or job.model_digest != self.llm.digest.hex():
+                    raise RuntimeError("the server no longer serves the model of this proof")
+                t0 = time.perf_counter()
+                cfg = self.config
+                task = prove_completion.options(max_retries=cfg.task_retries,
+                                                num_cpus=cfg.llm_prove_threads)
+                data = await task.remote(self.llm.box, self.llm.digest, list(job.tokens),
+                                         job.prompt_len, cfg.llm_prove_threads,
+                                         cfg.llm_prove_delay_s)
+                dt = time.perf_counter() - t0
+                await asyncio.to_thread(self.proofs.put_proof, pid, data, dt)
+                self.proof_s = 0.8 * self.proof_s + 0.2 * dt
+        except asyncio.CancelledError:
+            raise  # the service is stopping: the job stays proving and resumes later
+        except Exception as e:  # noqa: BLE001 - recorded for the client, the service goes on
+            self.proofs.fail(pid, f"proof refused: {_cause(e)}")
+        finally:
+            self.proof_pending -= 1
+
+    async def _body(self, http: HttpRequest, limit: int, what: str) -> bytes:
+        """A small body in memory, refused past ``limit`` bytes (413)."""
+        declared = http.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError(413, f"the {what} is {int(declared):,} bytes; the limit is "
+                            f"{limit:,}")
+        chunks, size = [], 0
+        async for chunk in http.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"the {what} exceeds the limit of {limit:,} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # ------------------------------------------------------------ checks
 
@@ -672,6 +1021,7 @@ class ZkfheService:
     async def _collect(self) -> None:
         while True:
             await asyncio.to_thread(self.store.gc)
+            await asyncio.to_thread(self.proofs.gc)
             await asyncio.sleep(self.config.gc_interval_s)
 
 
@@ -723,7 +1073,9 @@ def serve_forever(config: ServiceConfig, host: str, port: int, address: str | No
         scheme = "https" if ssl_certfile else "http"
         access = ("open to anyone who reaches it" if config.tokens is None else
                   f"{len(config.tokens)} API tokens")
-        print(f"serving {config.model_dir} ({'SIMULATED FHE' if config.simulate else 'TFHE'}) "
+        llm = "" if config.llm_dir is None else f" + completions of {config.llm_dir}"
+        print(f"serving {config.model_dir}{llm} "
+              f"({'SIMULATED FHE' if config.simulate else 'TFHE'}) "
               f"at {scheme}://{host}:{port}{API}/ ({access}); sessions in {config.store_dir}; "
               "Ctrl-C stops", flush=True)
         stop_event.wait()

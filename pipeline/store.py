@@ -22,6 +22,7 @@ One process (the service's HTTP replica) owns a store; it is not meant to be sha
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -288,3 +289,221 @@ def refusal(rec: SessionRecord | None, action: str) -> str:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------- proofs of completions
+
+
+PROOF_STATES = (PROVING, PROVEN, FAILED, EXPIRED)
+_JOB_FIELDS = {"id": str, "owner": (str, type(None)), "state": str, "created": (int, float),
+               "updated": (int, float), "model_digest": str, "prompt_len": int,
+               "tokens": list, "key": (str, type(None)), "completion": dict,
+               "prove_s": (int, float, type(None)), "error": (str, type(None))}
+
+
+@dataclass(frozen=True)
+class ProofJob:
+    """One completion's proof job: the proven sequence (prompt + generated ids), who asked for
+    it, the completion the service answered, and where its proof stands."""
+
+    id: str
+    owner: str | None
+    state: str
+    created: float
+    updated: float
+    model_digest: str  # hex
+    prompt_len: int
+    tokens: tuple[int, ...]
+    key: str | None  # "KEY|REQUEST-DIGEST": the client's Idempotency-Key, if it sent one
+    completion: dict
+    prove_s: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> bytes:
+        """The job file's bytes (canonical JSON)."""
+        d = {k: getattr(self, k) for k in _JOB_FIELDS}
+        d["tokens"] = list(self.tokens)
+        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "ProofJob":
+        """Decode a job file; ValueError with a reason on anything unexpected."""
+        try:
+            d = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"not a proof job file: {e}") from None
+        if not isinstance(d, dict) or set(d) != set(_JOB_FIELDS):
+            raise ValueError("not a proof job file: unexpected fields")
+        for k, t in _JOB_FIELDS.items():
+            if not isinstance(d[k], t) or isinstance(d[k], bool):
+                raise ValueError(f"proof job file: field {k!r} has the wrong type")
+        if d["state"] not in PROOF_STATES or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in d["tokens"]):
+            raise ValueError("proof job file: bad state or token ids")
+        d["tokens"] = tuple(d["tokens"])
+        return cls(**d)
+
+    def public(self) -> dict:
+        """What ``GET /v1/proofs/{id}`` shows while the proof is not ready."""
+        return {"proof_id": self.id, "state": self.state, "created": self.created,
+                "updated": self.updated, "prove_s": self.prove_s, "error": self.error,
+                "prompt_tokens": self.prompt_len,
+                "completion_tokens": len(self.tokens) - self.prompt_len}
+
+
+class ProofStore:
+    """Proof jobs of completions under ``root/proofs/<id>/``: ``job.json`` (JSON, rewritten
+    atomically at each change) and ``proof`` (the proof file's raw bytes, once proven; never
+    rewritten). No pickle anywhere. A job moves ``proving -> proven`` (or ``failed``); ``ttl_s``
+    seconds after a finished job's last change :meth:`gc` deletes its proof and marks it
+    ``expired``; 10 TTLs later the job goes too. One process owns a store; it keeps an index
+    in memory, read from the files when it starts (so a restarted service resumes every job
+    left ``proving`` and still serves the finished ones)."""
+
+    def __init__(self, root: str | os.PathLike, ttl_s: float = 3600.0) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self.root = Path(root) / "proofs"
+        self.ttl_s = float(ttl_s)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, ProofJob] = {}
+        self.unreadable: list[str] = []  # job folders that could not be read (left alone)
+        for d in sorted(self.root.iterdir()):
+            if not d.is_dir() or not _is_id(d.name):
+                continue
+            try:
+                job = ProofJob.from_json((d / "job.json").read_bytes())
+                if job.id != d.name:
+                    raise ValueError("job id differs from its folder")
+            except (OSError, ValueError):
+                self.unreadable.append(d.name)
+                continue
+            if job.state == PROVEN and not (d / "proof").is_file():
+                job = _replace(job, state=FAILED, error="the proof file was lost")
+            self._jobs[job.id] = job
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, pid: str) -> ProofJob | None:
+        """The job with this id, or None (also for anything that is not a proof id)."""
+        with self._lock:
+            return self._jobs.get(pid) if _is_id(pid) else None
+
+    def find_key(self, owner: str | None, key: str) -> ProofJob | None:
+        """The job this owner created with this Idempotency-Key, if any (not expired). A job's
+        ``key`` is ``KEY|REQUEST-DIGEST``; only the part before ``|`` is compared here."""
+        with self._lock:
+            for job in self._jobs.values():
+                if job.key is not None and job.key.split("|")[0] == key and job.owner == owner and job.state != EXPIRED:
+                    return job
+        return None
+
+    def in_flight(self) -> list[ProofJob]:
+        """Jobs still proving, oldest first: what a restarted service resumes."""
+        with self._lock:
+            return sorted((j for j in self._jobs.values() if j.state == PROVING),
+                          key=lambda j: j.created)
+
+    def active(self, owner: str | None) -> int:
+        """How many of this owner's proofs are not finished."""
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.owner == owner and j.state == PROVING)
+
+    def count(self) -> dict[str, int]:
+        """Jobs per state."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for j in self._jobs.values():
+                out[j.state] = out.get(j.state, 0) + 1
+            return out
+
+    def read_proof(self, pid: str) -> bytes:
+        """The proof file's bytes (FileNotFoundError if there is none)."""
+        if not _is_id(pid):
+            raise FileNotFoundError(pid)
+        return (self.root / pid / "proof").read_bytes()
+
+    # ------------------------------------------------------------------ transitions
+
+    def create(self, owner: str | None, tokens, prompt_len: int, model_digest: bytes,
+               completion: dict, key: str | None = None, pid: str | None = None) -> ProofJob:
+        """A new job in ``proving`` (its file on disk, flushed, before this returns)."""
+        pid = pid or secrets.token_hex(16)
+        if not _is_id(pid):
+            raise ValueError("not a proof id")
+        now = time.time()
+        job = ProofJob(pid, owner, PROVING, now, now, model_digest.hex(), int(prompt_len),
+                       tuple(int(t) for t in tokens), key, dict(completion))
+        d = self.root / pid
+        d.mkdir()
+        return self._write_job(job, now)
+
+    def put_proof(self, pid: str, data: bytes, seconds: float) -> ProofJob:
+        """Store the proof file: ``proving -> proven``."""
+        job = self._get(pid)
+        if job.state != PROVING:
+            raise StoreError(f"proof {pid} is {job.state}, not proving")
+        _write_file(self.root / pid / "proof", data)
+        return self._write_job(_replace(job, state=PROVEN, prove_s=float(seconds)))
+
+    def fail(self, pid: str, error: str) -> None:
+        """The proof was refused (the message says why)."""
+        job = self._get(pid)
+        self._write_job(_replace(job, state=FAILED, error=str(error)))
+
+    def gc(self, now: float | None = None) -> list[str]:
+        """Expire finished jobs older than the TTL (their proof deleted); forget jobs expired
+        for 10 TTLs. Returns the ids expired now."""
+        now = time.time() if now is None else now
+        with self._lock:
+            old = [j for j in self._jobs.values()
+                   if j.state in (PROVEN, FAILED) and j.updated < now - self.ttl_s]
+            gone = [j.id for j in self._jobs.values()
+                    if j.state == EXPIRED and j.updated < now - 10 * self.ttl_s]
+        for j in old:
+            (self.root / j.id / "proof").unlink(missing_ok=True)
+            self._write_job(_replace(j, state=EXPIRED), now)
+        for pid in gone:
+            shutil.rmtree(self.root / pid, ignore_errors=True)
+            with self._lock:
+                self._jobs.pop(pid, None)
+        return [j.id for j in old]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _get(self, pid: str) -> ProofJob:
+        job = self.get(pid)
+        if job is None:
+            raise StoreError(f"unknown proof {pid}")
+        return job
+
+    def _write_job(self, job: ProofJob, now: float | None = None) -> ProofJob:
+        job = _replace(job, updated=time.time() if now is None else now)
+        path = self.root / job.id / "job.json"
+        _write_file(path, job.to_json(), overwrite=True)
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+
+def _replace(job: ProofJob, **kw) -> ProofJob:
+    from dataclasses import replace
+
+    return replace(job, **kw)
+
+
+def _is_id(s: str) -> bool:
+    return isinstance(s, str) and len(s) == 32 and all(c in "0123456789abcdef" for c in s)
+
+
+def _write_file(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write to a temporary name, flush, rename (a crash leaves the old file or the new)."""
+    if path.exists() and not overwrite:
+        raise StoreError(f"{path.name} is stored already")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
