@@ -6,7 +6,8 @@
 #     bash bench/gpu_check.sh            # from anywhere; PYTHON=... picks the interpreter
 #
 # Written for the project's GPU machines as they are: one NVIDIA H100 or H200, Python 3.12 with
-# numpy, numba, numba-cuda, cupy-cuda13x, pytest and hypothesis installed, no network. The
+# numpy, numba, numba-cuda, cupy-cuda13x, pytest and hypothesis installed, no network.
+# Last, the whole-model prover's CPU row (bench/model.py, SmolLM2 shapes at L = 32, all cores). The
 # project's other pure-Python dependencies come from bench/wheels: py_ecc, galois and
 # typing_extensions (galois needs it; the GPU image has it). py_ecc's eth-utils/pydantic chain
 # is not carried: the project imports only py_ecc.optimized_bn128, which does not use it.
@@ -92,6 +93,13 @@ for dev in cpu auto; do
     timeout 200 "$PY" bench/attention.py --lengths 32 128 --bits 4 --repeats 3 --device $dev \
         || status=1
 done
+
+step "whole model on this machine's CPUs: SmolLM2-135M's shapes (30 layers, random weights), L = 32"
+# the whole-model prover has no device kernels yet (issue 24): this row is the CPU baseline a
+# device prover must beat, measured on the GPU machine's cores; a timeout is reported, not fatal
+# (one row in this process: --row prints its JSON; a timeout leaves no child behind)
+timeout 180 "$PY" bench/model.py --row smollm2-shape 32 --threads "$(nproc)" \
+    || echo "(whole-model row did not finish within 180 s)"
 
 step "done, status $status"
 exit $status
