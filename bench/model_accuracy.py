@@ -3,8 +3,13 @@ pipeline.model_quant) against the float model (transformers, float32, from the l
 wheel's GGUF file).
 
     .venv/bin/python bench/model_accuracy.py                  # both semantics, ~4 min on 2 cores
-    .venv/bin/python bench/model_accuracy.py --windows 48 --gpl 16 --prompts 8 --calib 32 \
-        --w-bits 8 10 12 --out bench/results/model_accuracy.txt
+    .venv/bin/python bench/model_accuracy.py --mode proposed --windows 48 --gpl 16 \
+        --prompts 8 --calib 64 --w-bits 8 --alt '{"w_bits": 10, "kind_bits": {"wd": 12}}' \
+        --alt '{"w_bits": 12}' --out bench/results/model_accuracy.txt
+
+(quantize_float's defaults: 8-bit weights, the down projection on mq.KIND_BITS' 10 bits;
+--kw KEY=VALUE and --alt JSON pass other keyword arguments; bench/model_ablate.py scores many
+settings on one model load)
 
 Calibration: Debian's Apache-2.0, MPL-2.0 and Artistic license texts (pipeline.generate.text).
 Evaluation on text the quantization never saw:
@@ -31,6 +36,8 @@ pipeline.model_quant.proposed_semantics; see /work/notes/model_quant_note.md).
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import math
 import os
 import re
@@ -179,8 +186,24 @@ def main(argv=None) -> None:
     ap.add_argument("--mode", choices=("both", "committed", "proposed"), default="both")
     ap.add_argument("--w-bits", type=int, nargs="+", default=[8],
                     help="weight bits of the proposed runs (default 8; committed: 8)")
+    ap.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
+                    help="a quantize_float keyword argument of the proposed runs, VALUE a Python "
+                         "literal (e.g. --kw margin=1.5 --kw 'kind_bits={\"wd\": 10}'); "
+                         "repeatable")
+    ap.add_argument("--alt", action="append", default=[], metavar="JSON",
+                    help="an alternative proposed run: a JSON object of quantize_float keyword "
+                         "arguments on top of --kw (e.g. '{\"w_bits\": 10}'); repeatable")
     ap.add_argument("--out", default=None, help=f"also write the report here (e.g. {RESULTS})")
     a = ap.parse_args(argv)
+    extra = {}
+    for item in a.kw:
+        key, sep, val = item.partition("=")
+        if not sep:
+            ap.error(f"--kw {item!r}: expected KEY=VALUE")
+        try:
+            extra[key.strip()] = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError):
+            extra[key.strip()] = val.strip()
 
     from fhe.hf_models import smollm2_model
     from pipeline import generate as G
@@ -213,8 +236,15 @@ def main(argv=None) -> None:
     if a.mode in ("both", "committed"):
         modes.append(("committed", {}))
     if a.mode in ("both", "proposed"):
-        modes += [(f"proposed, {b}-bit weights", dict(mq.PROPOSED, w_bits=b))
-                  for b in a.w_bits]
+        def kinds(b: int) -> str:  # the default kind_bits (mq.KIND_BITS) of a run
+            return "" if "kind_bits" in extra else "".join(
+                f", {n} {max(v, b)}-bit" for n, v in mq.KIND_BITS.items())
+
+        modes += [(f"proposed, {b}-bit weights{kinds(b)}" + (f", {extra}" if extra else ""),
+                   dict(mq.PROPOSED, **dict(extra, w_bits=b))) for b in a.w_bits]
+        for alt in a.alt:
+            kw = dict(extra, **json.loads(alt))
+            modes.append((f"proposed, {kw}", dict(mq.PROPOSED, **kw)))
     for mode, kw in modes:
         t = time.time()
         cfg, w, info = mq.quantize_float(P, cal, **kw)
