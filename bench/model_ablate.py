@@ -1,11 +1,11 @@
-"""Ablation driver for pipeline.model_quant on the proposed semantics: loads SmolLM2, the
+"""Ablation driver for pipeline.model_quant : loads SmolLM2, the
 calibration and the float references once, then quantizes and scores every setting.
 
     .venv/bin/python bench/model_ablate.py --windows 16 --gpl 8 --prompts 4 --calib 32 \
         '{}' '{"kind_bits": {"wd": 12}}' '{"margin": 1.5}'
 
 Each positional argument is a JSON object of quantize_float keyword arguments (on top of
-mq.PROPOSED). One line per setting: top-1 agreement and perplexity change per source, the mean
+the shipped defaults). One line per setting: top-1 agreement and perplexity change per source, the mean
 KL(float || int) of the next-token distributions (a less noisy measure than top-1), greedy
 continuations identical, refusals.
 """
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     print(f"# calib {a.calib}x{a.calib_len}, docs {a.windows}, gpl {a.gpl}, prompts "
           f"{a.prompts}; setup {time.time() - t0:.0f} s", flush=True)
     for s in a.settings:
-        kw = dict(mq.PROPOSED, **json.loads(s))
+        kw = json.loads(s)
         t = time.time()
         try:
             cfg, w, info = mq.quantize_float(P, cal, **kw)

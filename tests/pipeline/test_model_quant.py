@@ -86,7 +86,8 @@ def test_quantization_is_a_valid_integer_model(tiny):
         for h in range(cfg.n_heads):
             np.testing.assert_array_equal(a[:, h], a[:, (h // grp) * grp])
     assert cfg.t_bits - cfg.act_bits + 1 <= 22 and cfg.t_bits - cfg.score_bits + 1 <= 22
-    assert cfg.rope_theta == 10000.0 and not info.proposed
+    assert cfg.rope_theta == 10000.0 and info.res_bits == cfg.rbits == 27
+    assert cfg.norm_s_bits == 24 and cfg.t_bits > cfg.rbits
     bounds = mq.check_bounds(cfg, w, tab)
     assert set(bounds) >= {"x0", "n1", "q", "k", "v", "rs", "ya", "hmid", "g", "up", "mm",
                            "hout", "nf", "logit"}
@@ -139,7 +140,7 @@ def test_check_bounds_rejects_a_shift_too_small(tiny):
     import dataclasses
 
     _, cfg, w, _, _ = tiny
-    bad = dataclasses.replace(cfg, shifts=dict(cfg.shifts, d=0), t_bits=20)
+    bad = dataclasses.replace(cfg, shifts=dict(cfg.shifts, d=0), t_bits=cfg.rbits + 1)
     with pytest.raises(AssertionError, match="bound"):
         mq.check_bounds(bad, w)
 
@@ -161,24 +162,27 @@ def test_quantize_columns_per_channel_multipliers():
     assert np.linalg.norm(X @ (Wg * unit - W)) < np.linalg.norm(X @ (Wi * unit - W))
 
 
-def test_emulated_proposal_wide_residual(tiny):
-    """The emulated proposal (residual on res_bits, a wider norm factor) runs through the same
-    forward, never refuses, and leaves zk.model.llama as it was."""
-    import zk.model.llama as zl
-
+def test_narrow_residual_is_a_configuration_too(tiny):
+    """res_bits=None (the residual on act_bits) and a 16-bit norm factor: another valid
+    integer model (the semantics are the configuration's, nothing is emulated)."""
     model = tiny[0]
     cfg, w, info = mq.quantize_llama(model, token_windows(1, 12, 32), max_len=MAX_LEN,
-                                     res_bits=24, norm_s_bits=24, return_info=True)
-    assert info.proposed and info.res_bits == 24
+                                     res_bits=None, norm_s_bits=16, return_info=True)
+    assert cfg.rbits == cfg.act_bits == info.res_bits and cfg.norm_s_bits == 16
     tab = build_tables(cfg)
-    orig = zl.Shape
-    toks = token_windows(7, 1, 40)[0]
-    with mq.proposed_semantics(24):
-        logits, _, _ = forward(cfg, tab, w, toks)
-        forward(cfg, tab, w, np.full(MAX_LEN, VOCAB - 1))
-    assert zl.Shape is orig
-    agree = (greedy_tokens(logits) == float_logits(model, toks).argmax(-1)).mean()
-    assert agree >= 0.9
+    mq.check_bounds(cfg, w, tab)
+    forward(cfg, tab, w, np.full(MAX_LEN, VOCAB - 1))
+
+
+def test_quantized_model_generation_proven(tiny):
+    """The quantized model (wide residual, fitted t_bits) through the whole proof."""
+    from zk.model import llama as ML
+
+    _, cfg, w, _, tab = tiny
+    pm = ML.commit(cfg, w, tables=tab)
+    seq = ML.generate(pm, np.array([5, 6, 7]), 2)
+    back = ML.verify_bytes(ML.prove(pm, seq, 3).to_bytes(), pm.commitment)
+    assert back.tokens == tuple(int(t) for t in seq)
 
 
 # ---------------------------------------------------------------- the real SmolLM2 (slow)
@@ -196,7 +200,7 @@ def smollm2():
 
 
 @pytest.mark.slow
-def test_smollm2_quantized_committed_semantics_never_refuses(smollm2):
+def test_smollm2_quantized_never_refuses(smollm2):
     cfg, w = mq.quantize_smollm2(model=smollm2, n_windows=2, seq_len=32)
     assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads) == (30, 576, 9, 3)
     tab = build_tables(cfg)
@@ -205,16 +209,15 @@ def test_smollm2_quantized_committed_semantics_never_refuses(smollm2):
 
 
 @pytest.mark.slow
-def test_smollm2_emulated_proposal_agrees(smollm2):
+def test_smollm2_quantized_agrees_with_the_float_model(smollm2):
     from pipeline import generate as G
 
     hf, tok = smollm2
     cfg, w, info = mq.quantize_smollm2(model=smollm2, n_windows=8, seq_len=64,
-                                       return_info=True, **mq.PROPOSED)
+                                       return_info=True)
     tab = build_tables(cfg)
     toks = G.token_windows(tok, G.text(("GPL-3",)), 48, 1)[0]
-    with mq.proposed_semantics(info.res_bits):
-        logits, _, _ = forward(cfg, tab, w, toks)
+    logits, _, _ = forward(cfg, tab, w, toks)
     assert (greedy_tokens(logits) == float_logits(hf, toks).argmax(-1)).mean() >= 0.9
 
 
@@ -228,7 +231,7 @@ def test_smollm2_generation_proven_end_to_end(smollm2):
     from zk.model import llama as ML
 
     hf, tok = smollm2
-    cfg, w = mq.quantize_smollm2(model=smollm2, n_windows=4, seq_len=32, **mq.PROPOSED)
+    cfg, w = mq.quantize_smollm2(model=smollm2, n_windows=4, seq_len=32)
     assert cfg.rbits > cfg.act_bits and cfg.norm_s_bits > 16
     pm = ML.commit(cfg, w, origin={"model": "SmolLM2-135M-Instruct"})
     ids = np.array(tok("The capital of France is")["input_ids"])
