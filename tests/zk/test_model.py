@@ -471,3 +471,26 @@ def test_a_proof_never_builds_a_weights_field_matrix(model):
     M.verify(M.prove(fresh, toks, 3), pm.commitment)
     # the matrices (every one folded first); the norm gains enter pointwise products in Fr
     assert not [n for n, w in wits.items() if "matrix" in w.__dict__ and n[0] in "Ew"]
+
+
+def test_rounding_remainders_in_as_many_limbs_as_the_shift_needs():
+    """A shift past 32 bits puts the remainder in three 16-bit limbs (the last one narrower);
+    the witness recomposes the accumulator exactly and saturates at the site's bits."""
+    from zk.model.ops import RQ
+
+    sp = M.Shape(tiny_config(), 2).ID
+    rng = np.random.default_rng(4)
+    for k, bits in ((0, 8), (5, 8), (16, 12), (17, 16), (33, 16), (38, 27)):
+        r = RQ("x", sp, k, bits, bits + 10)
+        top = min(62, k + bits + 6)  # past the site's bits: saturated entries too
+        acc = rng.integers(-(1 << top), 1 << top, size=64)
+        y, w = r.ref(acc)
+        assert len(r.r_names()) == -(-k // 16)
+        rec = ((w["x.a"] << (bits - 1)) + w["x.b"] + (w["x.b1"] << 16 if r.wide else 0)) << k
+        for j, rn in enumerate(r.r_names()):
+            width = k - 16 * j if j == r.limbs - 1 else 16
+            assert w[rn].min() >= 0 and w[rn].max() < 1 << width
+            rec = rec + (w[rn] << (16 * j))
+        assert np.array_equal(rec - ((1 << (k - 1)) if k else 0), acc)
+        t = (acc + ((1 << (k - 1)) if k else 0)) >> k
+        assert np.array_equal(y, np.clip(t, r.lo, r.hi))

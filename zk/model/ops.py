@@ -11,8 +11,8 @@ lo = -2^(A-1), hi = 2^(A-1) - 1 and T the bound bits of the rounded value::
     t = rs(acc, k) = floor((acc + 2^(k-1)) / 2^k)          (k = 0: t = acc)
     y = clip(t, lo, hi)
 
-Witness: the remainder R = acc + 2^(k-1) - 2^k t in [0, 2^k) (two 16-bit limbs R, R1 past 16
-bits), t = 2^(A-1) a + b with b in [0, 2^(A-1)) (two limbs b, b1 past 16 bits: the wide
+Witness: the remainder R = acc + 2^(k-1) - 2^k t in [0, 2^k) (16-bit limbs R, R1, R2 past 16
+and 32 bits), t = 2^(A-1) a + b with b in [0, 2^(A-1)) (two limbs b, b1 past 16 bits: the wide
 residual stream) and a in [-2^(T-A), 2^(T-A)), and the mode
 m = MODE(a) in {-1, 0, 1} (a pair lookup: a's range check and its mode at once; t is in
 [lo, hi] exactly when a is -1 or 0, so a is almost always -1 or 0: cheap to commit).
@@ -68,7 +68,7 @@ class RQ:
 
     @property
     def limbs(self) -> int:
-        return 0 if self.k == 0 else (1 if self.k <= LIMB else 2)
+        return -(-self.k // LIMB)
 
     @property
     def wide(self) -> bool:
@@ -80,11 +80,11 @@ class RQ:
         out = [n, n + ".a", n + ".b", n + ".m"]
         if self.wide:
             out.append(n + ".b1")
-        if self.limbs >= 1:
-            out.append(n + ".R")
-        if self.limbs == 2:
-            out.append(n + ".R1")
-        return out
+        return out + self.r_names()
+
+    def r_names(self) -> list[str]:
+        """The remainder's limbs, low first: R, R1, R2."""
+        return [self.name + ".R" + (str(j) if j else "") for j in range(self.limbs)]
 
     # reference
 
@@ -105,11 +105,9 @@ class RQ:
         w[self.name + ".m"] = mode(w[self.name + ".a"], self.bits, self.t_bits)
         if self.k:
             R = acc + (1 << (self.k - 1)) - (t << self.k)
-            if self.limbs == 1:
-                w[self.name + ".R"] = R
-            else:
-                w[self.name + ".R"] = R & ((1 << LIMB) - 1)
-                w[self.name + ".R1"] = R >> LIMB
+            for j, rn in enumerate(self.r_names()):
+                w[rn] = (R >> (LIMB * j)) & ((1 << LIMB) - 1) if j < self.limbs - 1 \
+                    else R >> (LIMB * j)
         return y, w
 
     # proof
@@ -125,10 +123,10 @@ class RQ:
         """acc as a linear form of the committed witness."""
         s, n = self.space, self.name
         lin = self.t_lin() * (1 << self.k)
-        if self.limbs >= 1:
-            lin = lin + Lin.of(s, n + ".R") - (1 << (self.k - 1))
-        if self.limbs == 2:
-            lin = lin + Lin.of(s, n + ".R1", 1 << LIMB)
+        for j, rn in enumerate(self.r_names()):
+            lin = lin + Lin.of(s, rn, 1 << (LIMB * j))
+        if self.k:
+            lin = lin - (1 << (self.k - 1))
         return lin
 
     def columns(self, eng: Engine, mask: np.ndarray | None = None) -> None:
@@ -143,12 +141,9 @@ class RQ:
         else:
             eng.column(eng.range_table(0, 1 << (self.bits - 1)), Lin.of(s, n + ".b"), None,
                        mask)
-        if self.limbs == 1:
-            eng.column(eng.range_table(0, 1 << self.k), Lin.of(s, n + ".R"), None, mask)
-        elif self.limbs == 2:
-            eng.column(eng.range_table(0, 1 << LIMB), Lin.of(s, n + ".R"), None, mask)
-            eng.column(eng.range_table(0, 1 << (self.k - LIMB)), Lin.of(s, n + ".R1"), None,
-                       mask)
+        for j, rn in enumerate(self.r_names()):
+            top = self.k - LIMB * j if j == self.limbs - 1 else LIMB
+            eng.column(eng.range_table(0, 1 << top), Lin.of(s, rn), None, mask)
 
     def prove_clip(self, eng: Engine) -> None:
         """The pointwise relation y = (1 - m^2) t + (m^2 + m)/2 hi + (m^2 - m)/2 lo."""
