@@ -76,7 +76,7 @@ def model_for(name: str, seed: int = 0):
                              n_kv_heads=g.n_head, d_head=g.n_embd // g.n_head,
                              d_ff=g.n_inner or 4 * g.n_embd, vocab=g.vocab_size,
                              max_len=g.n_positions, shifts=_shifts(), emb_mult=64,
-                             act_bits=16, t_bits=34, score_bits=12, arch="gpt2", **common)
+                             act_bits=16, t_bits=32, score_bits=12, arch="gpt2", **common)
     else:
         raise SystemExit(f"unknown model {name!r}")
     w = ML.random_weights(cfg, rng)
