@@ -145,10 +145,8 @@ def smollm2_path() -> Path:
     return files[0]
 
 
-def smollm2_model():
-    """(LlamaForCausalLM in float32, tokenizer) of SmolLM2-135M-Instruct, read offline from the
-    installed package's GGUF file (about 20-30 s on 2 cores). ModelNotInstalled names the
-    install command when the model or the GGUF reader is missing."""
+def _gguf_path() -> Path:
+    """The GGUF file, with the packages transformers needs to read it checked first."""
     path = smollm2_path()
     for mod, pkg in (("gguf", "gguf"), ("accelerate", "accelerate")):
         if importlib.util.find_spec(mod) is None:
@@ -156,15 +154,37 @@ def smollm2_model():
                 f"reading SmolLM2's GGUF file needs the package {pkg}; install with: "
                 f"{SMOLLM2_INSTALL}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return path
+
+
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's tokenizer alone, read offline from the GGUF file."""
+    path = _gguf_path()
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
-                                            local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
+                                             local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def smollm2_model():
+    """(LlamaForCausalLM in float32, tokenizer) of SmolLM2-135M-Instruct, read offline from the
+    installed package's GGUF file (about 20-30 s on 2 cores). ModelNotInstalled names the
+    install command when the model or the GGUF reader is missing."""
+    path = _gguf_path()
+    tok = smollm2_tokenizer()
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=torch.float32, local_files_only=True,
             attn_implementation="eager")

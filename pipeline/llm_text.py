@@ -101,20 +101,7 @@ def tokenizer_for(origin: dict, vocab: int | None = None) -> Tokenizer | None:
 
 
 def _smollm2() -> HfTokenizer:
-    import os
+    from fhe.hf_models import smollm2_tokenizer
 
-    from fhe.hf_models import smollm2_path
-
-    path = smollm2_path()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
-                                            local_files_only=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    tok = smollm2_tokenizer()
     return HfTokenizer(SMOLLM2, tok)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -23,18 +22,13 @@ from pipeline import service  # noqa: E402
 from pipeline import store as st  # noqa: E402
 from pipeline.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main  # noqa: E402
 from zk import attention_model as am  # noqa: E402
-from zk.attention_ref import HeadConfig, random_head  # noqa: E402
+from zk.attention_ref import random_head  # noqa: E402
 from zk.encoding import to_bytes  # noqa: E402
 from zk.model import llama as ML  # noqa: E402
-
-SMALL = HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3, score_bits=5, tlu_bits=5,
-                   out_tlu_bits=5, exp_bits=3, prob_bits=3)
+from pipeutil import SMALL, free_port  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,9 @@ from pipeline.cli import EXIT_OK, main  # noqa: E402
 from zk import attention_model as am  # noqa: E402
 from zk.attention_ref import HeadConfig, random_head, run_reference  # noqa: E402
 from zk.encoding import to_bytes  # noqa: E402
+from pipeutil import SMALL, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3, score_bits=5, tlu_bits=5,
-                   out_tlu_bits=5, exp_bits=3, prob_bits=3)
 # `zkfhe serve` itself, its simulated evaluations made slow enough to be killed during one
 DELAYED_SERVE = """
 import dataclasses, sys
@@ -95,10 +94,6 @@ def _ctx(ca: Path):
     return ssl.create_default_context(cafile=str(ca))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import stat
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,18 +31,12 @@ from pipeline.backend import SimulatedFhe  # noqa: E402
 from pipeline.canaries import ActivationCanaries  # noqa: E402
 from pipeline.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main  # noqa: E402
 from zk import attention_model as am  # noqa: E402
-from zk.attention_ref import HeadConfig, random_head, run_reference  # noqa: E402
+from zk.attention_ref import random_head, run_reference  # noqa: E402
 from zk.encoding import from_bytes, to_bytes  # noqa: E402
-
-# the small head of the session tests (narrow tables: ~100 MB of real TFHE keys)
-SMALL = HeadConfig(d_model=4, d_head=2, seq_len=2, n_bits=3, score_bits=5, tlu_bits=5,
-                   out_tlu_bits=5, exp_bits=3, prob_bits=3)
+from pipeutil import SMALL, free_port  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 class Dirs:

@@ -562,10 +562,10 @@ class Engine:
                 and (bool(f.fixed) or any(a in out and a not in batch for a in f.axes)))
 
     def _layout(self, vals: np.ndarray, fax: list[str], out: Coords, order: list[str],
-                axis_sizes: Mapping[str, Axis], dest: np.ndarray | None = None) -> np.ndarray:
-        """A factor's Fr table over the sumcheck's variables: free output axes folded at
-        ``out``, the rest transposed and broadcast to ``order`` (outermost first); written
-        into ``dest`` (an (n, 4) array) if given."""
+                axis_sizes: Mapping[str, Axis], dest: np.ndarray) -> None:
+        """A factor's Fr table over the sumcheck's variables, written into ``dest`` (an (n, 4)
+        array): free output axes folded at ``out``, the rest transposed and broadcast to
+        ``order`` (outermost first)."""
         shape = [axis_sizes[a].padded for a in fax]
         arr = vals
         cur = list(fax)
@@ -583,10 +583,7 @@ class Engine:
         arr = arr.reshape(*full, 4)
         target = [axis_sizes[a].padded for a in order]
         arr = np.broadcast_to(arr, (*target, 4))
-        if dest is not None:
-            np.copyto(dest.reshape(*target, 4), arr)
-            return dest
-        return np.ascontiguousarray(arr).reshape(-1, 4)
+        np.copyto(dest.reshape(*target, 4), arr)
 
     # ------------------------------------------------------------ the end
 

@@ -868,6 +868,7 @@ class Publics:
         TP[np.arange(L), np.arange(L)] = 1
         self.TP = TP
         self._cache: dict[str, np.ndarray] = {}
+        self._fr: dict[str, np.ndarray] = {}
 
     def factor(self, name: str, axes: tuple[str, ...], table) -> Factor:
         """A public factor from an int64 table over ``axes`` (outermost first)."""
@@ -877,8 +878,10 @@ class Publics:
                 self._cache[name] = np.asarray(t, dtype=np.int64).reshape(-1)
             return self._cache[name]
 
-        def fr() -> np.ndarray:
-            return Fr.from_signed(ints())
+        def fr() -> np.ndarray:  # the prover's sumcheck table (M and ROT serve twice)
+            if name not in self._fr:
+                self._fr[name] = Fr.from_signed(ints())
+            return self._fr[name]
 
         def mle(co) -> int:  # the verifier's O(n) small-integer pass, no Fr copy
             return evaluate_small(ints(), [x for ax in reversed(axes) for x in co[ax]])

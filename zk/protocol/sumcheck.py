@@ -202,24 +202,20 @@ def run(ctx: Context, claim: Com, num_vars_: int, degree: int, hidden: Sequence[
 
 
 def _prover_tables(tables, m: int, k: int, terms: Terms) -> np.ndarray:
+    """The (k, 2^m, 4) factor array: ``tables()`` returns it directly (no copy) or a list."""
     if tables is None:
         raise ProverError("the prover must supply the sumcheck's tables")
     fs = tables()
-    if isinstance(fs, np.ndarray) and fs.ndim == 3:  # already the (k, n, 4) array
-        if fs.shape != (k, 1 << m, 4) or fs.dtype != np.uint64:
-            raise ProverError(f"sumcheck expects a ({k}, {1 << m}, 4) uint64 array")
-        if any(not idx or any(not 0 <= i < k for i in idx) for _, idx in terms):
-            raise ProverError("sumcheck terms must name factors by index")
-        return fs
-    fs = list(fs)
-    if len(fs) != k:
-        raise ProverError(f"sumcheck expects {k} factors, got {len(fs)}")
-    n = 1 << m
-    if any(t.shape != (n, 4) for t in fs):
-        raise ProverError(f"sumcheck factors must be Fr vectors of length {n}")
+    if not (isinstance(fs, np.ndarray) and fs.ndim == 3):
+        fs = list(fs)
+        if len(fs) != k or any(t.shape != (1 << m, 4) for t in fs):
+            raise ProverError(f"sumcheck expects {k} Fr vectors of length {1 << m}")
+        fs = np.stack(fs)
+    if fs.shape != (k, 1 << m, 4) or fs.dtype != np.uint64:
+        raise ProverError(f"sumcheck expects a ({k}, {1 << m}, 4) uint64 array")
     if any(not idx or any(not 0 <= i < k for i in idx) for _, idx in terms):
         raise ProverError("sumcheck terms must name factors by index")
-    return np.stack(fs)
+    return fs
 
 
 def _finals(ctx: Context, hidden: Sequence[int], k: int, clear: list[int] | None
