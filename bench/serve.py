@@ -8,7 +8,10 @@ Run: .venv/bin/python bench/serve.py [--levels 1,2,4] [--sessions 2] [--k 3]
    encrypt, upload, open, download, verify, decrypt), ``--sessions`` x c sessions per level, on
    the small head (the demo's: 4 -> 2, L = 2, 3-bit, narrow tables) with real TFHE:
    sessions per minute, p50 / p95 session latency (client-observed, keygen included) and the
-   server's share (evaluate + prove). Clients and server share this machine's 2 cores.
+   server's share (evaluate + prove). Clients and server share this machine's 2 cores. Each
+   level runs twice: the service open over plain HTTP, then as deployed: HTTPS (a throwaway CA
+   and a certificate it signs, made with the test extra's ``cryptography``; the clients verify
+   it) and API tokens, one per client (``--secure-only``: that row alone).
 3. A GPT-2-size head (768 -> 64, L = 6, 4-bit) on N machines: measured per-task times (a canary
    proof at that size, measured here; the evaluation-key load rate, measured here) and the
    encrypted evaluation's time per ciphertext (``--gpt2-eval-s``: by default DESIGN.md's
@@ -88,14 +91,16 @@ def _client_init() -> None:
     import fhe.client  # noqa: F401  (concrete's import, out of the timed sessions)
 
 
-def _client_sessions(url: str, commitment: bytes, n: int, k: int) -> list[dict]:
-    """One client process: n sessions one after the other."""
+def _client_sessions(url: str, commitment: bytes, n: int, k: int, token: str | None = None,
+                     ca: str | None = None) -> list[dict]:
+    """One client process: n sessions one after the other (with its API token and the CA that
+    signed the server's certificate when the service has them)."""
     from pipeline import remote
 
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        with remote.ServiceClient(url, poll_s=0.1) as sc:
+        with remote.ServiceClient(url, poll_s=0.1, token=token, ca=ca) as sc:
             res = remote.run_session(url, k=k, commitment=commitment, service=sc)
             st = sc.status(res.session)
         out.append({"latency": time.perf_counter() - t0, "evaluate_s": st["evaluate_s"],
@@ -104,8 +109,9 @@ def _client_sessions(url: str, commitment: bytes, n: int, k: int) -> list[dict]:
     return out
 
 
-def _server_times(url: str, commitment: bytes, k: int, n: int) -> list[tuple[float, float]]:
-    res = _client_sessions(url, commitment, n, k)
+def _server_times(url: str, commitment: bytes, k: int, n: int, token: str | None = None,
+                  ca: str | None = None) -> list[tuple[float, float]]:
+    res = _client_sessions(url, commitment, n, k, token, ca)
     return [(r["evaluate_s"], r["prove_s"]) for r in res]
 
 
@@ -126,23 +132,46 @@ def fanout(model_dir: Path, store: Path, commitment: bytes, k: int) -> dict:
     return times
 
 
-def load(model_dir: Path, store: Path, commitment: bytes, k: int, levels, per: int) -> dict:
+def secure_setup(folder: Path, clients: int) -> tuple[tuple, list[str], str, str, str]:
+    """A throwaway CA and a server certificate it signs (for 127.0.0.1), and one API token per
+    client (each allowed 2 active sessions) in a token file: (tokens, secrets, ca, cert, key)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pipeline"))
+    from pipeline import tokens as T
+    from pipeutil import make_tls  # the TLS test's certificates (cryptography: the test extra)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, cert, key = make_tls(folder)
+    file = folder / "tokens.json"
+    secrets = [T.add(file, f"client{i}", 2) for i in range(clients + 1)]
+    return T.load(file), secrets, str(ca), str(cert), str(key)
+
+
+def load(model_dir: Path, store: Path, commitment: bytes, k: int, levels, per: int,
+         secure: bool = False) -> dict:
+    """c concurrent client processes per level, ``per`` sessions each: {c: (results, wall s)}.
+    ``secure``: the service over HTTPS (a certificate the clients verify against its CA) with
+    API tokens, one per client; otherwise plain HTTP without tokens."""
     from pipeline import service
 
     port = _port()
-    service.start("127.0.0.1", port, num_cpus=2)
-    url = f"http://127.0.0.1:{port}"
+    tokens, secrets, ca, tls = None, [None] * (max(levels) + 1), None, {}
+    if secure:
+        tokens, secrets, ca, cert, key = secure_setup(store / "tls", max(levels))
+        tls = {"ssl_certfile": cert, "ssl_keyfile": key}
+    service.start("127.0.0.1", port, num_cpus=2, **tls)
+    url = f"{'https' if secure else 'http'}://127.0.0.1:{port}"
     rows = {}
     try:
-        service.deploy(service.ServiceConfig(str(model_dir), str(store / "load"),
-                                             max_active=4, max_queued=64))
-        _server_times(url, commitment, k, 1)  # warm-up
+        service.deploy(service.ServiceConfig(str(model_dir), str(store / f"load{int(secure)}"),
+                                             max_active=4, max_queued=64, tokens=tokens))
+        _server_times(url, commitment, k, 1, secrets[-1], ca)  # warm-up
         for c in levels:
             ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Ray
             with ProcessPoolExecutor(c, ctx, initializer=_client_init) as pool:
                 list(pool.map(int, range(c)))  # processes up before the clock starts
                 t0 = time.time()
-                futs = [pool.submit(_client_sessions, url, commitment, per, k) for _ in range(c)]
+                futs = [pool.submit(_client_sessions, url, commitment, per, k, secrets[i], ca)
+                        for i in range(c)]
                 res = [r for f in futs for r in f.result()]
                 wall = time.time() - t0
             rows[c] = (res, wall)
@@ -329,6 +358,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--skip-fanout", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--secure-only", action="store_true",
+                    help="section 2 with tokens and TLS only (not also open over plain HTTP)")
     ap.add_argument("--gpt2-eval-s", type=float, default=220.0,
                     help="core-seconds of one encrypted GPT-2-size evaluation (default: "
                          "DESIGN.md's 110 s on 2 cores)")
@@ -375,19 +406,25 @@ def main() -> None:
               f"{_load()}")
 
     if not args.skip_load:
-        rows = load(model_dir, tmp, commitment, args.k, levels, args.sessions)
         print(f"\n2. concurrent clients, {args.sessions} sessions each (client processes and "
               "server on the same 2 cores)")
-        print(f"  {'clients':>7} {'sessions':>8} {'wall s':>7} {'sess/min':>8} {'p50 s':>7} "
-              f"{'p95 s':>7} {'server p50 s':>12} {'client keygen+enc p50 s':>23}")
-        for c, (res, wall) in rows.items():
-            lat = [r["latency"] for r in res]
-            srv = [r["evaluate_s"] + r["prove_s"] for r in res]
-            kg = [v for r in res for n, v in r["keygen"].items() if n.startswith("keygen")]
-            print(f"  {c:>7} {len(res):>8} {wall:>7.1f} {60 * len(res) / wall:>8.2f} "
-                  f"{statistics.median(lat):>7.1f} {_pct(lat, 95):>7.1f} "
-                  f"{statistics.median(srv):>12.1f} {statistics.median(kg):>23.1f}")
-        print(f"  load average after: {_load()}")
+        print(f"  {'access':>14} {'clients':>7} {'sessions':>8} {'wall s':>7} {'sess/min':>8} "
+              f"{'p50 s':>7} {'p95 s':>7} {'server p50 s':>12} {'client keygen p50 s':>19}")
+        for secure in ([False, True] if not args.secure_only else [True]):
+            rows = load(model_dir, tmp, commitment, args.k, levels, args.sessions, secure)
+            for c, (res, wall) in rows.items():
+                lat = [r["latency"] for r in res]
+                srv = [r["evaluate_s"] + r["prove_s"] for r in res]
+                kg = [v for r in res for n, v in r["keygen"].items() if n.startswith("keygen")]
+                mode = "tokens + TLS" if secure else "open, HTTP"
+                print(f"  {mode:>14} {c:>7} {len(res):>8} {wall:>7.1f} "
+                      f"{60 * len(res) / wall:>8.2f} {statistics.median(lat):>7.1f} "
+                      f"{_pct(lat, 95):>7.1f} {statistics.median(srv):>12.1f} "
+                      f"{statistics.median(kg):>19.1f}")
+            print(f"  load average after: {_load()}")
+        print("  tokens + TLS: HTTPS with a certificate each client verifies against the CA "
+              "that signed it, one API token per client (Authorization: Bearer, at most 2 "
+              "active sessions each)")
 
     print("\n3. GPT-2-size head (768 -> 64, L = 6, 4-bit) on N machines: simulation")
     t_prove, size = measure_gpt2_prove()
