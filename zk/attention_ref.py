@@ -81,19 +81,28 @@ circuit evaluates as one programmable bootstrap per square; products with public
 Every intermediate carries a *static* interval, computed once from the weights and the input
 domain (``QuantizedHead.bounds``). The numpy ops check them on every run; the FHE ops give them
 to the compiler, so the circuit's bit widths hold for every admissible input, not only for the
-calibration set.
+calibration set. ``HeadConfig.bounds_mode`` chooses them: "calibrated" (the calibration range
+widened by a margin: narrow, and inputs beyond it are refused), "certified" (the worst case:
+never refuses, coarse grids) or "saturate" (never refuses, the calibrated grids: every shift
+k_t, k_s, k_o is fitted to the calibrated range while the intervals, the tables' domains and the
+proof's range tables are the worst case; a projection beyond its calibrated range saturates in
+TAB_t, which clips to [-aq, aq] on its whole domain, and the proof proves that clip as any
+other table entry). Saturation costs width, not accuracy: on SmolLM2's head 0 of layer 0 the
+worst-case scores are 4.6 bits wider than the calibrated ones and the projections 2-3 bits
+(``bench/head_bounds.py``), which concrete-python cannot compile at that size.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
 
 __all__ = [
     "HeadConfig",
+    "BOUNDS_MODES",
     "Table",
     "QuantizedHead",
     "NumpyOps",
@@ -205,6 +214,9 @@ def rope_bounds(lo: int, hi: int, cos: np.ndarray, sin: np.ndarray) -> tuple[int
 # ----------------------------------------------------------------------------- data
 
 
+# HeadConfig.bounds_mode: refuse outside the calibrated intervals, worst case, or calibrated grids
+# on worst-case intervals (never refuses)
+BOUNDS_MODES = ("calibrated", "certified", "saturate")
 # HeadConfig.for_fhe's settings (its docstring says why)
 FHE_FRIENDLY = dict(calibrate_sums=True, tlu_bits=5, score_bits=7, exp_bits=3, prob_bits=3,
                     log_frac_bits=2, out_table=False, out_tlu_bits=6)
@@ -232,13 +244,20 @@ class HeadConfig:
     # calib_margin (intersected with the certified range); inputs driving them outside it are
     # rejected by run_reference (BoundsViolation). "certified": worst case over the whole input
     # domain (exact for every admissible input, but wide: costly in FHE, coarse score grid).
+    # "saturate": the grids of "calibrated" (every rounding's shift from the calibration range
+    # widened by calib_margin) on the static intervals of "certified": no admissible input is
+    # refused; a value beyond its calibrated range saturates in the table that reads it (the
+    # projection tables clip to [-aq, aq] over the whole certified domain; scores beyond the
+    # calibrated ones are ordinary scores of the softmax). The input's squared norm bound
+    # defaults to the calibration maximum times calib_margin^2 (``quantize_input`` shrinks a
+    # token over it), which narrows the certified projection intervals (Cauchy-Schwarz).
     bounds_mode: str = "calibrated"
     calib_margin: float = 2.0
     # Llama-style heads: RoPE on q and k with base theta (None: no RoPE, GPT-2/BERT style),
     # cos and sin quantized to rope_bits fractional bits (module docstring)
     rope_theta: Optional[float] = None
     rope_bits: int = 8
-    # calibrated mode only: the sums of squares (ksq, zsum, vsqsum, psq, pvsum) and o2 also get
+    # calibrated and saturate modes: the sums of squares (ksq, zsum, vsqsum, psq, pvsum) and o2 also get
     # calibration intervals widened by calib_margin (the certified worst case otherwise). Narrower
     # FHE widths (cheaper bootstraps, smaller keys) and a finer output rounding r_o; inputs
     # outside are rejected like inputs outside the calibrated acc and z intervals.
@@ -278,8 +297,8 @@ class HeadConfig:
         for name in ("causal", "calibrate_sums", "out_table"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool")
-        if self.bounds_mode not in ("calibrated", "certified"):
-            raise ValueError("bounds_mode must be 'calibrated' or 'certified'")
+        if self.bounds_mode not in BOUNDS_MODES:
+            raise ValueError(f"bounds_mode must be one of {BOUNDS_MODES}")
         if self.calib_margin < 1.0:
             raise ValueError("calib_margin must be >= 1")
         if self.rope_theta is not None:
@@ -606,7 +625,6 @@ def head_prefix(head: QuantizedHead, n: int) -> QuantizedHead:
         raise ValueError("only a causal head has prefixes")
     if not 1 <= n <= cfg.seq_len:
         raise ValueError(f"n must be in 1..{cfg.seq_len}")
-    from dataclasses import replace
 
     cos = None if head.rope_cos is None else head.rope_cos[:n]
     sin = None if head.rope_sin is None else head.rope_sin[:n]
@@ -748,8 +766,13 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     tables: dict = {}
     shifts: dict = {}
     ints = {}
-    norm2 = cfg.x_norm2_bound
     Xi = np.clip(rnd(X / sx), -xq, xq)
+    sat = cfg.bounds_mode == "saturate"
+    if sat and cfg.x_norm2_bound is None:
+        cal2 = int(np.max(np.sum(Xi * Xi, axis=-1)))
+        cfg = replace(cfg, x_norm2_bound=max(1, int(math.ceil(cal2 * cfg.calib_margin ** 2))))
+    norm2 = cfg.x_norm2_bound
+    grid = cfg.bounds_mode != "certified"  # shifts from the (widened) calibration ranges
     rope_cos = rope_sin = None
     if cfg.rope:
         rope_cos, rope_sin = rope_tables(cfg.seq_len, cfg.d_head, cfg.rope_theta, cfg.rope_bits)
@@ -761,23 +784,31 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
         ints["W" + t], ints["b" + t] = Wi, bi
         scales["w_" + t] = sw
         unit = sx * sw  # float value of one accumulator unit
+        # (lo, hi): the static interval; (glo, ghi): the one the rounding's grid is fitted to
         lo, hi = _proj_bounds(Wi, bi, xq, norm2)
         acc_int = Xi @ Wi + bi
-        if cfg.bounds_mode == "calibrated":
-            lo, hi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
+        glo, ghi = lo, hi
+        if grid:
+            glo, ghi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
+        if not sat:
+            lo, hi = glo, ghi
         B["acc_" + t] = (lo, hi)
         if cfg.rope and t in ("q", "k"):
             # the rounding acts on rot = ROPE(acc), whose unit is 2^-c accumulator units
             acc_int = np.concatenate([rope_rotate(s_ @ Wi + bi, rope_cos, rope_sin)
                                       for s_ in Xseq])
             lo, hi = rope_bounds(lo, hi, rope_cos, rope_sin)
-            if cfg.bounds_mode == "calibrated":
-                lo, hi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin, lo, hi)
+            glo, ghi = rope_bounds(glo, ghi, rope_cos, rope_sin) if sat else (lo, hi)
+            if grid:
+                glo, ghi = _widen(int(acc_int.min()), int(acc_int.max()), cfg.calib_margin,
+                                  glo, ghi)
+            if not sat:
+                lo, hi = glo, ghi
             B["rot_" + t] = (lo, hi)
             unit = unit / (1 << cfg.rope_bits)
         # RoPE heads: k >= 1 on every projection, so that each table's input is separated by a
         # rounding from the (2^rope_bits wider) rotated accumulators linked to the same x
-        kt = _shift_to_fit(lo, hi, cfg.tlu_bits, min_k=1 if cfg.rope else 0)
+        kt = _shift_to_fit(glo, ghi, cfg.tlu_bits, min_k=1 if cfg.rope else 0)
         shifts[t] = kt
         r_lo, r_hi = round_shift(lo, kt), round_shift(hi, kt)
         B["r_" + t] = (r_lo, r_hi)
@@ -799,12 +830,15 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     ks = np.arange(klo, khi + 1)[None, :]
     el = qs * (qs + 2 * ks)  # per-dimension term of z = sum_d q (q + 2k)
     B["z"] = (dh * int(el.min()), dh * int(el.max()))
-    if cfg.bounds_mode == "calibrated":
+    zgrid = B["z"]
+    if grid:
         zc = _calib_scores(ints["cal_q"], ints["cal_k"], L, cfg.causal)
-        B["z"] = _widen(int(zc.min()), int(zc.max()), cfg.calib_margin, *B["z"])
+        zgrid = _widen(int(zc.min()), int(zc.max()), cfg.calib_margin, *B["z"])
+    if not sat:
+        B["z"] = zgrid
     # k >= 1: the rounding separates the scores from the wide sums of squares (in FHE, a
     # table's input is as wide as the widest value linearly connected to it)
-    ks_ = _shift_to_fit(*B["z"], cfg.score_bits, min_k=1)
+    ks_ = _shift_to_fit(*zgrid, cfg.score_bits, min_k=1)
     shifts["score"] = ks_
     r_lo, r_hi = round_shift(B["z"][0], ks_), round_shift(B["z"][1], ks_)
     B["r_s"] = (r_lo, r_hi)
@@ -864,15 +898,17 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
         cfg, ints["Wq"], ints["Wk"], ints["Wv"], ints["bq"], ints["bk"], ints["bv"],
         shifts, tables, B, scales, rope_cos, rope_sin, smooth,
     )
-    if cfg.calibrate_sums and cfg.bounds_mode == "calibrated":
-        _calibrate_sums(head, _sequences(Xi, L))
+    if cfg.calibrate_sums and grid:
+        _calibrate_sums(head, _sequences(Xi, L), keep_bounds=sat)
     return head
 
 
-def _output_stage(cfg: HeadConfig, B: dict, shifts: dict, tables: dict, scales: dict) -> None:
-    """k_o, r_o, the output table and y's interval from o2's interval (in place)."""
+def _output_stage(cfg: HeadConfig, B: dict, shifts: dict, tables: dict, scales: dict,
+                  grid: Optional[tuple] = None) -> None:
+    """k_o, r_o, the output table and y's interval from o2's interval (in place); ``grid``:
+    the interval k_o is fitted to, when it is not o2's static one (saturate mode)."""
     yq = (1 << (cfg.y_bits - 1)) - 1
-    ko = _shift_to_fit(*B["o2"], cfg.out_tlu_bits, min_k=1)
+    ko = _shift_to_fit(*(grid or B["o2"]), cfg.out_tlu_bits, min_k=1)
     shifts["out"] = ko
     B["r_o"] = (round_shift(B["o2"][0], ko), round_shift(B["o2"][1], ko))
     unit_o = scales["v"] / (1 << (cfg.prob_bits + 1))
@@ -885,9 +921,11 @@ def _output_stage(cfg: HeadConfig, B: dict, shifts: dict, tables: dict, scales: 
     B["y"] = tables["out"].out_range
 
 
-def _calibrate_sums(head: QuantizedHead, seqs: np.ndarray) -> None:
+def _calibrate_sums(head: QuantizedHead, seqs: np.ndarray, keep_bounds: bool = False) -> None:
     """HeadConfig.calibrate_sums: the intervals of the sums of squares and of o2 from the
-    calibration sequences (widened, inside the certified ones), then the output stage again."""
+    calibration sequences (widened, inside the certified ones), then the output stage again.
+    ``keep_bounds`` (saturate mode): the static intervals stay certified; only the output
+    rounding's grid follows the calibrated o2."""
     cfg, B = head.config, head.bounds
     L = cfg.seq_len
     seen: dict = {}
@@ -909,9 +947,12 @@ def _calibrate_sums(head: QuantizedHead, seqs: np.ndarray) -> None:
             see("vsqsum", np.sum(v[:n] ** 2, axis=0))
             see("psq", np.sum(p[i, :n] ** 2))
             see("pvsum", np.sum((p[i, :n, None] + v[:n]) ** 2, axis=0))
-    for name, (lo, hi) in seen.items():
-        B[name] = _widen(lo, hi, cfg.calib_margin, *B[name])
-    _output_stage(cfg, B, head.shifts, head.tables, head.scales)
+    widened = {name: _widen(lo, hi, cfg.calib_margin, *B[name]) for name, (lo, hi) in seen.items()}
+    if keep_bounds:
+        _output_stage(cfg, B, head.shifts, head.tables, head.scales, grid=widened["o2"])
+    else:
+        B.update(widened)
+        _output_stage(cfg, B, head.shifts, head.tables, head.scales)
     for name in ("r_o", "y"):
         B[name] = (int(B[name][0]), int(B[name][1]))
 

@@ -71,6 +71,25 @@ def test_certified_mode_simulates_uniform_inputs():
         assert np.array_equal(circuit.simulate(x), run_reference(x, head)[0])
 
 
+@pytest.mark.parametrize("extra", [{}, dict(rope_theta=10000.0, rope_bits=5)],
+                         ids=["plain", "rope"])
+def test_saturate_mode_simulates_inputs_far_outside_calibration(extra):
+    """bounds_mode="saturate": the circuit's widths hold for every input a client can form, and
+    the saturated values are the reference's, bit for bit."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zk"))
+    from test_saturate import wild_inputs
+
+    cfg = HeadConfig(6, 2, 3, bounds_mode="saturate", calibrate_sums=True, out_table=False,
+                     **TINY, **extra)
+    head, _, calib = random_head(cfg, seed=1, n_calib=8)
+    circuit = compile_head(head, make_inputset(head, calib), fhe_execution=False)
+    for x in wild_inputs(head, 6, seed=3):
+        assert np.array_equal(circuit.simulate(x), run_reference(x, head)[0])
+
+
 def test_causal_skipping_reduces_pbs():
     kw = dict(score_bits=6, tlu_bits=6, out_tlu_bits=6, exp_bits=4, prob_bits=3)
     counts = {}
