@@ -240,6 +240,73 @@ class ConcreteOps:
         shifted = _mark(u + _mark(vhi - m, 0, vhi - vlo), dbound[0] + vhi, dbound[1] + vhi)
         return chain, self._remember_offset(_mark(shifted - vhi, *dbound), shifted, vhi)
 
+    def saturate(self, a, lo, hi, wlo, whi, name=""):
+        """clip(a, wlo, whi) for a with static interval [lo, hi], exactly, with no table reading
+        more than max(4, bits(whi - wlo) + 1) bits, however wide a is.
+
+        A table reading a would be as wide as a (the saturated scores of a head: 10 bits and
+        more, beyond concrete's parameters). Instead: u = a - lo >= 0 is decomposed into its
+        bits (``fhe.bits``: one small bootstrap per bit), u is compared with the window's ends
+        two bits at a time, most significant first (codes 0 <, 1 =, 2 > combined by 4-bit
+        tables), and the position inside the window comes from u's low m bits (window width
+        <= 2^m): every table reads fresh, narrow values, none reads a itself. The bit
+        extractions are one-bit bootstraps of a's wide encoding, as in an exact rounding (the
+        key set follows a's width: a lone 10-bit input brought 1.95 GB of bootstrap keys in a
+        micro-circuit; in a head, the accumulators before the roundings are wider already)."""
+        if not isinstance(a, fhe.tracing.Tracer):
+            return np.clip(np.asarray(a, dtype=np.int64), wlo, whi)
+        if not (lo <= hi and wlo <= whi):
+            raise ValueError("saturate needs lo <= hi and wlo <= whi")
+        if wlo <= lo and hi <= whi:
+            return a
+        wlo, whi = max(wlo, lo), min(whi, hi)  # the window inside a's interval
+        nb = max(1, int(hi - lo).bit_length())
+        width = whi - wlo + 1
+        m = max(1, (width - 1).bit_length())
+        start, end = wlo - lo, whi - lo  # the window in u = a - lo
+
+        def tlu(fn, t, out_lo, out_hi):
+            return _mark(fhe.univariate(lambda v: fn(np.asarray(v, dtype=np.int64)))(t),
+                         out_lo, out_hi)
+
+        with fhe.tag(name or "saturate"):
+            u = _mark(a - lo, 0, hi - lo)
+            bits = [fhe.bits(u)[i] for i in range(nb)]
+
+            def compare(c: int):
+                """0 if u < c, 1 if u == c, 2 if u > c."""
+                code = None
+                i = nb - 1
+                while i >= 0:
+                    j = max(i - 1, 0)
+                    if i > j:
+                        grp, cg = _mark(bits[i] * 2 + bits[j], 0, 3), (c >> j) & 3
+                    else:
+                        grp, cg = bits[i], (c >> i) & 1
+                    g = tlu(lambda v, cg=cg: np.where(v < cg, 0, np.where(v == cg, 1, 2)),
+                            fhe.hint(grp, bit_width=MIN_TLU_BITS), 0, 2)
+                    if code is None:
+                        code = g
+                    else:  # the earlier (more significant) code decides unless it is "="
+                        code = tlu(lambda v: np.where(v // 3 == 1, v % 3, v // 3),
+                                   _mark(code * 3 + g, 0, 8), 0, 2)
+                    i = j - 1 if i > j else -1
+                return code
+
+            below = tlu(lambda v: (v == 0).astype(np.int64), compare(start), 0, 1)
+            above = tlu(lambda v: (v == 2).astype(np.int64), compare(end), 0, 1)
+            low = bits[0]
+            for i in range(1, min(m, nb)):
+                low = low + bits[i] * (1 << i)
+            low = _mark(low, 0, (1 << min(m, nb)) - 1)
+            mask = (1 << m) - 1
+            sm = start & mask
+            # u - start = (low - start) mod 2^m inside the window; 0 outside (set below)
+            inside = tlu(lambda v: np.where(v >> m, 0, ((v & mask) - sm) & mask),
+                         _mark(low + (below + above) * (1 << m), 0, (2 << m) - 1), 0, width - 1)
+            out = inside + above * (width - 1)
+            return _mark(_mark(out, 0, width - 1) + wlo, wlo, whi)
+
     def square(self, a, lo, hi, name=""):
         if not isinstance(a, fhe.tracing.Tracer):
             a = np.asarray(a, dtype=np.int64)

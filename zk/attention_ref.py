@@ -436,6 +436,10 @@ class NumpyOps:
     def lookup(self, table: Table, a):
         return table(a)
 
+    def saturate(self, a, lo: int, hi: int, wlo: int, whi: int, name: str = ""):
+        """clip(a, wlo, whi) for a in its static interval [lo, hi] (fhe.ops: on a's bits)."""
+        return np.clip(np.asarray(a, dtype=np.int64), wlo, whi)
+
     def square(self, a, lo: int, hi: int, name: str = ""):
         a = np.asarray(a, dtype=np.int64)
         return a * a
