@@ -84,12 +84,13 @@ to the compiler, so the circuit's bit widths hold for every admissible input, no
 calibration set. ``HeadConfig.bounds_mode`` chooses them: "calibrated" (the calibration range
 widened by a margin: narrow, and inputs beyond it are refused), "certified" (the worst case:
 never refuses, coarse grids) or "saturate" (never refuses, the calibrated grids: every shift
-k_t, k_s, k_o is fitted to the calibrated range while the intervals, the tables' domains and the
-proof's range tables are the worst case; a projection beyond its calibrated range saturates in
-TAB_t, which clips to [-aq, aq] on its whole domain, and the proof proves that clip as any
-other table entry). Saturation costs width, not accuracy: on SmolLM2's head 0 of layer 0 the
-worst-case scores are 4.6 bits wider than the calibrated ones and the projections 2-3 bits
-(``bench/head_bounds.py``), which concrete-python cannot compile at that size.
+k_t, k_s, k_o is fitted to the calibrated range while the intervals and the tables' domains are
+the worst case; a projection beyond its calibrated range saturates in TAB_t, which clips to
+[-aq, aq] on its whole domain, and the scores are clipped, r_s = clip(r_raw, r_s's calibrated
+interval), one more table of the proof). The FHE circuit clips the wide r_t and r_raw from
+their bits (``fhe.ops.ConcreteOps.saturate``) so that no table reads more bits than in
+calibrated mode: on SmolLM2's head 0 of layer 0 the worst-case scores are 4.6 bits wider than
+the calibrated ones and the projections 2-3 bits (``bench/head_bounds.py``).
 """
 
 from __future__ import annotations
@@ -246,9 +247,11 @@ class HeadConfig:
     # domain (exact for every admissible input, but wide: costly in FHE, coarse score grid).
     # "saturate": the grids of "calibrated" (every rounding's shift from the calibration range
     # widened by calib_margin) on the static intervals of "certified": no admissible input is
-    # refused; a value beyond its calibrated range saturates in the table that reads it (the
-    # projection tables clip to [-aq, aq] over the whole certified domain; scores beyond the
-    # calibrated ones are ordinary scores of the softmax). The input's squared norm bound
+    # refused; a value beyond its calibrated range saturates: the projection tables clip to
+    # [-aq, aq] over the whole certified domain (an FHE circuit clips r_t into the window
+    # bounds["win_t"] outside which T_t is constant, then reads T_t there), and the rounded
+    # scores r_raw (certified interval bounds["r_raw"]) are clipped into their calibrated
+    # interval bounds["r_s"], r_s = clip(r_raw), which the softmax reads. The input's squared norm bound
     # defaults to the calibration maximum times calib_margin^2 (``quantize_input`` shrinks a
     # token over it), which narrows the certified projection intervals (Cauchy-Schwarz).
     bounds_mode: str = "calibrated"
@@ -350,6 +353,21 @@ class Table:
     def is_identity(self) -> bool:
         """TABLE[a] = a on the whole domain (an FHE circuit needs no bootstrap for it)."""
         return bool(np.array_equal(self.values, np.arange(self.lo, self.hi + 1)))
+
+    def restrict(self, lo: int, hi: int) -> "Table":
+        """The same table on [lo, hi] (inside its domain)."""
+        if not self.lo <= lo <= hi <= self.hi:
+            raise ValueError(f"[{lo}, {hi}] is not inside table {self.name}'s domain")
+        return Table(self.name, lo, self.values[lo - self.offset: hi - self.offset + 1])
+
+    def constant_ends(self) -> tuple[int, int]:
+        """The narrowest [a, b] with T[clip(r, a, b)] = T[r] on the whole domain (T is
+        constant on [lo, a] and on [b, hi])."""
+        v = np.asarray(self.values)
+        changes = np.flatnonzero(v[1:] != v[:-1])
+        if changes.size == 0:
+            return self.lo, self.lo
+        return self.offset + int(changes[0]), self.offset + int(changes[-1]) + 1
 
     def __call__(self, a):
         a = np.asarray(a, dtype=np.int64)
@@ -504,7 +522,12 @@ def attention_head(x, head: QuantizedHead, ops) -> Any:
             wide = "rot_" + t
         r = ops.round_shift(acc, K[t], *B[wide], name="r_" + t)
         r = ops.bound(r, *B["r_" + t], name="r_" + t)
-        out = ops.lookup(T[t], r)
+        win = B.get("win_" + t)
+        if win is None:
+            out = ops.lookup(T[t], r)
+        else:  # saturate mode: T_t is constant beyond win, so T_t[clip(r)] = T_t[r]
+            out = ops.lookup(T[t].restrict(*win),
+                             ops.saturate(r, *B["r_" + t], *win, name="sat_" + t))
         ops.rec("r_" + t, None, r)
         ops.rec(t, None, out)
         return out
@@ -527,6 +550,10 @@ def attention_head(x, head: QuantizedHead, ops) -> Any:
         z = ops.bound(np.sum(sq, axis=1), *B["zsum"], name="zsum")
         z = ops.bound(z - ksq[:n], *B["z"], name="z")
         r = ops.round_shift(z, K["score"], *B["z"], name="r_s")
+        raw = None
+        if "r_raw" in B:  # saturate mode: the scores clipped into their calibrated window
+            raw = ops.bound(r, *B["r_raw"], name="r_raw")
+            r = ops.saturate(raw, *B["r_raw"], *B["r_s"], name="sat_s")
         r = ops.bound(r, *B["r_s"], name="r_s")
         # row maximum as a chain of RELU tables: m <- m + RELU[r_j - m]; d = r - m
         chain, d = ops.max_shift(r, T["relu"], B["mdiff"], B["r_s"], B["d"])
@@ -553,6 +580,8 @@ def attention_head(x, head: QuantizedHead, ops) -> Any:
                           ("psq", psq), ("o2", o2), ("r_o", ro), ("y", y)):
             if getattr(ops, "record", None) is not None:
                 ops.rec(name, i, val)
+        if raw is not None and getattr(ops, "record", None) is not None:
+            ops.rec("r_raw", i, raw)
     return ops.stack(rows)
 
 
@@ -568,7 +597,7 @@ def _assemble(rec: dict, L: int, causal: bool) -> dict:
             out[name] = val
             continue
         first = np.asarray(val[0])
-        if name in ("z", "r_s", "m_chain", "d", "c", "e", "u", "p"):
+        if name in ("z", "r_s", "r_raw", "m_chain", "d", "c", "e", "u", "p"):
             full = np.zeros((L, L), dtype=np.int64)
             for i, row in val.items():
                 row = np.asarray(row, dtype=np.int64).reshape(-1)
@@ -821,6 +850,10 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
         scales[t] = s_out
         tables[t] = _requant_table(t, r_lo, r_hi, unit * (1 << kt), s_out, aq)
         B[t] = tables[t].out_range
+        if sat:
+            win = tables[t].constant_ends()
+            if win != (r_lo, r_hi):
+                B["win_" + t] = win
         ints["cal_" + t] = tables[t](np.clip(round_shift(acc_int, kt), r_lo, r_hi))
 
     dh = cfg.d_head
@@ -844,7 +877,9 @@ def quantize_head(Wq, Wk, Wv, bq, bk, bv, calib_x, config: HeadConfig, *,
     # table's input is as wide as the widest value linearly connected to it)
     ks_ = _shift_to_fit(*zgrid, cfg.score_bits, min_k=1)
     shifts["score"] = ks_
-    r_lo, r_hi = round_shift(B["z"][0], ks_), round_shift(B["z"][1], ks_)
+    r_lo, r_hi = round_shift(zgrid[0], ks_), round_shift(zgrid[1], ks_)
+    if sat:  # the rounded scores on the worst case, saturated into the calibrated window
+        B["r_raw"] = (round_shift(B["z"][0], ks_), round_shift(B["z"][1], ks_))
     B["r_s"] = (r_lo, r_hi)
     span = r_hi - r_lo
     B["mdiff"] = (-span, span)

@@ -109,3 +109,32 @@ def test_saturate_commitment_roundtrip_keeps_mode():
     back = from_bytes(am.ModelCommitment, to_bytes(mc))
     assert back.config.bounds_mode == "saturate"
     assert back.config.x_norm2_bound == sat.config.x_norm2_bound
+
+
+def test_saturated_scores_proof_rejects_tampering_and_an_unclipped_statement():
+    import zkutil as U
+
+    _, sat, _ = _pair(CONFIGS[2])
+    assert "r_raw" in sat.bounds
+    pm, mc = am.commit(sat, rng=np.random.default_rng(1))
+    x = wild_inputs(sat, 6, seed=4)[11]
+    _, w = run_reference(x, sat)
+    assert (w["r_raw"] != w["r_s"]).any()  # this input's scores do saturate
+    proof = zkattn.prove(pm, x)
+    zkattn.verify(proof, mc)
+    n = 0
+    for what, bad in U.tampered(proof.stream, max_points=20, seed=2):
+        if what.startswith("scalar") and what[7:].isdigit() and int(what[7:]) % 7:
+            continue
+        with pytest.raises(VerificationError):
+            zkattn.verify(replace(proof, stream=bad), mc)
+        n += 1
+    assert n > 20
+    # the same head without the clip (its scores' window widened to their whole interval) is
+    # another statement: this proof does not verify against it
+    wide = dict(sat.bounds, r_s=sat.bounds["r_raw"])
+    from dataclasses import replace as dreplace
+
+    other = dreplace(mc, bounds=wide)
+    with pytest.raises((VerificationError, ValueError)):
+        zkattn.verify(proof, other)

@@ -92,6 +92,8 @@ L_GAMMA = b"zkattn/gamma"
 
 LH = ("R_q", "R_k", "R_v", "R_o", "r_q", "r_k", "r_v", "r_o", "q", "k", "v")
 LL = ("R_s", "r_s", "c", "e", "p", "s")
+# saturating heads (HeadConfig.bounds_mode "saturate"): the rounded scores before their clip
+LL_SATURATE = LL + ("r_raw",)
 LV = ("m", "S", "l")
 PROJ = ("q", "k", "v")
 
@@ -117,7 +119,10 @@ class Shape:
         padded = Dims.of(cfg)
         self.dims = d = Dims(max(2, padded.L), padded.D, padded.H)  # fraction trees need 2+
         self.lh = stack.StackLayout(LH, d.h + d.l)
-        self.ll = stack.StackLayout(LL, 2 * d.l)
+        # saturate mode: the scores round to r_raw, and (r_raw, r_s) lie in the clip's table
+        self.saturate = "r_raw" in mc.bounds
+        self.ll_names = LL_SATURATE if self.saturate else LL
+        self.ll = stack.StackLayout(self.ll_names, 2 * d.l)
         self.lv = stack.StackLayout(LV, d.l)
         self.w = weight_layout(padded)
         self.b = bias_layout(padded)
@@ -135,11 +140,20 @@ class Shape:
         def fn(name: str) -> LookupTable:
             return LookupTable.function(T[name].offset, T[name].values, name)
 
+        if self.saturate:  # (r_raw, clip(r_raw, r_lo, r_hi)) on r_raw's certified interval
+            a_lo, a_hi = mc.bounds["r_raw"]
+            if not a_lo <= r_lo <= r_hi <= a_hi:
+                raise ValueError("the scores' window is not inside their interval")
+            raw = np.arange(a_lo, a_hi + 1, dtype=np.int64)
+            score_table = LookupTable.function(a_lo, np.clip(raw, r_lo, r_hi), "sat_s")
+        else:
+            score_table = LookupTable.range(r_lo, r_hi + 1, "r_s")
+
         self.tables = TableSet([
             fn("q"), fn("k"), fn("v"),
             LookupTable.range(0, 1 << k["q"], "R_q"), LookupTable.range(0, 1 << k["k"], "R_k"),
             LookupTable.range(0, 1 << k["v"], "R_v"), LookupTable.range(0, 1 << k["score"], "R_s"),
-            LookupTable.range(r_lo, r_hi + 1, "r_s"), fn("clipd"), fn("exp"), fn("log"),
+            score_table, fn("clipd"), fn("exp"), fn("log"),
             fn("exp2"), LookupTable.range(0, 1 << k["out"], "R_o"), fn("out"),
             LookupTable.range(0, 2, "bit"),
         ])
@@ -191,7 +205,9 @@ class Shape:
             col(T_Q, lh, "r_q", "q"), col(T_K, lh, "r_k", "k"), col(T_V, lh, "r_v", "v"),
             col(T_RQ, lh, "R_q"), col(T_RK, lh, "R_k"), col(T_RV, lh, "R_v"),
             col(T_RO, lh, "R_o"), col(T_OUT, lh, "r_o", "y"),
-            col(T_RS, ll, "R_s"), col(T_SCORE, ll, "r_s"), col(T_CLIPD, ll, "d", "c"),
+            col(T_RS, ll, "R_s"),
+            col(T_SCORE, ll, "r_raw", "r_s") if self.saturate else col(T_SCORE, ll, "r_s"),
+            col(T_CLIPD, ll, "d", "c"),
             col(T_EXP, ll, "c", "e"), col(T_EXP2, ll, "u", "p"), col(T_BIT, ll, "s"),
             col(T_LOG, self.sel_l, "S", "l"),
         ]
@@ -336,7 +352,10 @@ def _witness(model: ProvingModel, x: np.ndarray, sh: Shape) -> dict[str, np.ndar
     w.update(o2=o2, r_o=r_o, R_o=o2 + _half(k["out"]) * sh.real.reshape(d.L, d.H) - (r_o << k["out"]))
     z = ll(wit["z"]) * mask
     r_s = ll(wit["r_s"]) * mask
-    w.update(z=z, r_s=r_s, R_s=z + _half(k["score"]) * mask - (r_s << k["score"]))
+    rounded = r_s
+    if sh.saturate:
+        rounded = w["r_raw"] = ll(wit["r_raw"]) * mask
+    w.update(z=z, r_s=r_s, R_s=z + _half(k["score"]) * mask - (rounded << k["score"]))
     m = lv(wit["m"])
     lg = lv(wit["l"])
     w.update(m=m, S=lv(wit["S"]), l=lg)
@@ -397,7 +416,8 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
             ctx, lay.num_vars, cols,
             (lambda lay=lay, cols=cols: stack.commit(lay, w, log_cols=cols, rng=ctx.rng))
             if proving else None)
-    fr = {name: Fr.from_signed(w[name]) for name in LH + LL + LV} if proving else {}
+    LLn = sh.ll_names
+    fr = {name: Fr.from_signed(w[name]) for name in LH + LLn + LV} if proving else {}
     book = stack.ClaimBook()
 
     def ev(name: str, point: Sequence[int]) -> int:
@@ -408,7 +428,7 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     rho_lh, rho_ll, rho_l = end.column_points[0], end.column_points[8], end.column_points[14]
     rho_ll_i = rho_ll[d.l:]
     C = dict(zip(LH, ctx.commit(L_VALUES, len(LH), lambda: [ev(n, rho_lh) for n in LH])))
-    C.update(zip(LL, ctx.commit(L_VALUES, len(LL), lambda: [ev(n, rho_ll) for n in LL])))
+    C.update(zip(LLn, ctx.commit(L_VALUES, len(LLn), lambda: [ev(n, rho_ll) for n in LLn])))
     m_i, l_i, S_l, l_l = ctx.commit(L_VALUES, 4, lambda: [
         ev("m", rho_ll_i), ev("l", rho_ll_i), ev("S", rho_l), ev("l", rho_l)])
     f = mc.config.log_frac_bits
@@ -419,12 +439,12 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     u_com = C["c"] * (1 << f) - l_i
     end.bind(
         [C["r_q"], C["r_k"], C["r_v"], C["R_q"], C["R_k"], C["R_v"], C["R_o"], C["r_o"],
-         C["R_s"], C["r_s"], d_com, C["c"], u_com, C["s"], S_l],
+         C["R_s"], C["r_raw"] if sh.saturate else C["r_s"], d_com, C["c"], u_com, C["s"], S_l],
         [C["q"], C["k"], C["v"], None, None, None, None, y_val,
-         None, None, C["c"], C["e"], C["p"], None, l_l])
+         None, C["r_s"] if sh.saturate else None, C["c"], C["e"], C["p"], None, l_l])
     for n in LH:
         book.add("lh", sh.lh, n, rho_lh, C[n])
-    for n in LL:
+    for n in LLn:
         book.add("ll", sh.ll, n, rho_ll, C[n])
     book.add("lv", sh.lv, "m", rho_ll_i, m_i)
     book.add("lv", sh.lv, "l", rho_ll_i, l_i)
@@ -439,7 +459,8 @@ def _protocol(ctx: Context, sh: Shape, x: np.ndarray, y: np.ndarray, context: by
     if sh.rope:
         acc, proj_point = _rope(ctx, sh, acc, rho_lh, w)
     o2 = C["r_o"] * (1 << k["out"]) + C["R_o"] - _half(k["out"]) * real
-    z = C["r_s"] * (1 << k["score"]) + C["R_s"] - _half(k["score"]) * sh.mask_mle(rho_ll)
+    z = (C["r_raw"] if sh.saturate else C["r_s"]) * (1 << k["score"]) + C["R_s"] \
+        - _half(k["score"]) * sh.mask_mle(rho_ll)
 
     # 3. row relations
     g1, g2 = ctx.challenge(L_GAMMA), ctx.challenge(L_GAMMA)
