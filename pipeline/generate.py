@@ -1,7 +1,9 @@
 """Text generation with one private head: SmolLM2 with a head replaced by the integer head.
 
 ``private_head(model, tok, layer, head, n_bits, seq_len)`` quantizes one head of a Llama-style
-model (static scales from real text, ``calibration_windows``); ``greedy`` decodes with the float
+model (static scales from real text, ``calibration_windows``); ``head_origin`` names it in its
+commitment; ``canary_windows`` draws a client's canary pool for it (the same layer's activations
+on other real text, windows at offsets from the OS CSPRNG); ``greedy`` decodes with the float
 model or with that head replaced by the integer reference (``zk.attention_ref``: the exact
 function the FHE circuit computes and the proof proves), the rest of the model in float.
 Decoding recomputes the whole sequence at every step (no key/value cache), so the integer head
@@ -10,11 +12,13 @@ always sees positions 0..n-1 of a causal head (``head_prefix``).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.llm_text import SMOLLM2  # the model's name in a commitment's origin
 from zk.attention_ref import (
     HeadConfig,
     QuantizedHead,
@@ -77,6 +81,38 @@ def calibration_windows(model, tok, layer: int, seq_len: int, n: int = 32,
 
     ids = torch.as_tensor(token_windows(tok, text(names), seq_len, n))
     return head_inputs(model, layer, {"input_ids": ids})
+
+
+def canary_windows(model, tok, layer: int, seq_len: int, n: int = 64,
+                   names=CANARY_TEXTS) -> np.ndarray:
+    """A client's canary pool: the activations entering ``layer``'s attention on n windows of
+    seq_len tokens of real text (n, L, d), each window starting at an offset drawn by the OS
+    CSPRNG (with replacement). The texts (CANARY_TEXTS) are not the calibration texts, so the
+    pool is drawn like a real query is: real prose the head was not calibrated on; the random
+    offsets make each client's pool its own sample rather than one fixed list of windows."""
+    import torch
+
+    from fhe.hf_models import head_inputs
+
+    if n < 1 or seq_len < 1:
+        raise ValueError("a canary pool needs n >= 1 windows of seq_len >= 1 tokens")
+    ids = np.asarray(tok(text(names))["input_ids"], dtype=np.int64)
+    if len(ids) < seq_len:
+        raise ValueError(f"the canary text has {len(ids)} tokens, fewer than one window of "
+                         f"{seq_len}")
+    starts = [secrets.randbelow(len(ids) - seq_len + 1) for _ in range(n)]
+    windows = np.stack([ids[s: s + seq_len] for s in starts])
+    return np.concatenate([head_inputs(model, layer, {"input_ids": torch.as_tensor(chunk)})
+                           for chunk in np.array_split(windows, -(-n // 16))])
+
+
+def head_origin(model, layer: int, head: int, name: str = SMOLLM2) -> dict:
+    """The public ``origin`` of a committed head of a Llama-style model: the model's name, the
+    layer, the query head and its key/value head (grouped-query attention). A client reads it
+    to build its canary pool (pipeline.canaries.pool_for)."""
+    cfg = model.config
+    kv = head // (cfg.num_attention_heads // cfg.num_key_value_heads)
+    return {"model": name, "layer": int(layer), "head": int(head), "kv_head": int(kv)}
 
 
 def private_head(model, tok, layer: int, head: int, n_bits: int, seq_len: int,

@@ -548,15 +548,18 @@ def run_session(url: str, x: np.ndarray | None = None, *, k: int = 3,
     decrypted real output.
 
     ``x`` defaults to a sample from the canary source (a demonstration). ``canaries`` defaults
-    to :class:`pipeline.canaries.ActivationCanaries` over fresh LayerNorm-like activations,
-    the built-in heads' input distribution; a real deployment passes its own pool. ``params``:
+    to :func:`pipeline.canaries.canaries_for` the commitment: the pool its ``origin`` names
+    (fresh LayerNorm-like activations for the built-in heads; for a SmolLM2 head, that layer's
+    activations on real text, which needs the model installed here), drawn before anything is
+    uploaded; :class:`pipeline.canaries.CanarySourceError` when this client cannot build it.
+    A deployment may pass its own pool instead. ``params``:
     the owner's :class:`pipeline.params.PublishedParams` (object or file bytes). ``out``: the
     session folder (see the module docstring); without it the state lives in memory only.
     Raises CheatingDetected / VerificationError if the server's proofs or outputs do not check,
     ParametersRefused for its encryption parameters, ServiceError if the server refuses,
     ServerUnavailable / TimeoutError at the deadline.
     """
-    from pipeline.canaries import ActivationCanaries, layer_norm_pool
+    from pipeline.canaries import canaries_for
 
     steps = steps if steps is not None else Steps()
     if out is not None and Path(out).exists() and (
@@ -583,8 +586,10 @@ def run_session(url: str, x: np.ndarray | None = None, *, k: int = 3,
                                                             allow_simulated)
         steps.end()
 
-        if canaries is None:
-            canaries = ActivationCanaries(commitment, layer_norm_pool(commitment, 64))
+        if canaries is None:  # the pool the commitment's origin names, or CanarySourceError
+            steps.begin("draw the canary pool")
+            canaries = canaries_for(commitment)
+            steps.end(note=str(commitment.origin.get("model", "built-in head")))
         if x is None:
             x = canaries.sample(1)[0]
         client = S.Client(commitment, fhe_client, canaries, k=k)
