@@ -91,8 +91,9 @@ def _shifts() -> dict:
     return dict(e=2, q=6, k=6, v=4, s=4, a=8, o=4, g=4, u=4, m=6, d=6, n=14, lm=6)
 
 
-def row(name: str, L: int, threads: int) -> dict:
-    """One measurement (run in a fresh process)."""
+def row(name: str, L: int, threads: int, profile: bool = False) -> dict:
+    """One measurement (run in a fresh process); ``profile``: the prove step's profile (the
+    functions with the most cumulative time) on stderr."""
     import numba
 
     from zk.model import llama as ML
@@ -111,9 +112,20 @@ def row(name: str, L: int, threads: int) -> dict:
     warm, _ = model_for("tiny")
     wpm = ML.commit(warm.config, warm.weights, tables=warm.tables)
     ML.prove(wpm, ML.generate(wpm, np.array([1, 2]), 2), 2)
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t, c = time.perf_counter(), time.process_time()
     proof = ML.prove(pm, seq, prompt_len, threads=threads)
     prove_s, prove_cpu = time.perf_counter() - t, time.process_time() - c
+    if prof is not None:
+        import pstats
+
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     data = proof.to_bytes()
     t = time.perf_counter()
     ML.verify(ML.ModelProof.from_bytes(data), pm.commitment)
@@ -131,10 +143,12 @@ def main() -> None:
                     "(repeatable; default tiny, small)")
     ap.add_argument("--lengths", type=int, nargs="+", help="positions L (default 8 16)")
     ap.add_argument("--threads", type=int, default=2, help="numba threads (default 2)")
+    ap.add_argument("--profile", action="store_true",
+                    help="print where the prove step's time goes (cProfile, cumulative)")
     ap.add_argument("--row", nargs=2, metavar=("MODEL", "L"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.row:
-        print(json.dumps(row(args.row[0], int(args.row[1]), args.threads)))
+        print(json.dumps(row(args.row[0], int(args.row[1]), args.threads, args.profile)))
         return
     models = args.model or ["tiny", "small"]
     lengths = args.lengths or [8, 16]
@@ -146,11 +160,14 @@ def main() -> None:
     for m in models:
         for L in lengths:
             out = subprocess.run([sys.executable, __file__, "--row", m, str(L), "--threads",
-                                  str(args.threads)], capture_output=True, text=True)
+                                  str(args.threads)] + (["--profile"] if args.profile else []),
+                                 capture_output=True, text=True)
             if out.returncode:
                 print(f"{m} | {L} | failed: {out.stderr.strip().splitlines()[-1:]}")
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
+            if args.profile:
+                print(out.stderr, flush=True)
             print(f"{m} ({r['desc']}) | {L} | {r['commit_s']:.2f} | "
                   f"{r['commitment_bytes'] / 1000:.1f} | {r['prove_s']:.2f} | "
                   f"{r['prove_cpu_s']:.2f} | {r['verify_s']:.2f} | {r['proof_kb']:.1f} | "

@@ -315,10 +315,12 @@ def cols_fold(d, a, rows, cols, w, out):
 
 @kernel()
 def fraction_layer(d, p, q, p_out, q_out):
-    """One layer up a tree of fractions: (p, q)[2i] + (p, q)[2i+1] as p/q sums, unreduced:
-    p_out[i] = p[2i] q[2i+1] + p[2i+1] q[2i], q_out[i] = q[2i] q[2i+1]."""
-    for i in prange(p_out.shape[0]):
-        p0, p1 = load(p, 2 * i), load(p, 2 * i + 1)
-        q0, q1 = load(q, 2 * i), load(q, 2 * i + 1)
+    """One layer up a tree of fractions whose child bit is the top variable: (p, q)[i] +
+    (p, q)[i + h] as p/q sums (h = len(p_out)), unreduced:
+    p_out[i] = p[i] q[i+h] + p[i+h] q[i], q_out[i] = q[i] q[i+h]."""
+    h = p_out.shape[0]
+    for i in prange(h):
+        p0, p1 = load(p, i), load(p, i + h)
+        q0, q1 = load(q, i), load(q, i + h)
         store(p_out, i, add(mul(p0, q1, d), mul(p1, q0, d), d))
         store(q_out, i, mul(q0, q1, d))

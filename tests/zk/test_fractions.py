@@ -27,7 +27,7 @@ def zero_sum_tree(n, seed=0):
 
 def proto_for(p, q, n, out=None):
     def proto(ctx):
-        leaves = fr.run(ctx, n, (lambda: (p, q)) if ctx.proving else None)
+        leaves = fr.run(ctx, n, (lambda: np.stack([p, q])) if ctx.proving else None)
         ctx.equal(leaves.p, leaves.p, "claims are the caller's")  # consume nothing
         if out is not None:
             out.append(leaves)
@@ -68,6 +68,13 @@ def test_tampered_rejected():
 
 def test_layers_are_the_fraction_tree():
     p, q = zero_sum_tree(3, seed=5)
-    lay = fr.layers(p, q)
+    lay = fr.layers(np.stack([p, q]))
     ps, qs = Fr.to_ints(lay[1][0]), Fr.to_ints(lay[1][1])
     assert (ps[0] * qs[1] + ps[1] * qs[0]) % P == 0
+    # the child bit is the top variable: layer 2 entry i combines leaves i and i + 4
+    lp, lq = Fr.to_ints(p), Fr.to_ints(q)
+    l2p, l2q = Fr.to_ints(lay[2][0]), Fr.to_ints(lay[2][1])
+    for i in range(4):
+        c = (lp[i] * pow(lq[i], -1, P) + lp[i + 4] * pow(lq[i + 4], -1, P)) % P
+        assert l2q[i] == lq[i] * lq[i + 4] % P
+        assert (l2p[i] * pow(l2q[i], -1, P)) % P == c

@@ -266,6 +266,15 @@ def test_malformed_commitment_files_refused(model):
             M.LlamaCommitment.from_bytes(bad)
 
 
+def test_a_commitment_asking_too_many_generators_refused(model, monkeypatch):
+    pm, _, _ = model
+    data = pm.commitment.to_bytes()
+    widest = max(c.log_cols for c in pm.commitment.weights.values())
+    monkeypatch.setattr(M, "MAX_WEIGHT_LOG_COLS", widest - 1)
+    with pytest.raises(MalformedProofError, match="columns"):
+        M.LlamaCommitment.from_bytes(data)
+
+
 # ---------------------------------------------------------------- zero knowledge
 
 
@@ -494,3 +503,43 @@ def test_rounding_remainders_in_as_many_limbs_as_the_shift_needs():
         assert np.array_equal(rec - ((1 << (k - 1)) if k else 0), acc)
         t = (acc + ((1 << (k - 1)) if k else 0)) >> k
         assert np.array_equal(y, np.clip(t, r.lo, r.hi))
+
+
+def test_lookups_split_into_several_trees_verify_and_reject_a_cheat(model, monkeypatch):
+    """With the fraction-tree cap lowered, the model's columns go into several logUps (each
+    over the tables its columns use, each tree within the cap); the proof verifies, and an
+    off-range remainder in one layer is still caught."""
+    from zk.model import engine as E
+
+    pm, toks, _ = model
+    monkeypatch.setattr(E, "MAX_TREE_VARS", 10)
+    seen = []
+    orig = E.Engine.lookup_groups
+
+    def spy(self):
+        g = orig(self)
+        seen.append(g)
+        return g
+
+    monkeypatch.setattr(E.Engine, "lookup_groups", spy)
+    proof = M.prove(pm, toks, 3)
+    groups = seen[0]
+    assert len(groups) >= 3
+    cols = sorted(c for g, _ in groups for c in g)
+    assert cols == list(range(len(cols)))  # every column in exactly one logUp
+    M.verify_bytes(proof.to_bytes(), pm.commitment)
+    assert len(seen) == 2 and seen[1] == groups  # the verifier derived the same packing
+    sh = M.Shape(pm.config, len(toks) - 1)
+
+    def mutate(w, ch):
+        y = w["n2"][1].copy()
+        y[2, 5] += 1
+        _rederive(w, sh.rq["n2"], y, layer=1)
+
+    bad = cheat(pm, toks, 3, monkeypatch, mutate=mutate)
+    with pytest.raises(VerificationError):
+        M.verify(bad, pm.commitment)
+    data = bytearray(proof.to_bytes())
+    data[len(data) // 2] ^= 1
+    with pytest.raises((VerificationError, MalformedProofError)):
+        M.verify_bytes(bytes(data), pm.commitment)

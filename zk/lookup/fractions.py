@@ -5,10 +5,12 @@ Hyrax, with claims carried between layers as commitments).
 Statement: for leaf vectors p, q of length 2^n (n >= 1, q nonzero) committed nowhere, the
 binary tree whose layer k has
 
-    p_k(x) = p_{k+1}(0, x) q_{k+1}(1, x) + p_{k+1}(1, x) q_{k+1}(0, x),
-    q_k(x) = q_{k+1}(0, x) q_{k+1}(1, x)
+    p_k(x) = p_{k+1}(x, 0) q_{k+1}(x, 1) + p_{k+1}(x, 1) q_{k+1}(x, 0),
+    q_k(x) = q_{k+1}(x, 0) q_{k+1}(x, 1)
 
-(the child bit is the lowest variable) has root numerator 0 and a nonzero root denominator,
+(the child bit is the highest variable: a layer's two halves are the children, so each
+layer is held as one (2, 2^k, 4) array [p_k; q_k] whose (4, 2^(k-1), 4) view is the
+sumcheck's factor table, never copied) has root numerator 0 and a nonzero root denominator,
 i.e. sum_i p[i] / q[i] = 0. This is the form the logarithmic-derivative lookup needs (the looked-up
 side and the table side in one tree, the table's numerators negated).
 
@@ -22,7 +24,7 @@ zero-knowledge sumcheck (:mod:`zk.protocol.sumcheck`) proves
 
 over the committed end values p0, p1, q0, q1 (the even and odd children), closed with two
 proofs of product (p0 q1 and q0 (p1 + lambda q1)); a challenge mu moves the claims to layer
-k+1 at (mu, rho) homomorphically. The caller receives commitments to p~ and q~ at a point of
+k+1 at (rho, mu) homomorphically. The caller receives commitments to p~ and q~ at a point of
 the leaves and must discharge them. Nothing is sent in the clear. Soundness error about
 3 n^2 / r.
 """
@@ -61,15 +63,15 @@ class LeafClaims:
     q: Com
 
 
-def layers(p: np.ndarray, q: np.ndarray) -> list:
-    """Layers of the tree by depth: index k holds (p_k, q_k) (size 2^k), k = 1..n."""
-    out = [(p, q)]
-    while out[-1][0].shape[0] > 2:
-        lp, lq = out[-1]
-        half = lp.shape[0] // 2
-        up, uq = np.empty((half, 4), np.uint64), np.empty((half, 4), np.uint64)
-        K.fraction_layer(Fr.desc, lp, lq, up, uq)
-        out.append((up, uq))
+def layers(pq: np.ndarray) -> list:
+    """Layers of the tree by depth from the leaves ``pq`` ((2, 2^n, 4): p then q): index k
+    holds the (2, 2^k, 4) array [p_k; q_k], k = 1..n."""
+    out = [pq]
+    while out[-1].shape[1] > 2:
+        low = out[-1]
+        up = np.empty((2, low.shape[1] // 2, 4), np.uint64)
+        K.fraction_layer(Fr.desc, low[0], low[1], up[0], up[1])
+        out.append(up)
     return [None, *reversed(out)]
 
 
@@ -78,19 +80,19 @@ def _move(mu: int, a: Com, b: Com) -> Com:
 
 
 def run(ctx: Context, n: int,
-        leaves: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None) -> LeafClaims:
-    """Prove (prover: ``leaves()`` gives p, q of length 2^n) or check that the fraction sum of
+        leaves: Callable[[], np.ndarray] | None = None) -> LeafClaims:
+    """Prove (prover: ``leaves()`` gives the (2, 2^n, 4) array of p then q) or check that the fraction sum of
     the leaves is 0 with nonzero denominators; return the committed leaf claims."""
     if not 1 <= n <= MAX_DEPTH:
         raise ValueError(f"fraction trees have depth 1..{MAX_DEPTH}, got {n}")
     ctx.t.absorb_scalars(L_SHAPE, [n])
     lay = None
     if ctx.proving:
-        p, q = leaves()
-        if p.shape != (1 << n, 4) or q.shape != p.shape:
+        pq = leaves()
+        if pq.shape != (2, 1 << n, 4) or pq.dtype != np.uint64:
             raise ProverError("fraction leaves of the wrong size")
-        lay = layers(p, q)
-        del p, q  # the leaves live on in lay only (freed when the last sumcheck reads them)
+        lay = layers(pq)
+        del pq  # the leaves live on in lay only (freed when the last sumcheck folds them)
         root = Fr.to_ints(lay[1][0]) + Fr.to_ints(lay[1][1])
         if any(v == 0 for v in root[2:]):
             raise ProverError("a denominator is zero (beta hit a table entry; negligible)")
@@ -108,13 +110,9 @@ def run(ctx: Context, n: int,
         terms = [(1, (0, 3)), (1, (1, 2)), (lam, (2, 3))]
 
         def tables(k=k) -> np.ndarray:
-            lp, lq = lay[k + 1]
+            pq = lay[k + 1]
             lay[k + 1] = None  # each layer is read once, top down: free it as it goes
-            half = lp.shape[0] // 2
-            out = np.empty((4, half, 4), dtype=np.uint64)
-            for i, (v, b) in enumerate(((lp, 0), (lp, 1), (lq, 0), (lq, 1))):
-                out[i] = v[b::2]
-            return out
+            return pq.reshape(4, pq.shape[1] // 2, 4)  # [p(., 0), p(., 1), q(., 0), q(., 1)]
 
         end = zs.run(ctx, cp + cq * lam, k, 2, hidden=[0, 1, 2, 3], eq_point=point,
                      terms=terms, tables=tables if ctx.proving else None, num_factors=4)
@@ -123,7 +121,7 @@ def run(ctx: Context, n: int,
         end.close(a + b)
         mu = ctx.challenge(L_MU)
         cp, cq = _move(mu, e0, e1), _move(mu, f0, f1)
-        point = (mu, *end.point)
+        point = (*end.point, mu)
     return LeafClaims(point, cp, cq)
 
 

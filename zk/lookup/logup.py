@@ -54,6 +54,7 @@ __all__ = ["Layout", "LookupEnd", "run"]
 L_COLUMNS = b"lookup/columns"
 L_ALPHA = b"lookup/alpha"
 L_BETA = b"lookup/beta"
+MAX_M_COLS = 13
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,10 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
         ).tobytes()).digest())
     lay = Layout.of(tables, columns)
     t = lay.table_vars
-    # few rows: the row commitments are in every proof, the opening grows only with log
-    m_cols = max(t // 2, t - 5)
+    # few rows: the row commitments are in every proof, the opening grows only with log; at
+    # most 2^MAX_M_COLS columns (the opening's IPA costs the prover 2 log(n) MSMs of n points
+    # and the verifier n generators: a 2^21-row table would ask 2^16 of both)
+    m_cols = min(max(t // 2, t - 5), MAX_M_COLS)
     m_vec = multiplicities(tables, columns) if ctx.proving else None
     m_tensor = hyrax.commit_in(ctx, t, m_cols,
                                (lambda: hyrax.commit(m_vec, log_cols=m_cols, rng=ctx.rng))
@@ -177,10 +180,11 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
 
 
 def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndarray,
-            alpha: int, beta: int) -> tuple[np.ndarray, np.ndarray]:
+            alpha: int, beta: int) -> np.ndarray:
     size = 1 << lay.num_vars
-    p = np.zeros((size, 4), dtype=np.uint64)
-    q = Fr.add_scalar(np.zeros((size, 4), dtype=np.uint64), beta)
+    pq = np.zeros((2, size, 4), dtype=np.uint64)
+    p, q = pq[0], pq[1]
+    q[:] = Fr.add_scalar(np.zeros((1, 4), dtype=np.uint64), beta)
     T = tables.padded
     p[:T] = Fr.neg(Fr.from_signed(m))
     q[:T] = Fr.add_scalar(tables.compressed(alpha), beta)
@@ -197,4 +201,4 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
             w = Fr.axpy(alpha, Fr.from_signed(x), Fr.from_signed(comp))
         p[base:base + n] = Fr.from_signed(col.selector.values())
         q[base:base + n] = Fr.add_scalar(w, beta)
-    return p, q
+    return pq

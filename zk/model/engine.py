@@ -46,7 +46,7 @@ from zk.field import Fr
 from zk.head import stack
 from zk.lookup import logup
 from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
-from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_rows
+from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_rows, next_pow2, num_vars
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
 from zk.protocol.context import Com, Context
@@ -56,8 +56,9 @@ __all__ = ["Axis", "Space", "Lin", "Factor", "Engine", "MAX_LOG_COLS"]
 L_VALUES = b"model/values"
 L_POINT = b"model/point"
 L_GAMMA = b"model/gamma"
-MAX_LOG_COLS = 11
+MAX_LOG_COLS = 13  # a stack's Hyrax matrix: at most 2^13 columns (the opening's IPA length)
 MAX_COLUMN_REDUCE = 4
+MAX_TREE_VARS = 25  # a logUp's fraction tree has at most 2^25 leaves (about 4.3 GB to prove)
 
 Coords = Mapping[str, Sequence[int]]
 
@@ -227,6 +228,16 @@ class Factor:
         return out
 
 
+def _tree_vars(col_sizes: Sequence[int], table_sizes: Sequence[int]) -> int:
+    """The leaf variables of a fraction tree over tables and columns of these sizes (the
+    placement of :class:`zk.lookup.logup.Layout`: the union table first, then each column at
+    an offset aligned to its size, largest first)."""
+    pos = max(2, next_pow2(sum(table_sizes)))
+    for size in sorted(col_sizes, reverse=True):
+        pos = -(-pos // size) * size + size
+    return max(1, num_vars(next_pow2(pos)))
+
+
 def _fr(v: np.ndarray) -> np.ndarray:
     return v if v.ndim == 2 and v.dtype == np.uint64 and v.shape[1] == 4 else Fr.from_signed(
         np.asarray(v, dtype=np.int64).reshape(-1))
@@ -302,7 +313,9 @@ class Engine:
     def commit_stacks(self) -> None:
         """Commit every stack (prover) or read the commitments (verifier), in order."""
         for sp, lay in self.layouts.items():
-            cols = min(lay.num_vars // 2 + 1, MAX_LOG_COLS, lay.num_vars)
+            # few rows (the proof carries one point a row), the columns within a member (claims
+            # on several members at one point then share the opening's column point)
+            cols = min(MAX_LOG_COLS, max(lay.member_vars, lay.num_vars // 2 + 1), lay.num_vars)
             mk = None
             if self.proving:
                 mk = (lambda lay=lay, cols=cols: stack.commit(
@@ -389,24 +402,54 @@ class Engine:
         self.columns.append((table, x, y, mask))
 
     def run_lookup(self) -> None:
-        """The model's one logUp over every registered column, bound to the tensors."""
+        """Every registered column in a lookup, bound to the tensors: the columns are packed
+        (largest first) into as few logUps as keep each fraction tree at most 2^MAX_TREE_VARS
+        leaves (its prover holds 64 bytes a leaf, twice over with the tree's upper layers), each
+        logUp over the tables its columns use. The packing is a function of the shapes alone,
+        so both roles derive it."""
+        for group, tables in self.lookup_groups():
+            self._run_group(group, tables)
+
+    def lookup_groups(self) -> list[tuple[list[int], list[int]]]:
+        """(column indices, table indices) of each logUp, in the order they run."""
+        sizes = [x.space.size for _, x, _, _ in self.columns]
+        order = sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))
+        groups: list[tuple[list[int], list[int]]] = []
+        for c in order:
+            t = self.columns[c][0]
+            for cols, tabs in groups:
+                if _tree_vars([sizes[i] for i in cols] + [sizes[c]],
+                              [self.tables[i].size for i in set(tabs) | {t}]) <= MAX_TREE_VARS:
+                    cols.append(c)
+                    if t not in tabs:
+                        tabs.append(t)
+                    break
+            else:
+                groups.append(([c], [t]))
+        return [(cols, sorted(tabs)) for cols, tabs in groups]
+
+    def _run_group(self, group: Sequence[int], table_ids: Sequence[int]) -> None:
         ctx = self.ctx
+        local = {t: k for k, t in enumerate(table_ids)}
         cols = []
         sels: dict[tuple, Selector] = {}
-        for table, x, y, mask in self.columns:
+        for c in group:
+            table, x, y, mask = self.columns[c]
             key = (x.space.name, None if mask is None else id(mask))
             if key not in sels:  # one selector object per mask: its MLE is evaluated once
                 sel_mask = x.space.indicator() if mask is None else mask * x.space.indicator()
                 sels[key] = Selector(x.space.size, mask=sel_mask)
             sel = sels[key]
             if self.proving:
-                cols.append(Column(table, sel, x.values(self.w_all()),
+                cols.append(Column(local[table], sel, x.values(self.w_all()),
                                    None if y is None else y.values(self.w_all())))
             else:
-                cols.append(Column(table, sel))
-        end = logup.run(ctx, TableSet(self.tables), cols)
+                cols.append(Column(local[table], sel))
+        end = logup.run(ctx, TableSet([self.tables[t] for t in table_ids]), cols)
+        del cols
         xs, ys = [], []
-        for (table, x, y, _), pt in zip(self.columns, end.column_points):
+        for c, pt in zip(group, end.column_points):
+            _, x, y, _ = self.columns[c]
             coords = x.space.coords(pt)
             xs.append(self.lin_at(x, coords))
             ys.append(None if y is None else self.lin_at(y, coords))

@@ -78,6 +78,10 @@ ARCHS = ("llama", "gpt2")
 GPT2_WEIGHTS = ("E", "P", "wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "wu", "bu", "wd",
                 "bd", "g1", "b1", "g2", "b2", "gf", "bf")
 MAX_DIM = 1 << 20
+# columns of a weight's Hyrax matrix (at most): the verifier's work per weight is one MSM over
+# its 2^(n - cols) row commitments, the opening's grows with cols only as its log
+WEIGHT_LOG_COLS = 13
+MAX_WEIGHT_LOG_COLS = 16  # what a commitment file may ask of a verifier
 
 
 def _ints(x) -> np.ndarray:
@@ -545,6 +549,10 @@ class LlamaCommitment:
                 c = hyrax.HyraxCommitment.read(r, 1)
                 if c.num_vars != sh.W[n].num_vars:
                     raise r.error(f"weight {n}: commitment does not match the dimensions")
+                if c.log_cols > MAX_WEIGHT_LOG_COLS:
+                    raise r.error(f"weight {n}: 2^{c.log_cols} columns (at most "
+                                  f"2^{MAX_WEIGHT_LOG_COLS}: a verifier derives that many "
+                                  f"generators)")
                 weights[n] = c
         r.finish()
         return cls(cfg, tables, weights, head["origin"])
@@ -597,7 +605,7 @@ def commit(cfg: LlamaConfig, weights: LlamaWeights, *, tables: Tables | None = N
         if a.shape != shapes[n]:
             raise ValueError(f"weight {n} has shape {a.shape}, expected {shapes[n]}")
         space = sh.W[n]
-        cols = min(space.num_vars // 2 + 1, 12, space.num_vars)
+        cols = min(WEIGHT_LOG_COLS, space.num_vars)
         coms[n], wits[n] = hyrax.commit(space.pad(a), log_cols=cols, rng=rng)
     mc = LlamaCommitment(cfg, tables, coms, dict(origin or {}))
     return ProvingLlama(mc, weights, wits)

@@ -285,7 +285,7 @@ class Context:
             self._si = 0
             self._blocks: list[np.ndarray] = [self.key1.U, self.key1.H]
             self._next_id = 2
-            self._gen_ids: dict[tuple[bytes, int], int] = {}
+            self._gen_ids: dict[bytes, list[int]] = {}
             self._acc: dict[int, int] = {}
             self._round_ids: list[int] = []
             try:
@@ -343,11 +343,13 @@ class Context:
 
     def generator_ids(self, label: bytes, n: int) -> list[int]:
         """Verifier: ids of the first n generators of the set ``label`` (registered once)."""
-        key = (label, n)
-        if key not in self._gen_ids:
-            self._gen_ids[key] = self._register(generators(label, n))
-        base = self._gen_ids[key]
-        return list(range(base, base + n))
+        have = self._gen_ids.get(label, [])
+        if len(have) < n:  # a longer prefix: register only the new generators (each point
+            # enters the final MSM once, whatever lengths the protocol asks for)
+            base = self._register(generators(label, n)[len(have):])
+            have = have + list(range(base, base + n - len(have)))
+            self._gen_ids[label] = have
+        return have[:n]
 
     def put_points(self, label: bytes, aff: np.ndarray) -> list[bytes]:
         """Prover: append affine points to the stream and absorb them."""

@@ -15,9 +15,20 @@ from legacy.claims import Claim
 from zk.encoding import Reader, Writer
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
-from zk.lookup.fractions import layers as _layers
 from zk.multilinear import P, num_vars
 from zk.transcript import Transcript
+
+
+def _layers(p: np.ndarray, q: np.ndarray) -> list:
+    """The tree with the child bit as the LOWEST variable (this retired protocol's layout):
+    index k holds (p_k, q_k) of size 2^k."""
+    out = [(p, q)]
+    while out[-1][0].shape[0] > 2:
+        lp, lq = out[-1]
+        p0, p1 = np.ascontiguousarray(lp[0::2]), np.ascontiguousarray(lp[1::2])
+        q0, q1 = np.ascontiguousarray(lq[0::2]), np.ascontiguousarray(lq[1::2])
+        out.append((Fr.add(Fr.mul(p0, q1), Fr.mul(p1, q0)), Fr.mul(q0, q1)))
+    return [None, *reversed(out)]
 
 LABEL_SHAPE = b"fractions/depths"
 LABEL_ROOT = b"fractions/root"
