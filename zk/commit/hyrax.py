@@ -335,6 +335,26 @@ def fold_witness_rows(wit: HyraxWitness, row_point: Sequence[int]) -> np.ndarray
     return out
 
 
+def fold_witness_weighted(wit: HyraxWitness, weights: np.ndarray) -> np.ndarray:
+    """sum_i weights[i] M_i for an Fr vector of row weights (integer witnesses folded as
+    integers, as :func:`fold_witness_rows`)."""
+    rows, cols = 1 << wit.log_rows, 1 << wit.log_cols
+    if weights.shape != (rows, 4):
+        raise ValueError("one weight per row")
+    if wit.values.ndim == 2:
+        out = np.zeros((cols, 4), dtype=np.uint64)
+        m = wit.matrix.reshape(rows, cols, 4)
+        for i in range(rows):
+            out = Fr.axpy(Fr.scalar_to_int(tuple(weights[i])), m[i], out)
+        return out
+    from gpu import poly as K
+
+    out = np.empty((cols, 4), dtype=np.uint64)
+    K.fold_small(Fr.desc, np.ascontiguousarray(wit.values, dtype=np.int64), 1, rows, cols,
+                 np.ascontiguousarray(weights), out)
+    return out
+
+
 def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
               weights: Sequence[int], col_point: Sequence[int], target) -> None:
     """One dot-product argument: target commits <sum_k weights_k eq(row_k)^T M, eq(col)>."""

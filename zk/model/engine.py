@@ -57,7 +57,7 @@ L_VALUES = b"model/values"
 L_POINT = b"model/point"
 L_GAMMA = b"model/gamma"
 MAX_LOG_COLS = 13  # a stack's Hyrax matrix: at most 2^13 columns (the opening's IPA length)
-MAX_COLUMN_REDUCE = 4
+MAX_COLUMN_REDUCE = 64  # column points moved to one by a sumcheck over the columns
 MAX_TREE_VARS = 25  # a logUp's fraction tree has at most 2^25 leaves (about 4.3 GB to prove)
 
 Coords = Mapping[str, Sequence[int]]
@@ -641,17 +641,21 @@ class Engine:
                 self._open(t, cl)
 
     def _open(self, tensor: hyrax.Tensor, claims: Sequence[ComClaim]) -> None:
-        """One zero-knowledge opening for every claim on a tensor. A few claims at different
-        column points (a weight matrix read by two contractions) are first moved to one
-        column point by a sumcheck over the column variables only (the claims keep their row
-        points): the prover folds the matrix once per claim instead of running a sumcheck over
-        every variable of a large tensor."""
+        """One zero-knowledge opening for every claim on a tensor. Claims at D different column
+        points are first moved to one column point by a sumcheck over the column variables
+        only: the claims of one column point c_j share the row fold F_j = sum_k gamma^k
+        eq(row_k)^T M, and sum_j sum_x eq(c_j, x) F_j(x) = sum_k gamma^k v_k. The prover folds
+        the matrix (as integers) once per column point, never builds the tensor's field copy or
+        an eq table over all its entries, and the proof grows by a sumcheck over the columns
+        and D values."""
         b = tensor.log_cols
-        if len({tuple(c.point[:b]) for c in claims}) == 1 or len(claims) > MAX_COLUMN_REDUCE:
+        col_points = list(dict.fromkeys(tuple(c.point[:b]) for c in claims))
+        if len(col_points) == 1 or len(col_points) > MAX_COLUMN_REDUCE:
             hyrax.open(self.ctx, tensor, claims)
             return
         ctx = self.ctx
-        K = len(claims)
+        K, D = len(claims), len(col_points)
+        group = [col_points.index(tuple(c.point[:b])) for c in claims]
         ctx.t.absorb_scalars(L_GAMMA, [tensor.num_vars, b, K]
                              + [int(x) % P for c in claims for x in c.point])
         g = ctx.challenge(L_GAMMA)
@@ -659,29 +663,34 @@ class Engine:
         target = claims[0].com * gk[0]
         for c, w in zip(claims[1:], gk[1:]):
             target = target + c.com * w
-        rows = 1 << tensor.log_rows
-        terms = [(gk[k], (2 * k, 2 * k + 1)) for k in range(K)]
+        terms = [(1, (2 * j, 2 * j + 1)) for j in range(D)]
 
-        def tables() -> list[np.ndarray]:
-            out = []
-            for c in claims:
-                out.append(eq_table(list(c.point[:b])))
-                out.append(hyrax.fold_witness_rows(tensor.witness, list(c.point[b:])))
+        def tables() -> np.ndarray:
+            out = np.empty((2 * D, 1 << b, 4), dtype=np.uint64)
+            rows = 1 << tensor.log_rows
+            for j, cp in enumerate(col_points):
+                out[2 * j] = eq_table(list(cp))
+                w = np.zeros((rows, 4), dtype=np.uint64)
+                for k, c in enumerate(claims):
+                    if group[k] == j:
+                        w = Fr.axpy(gk[k], eq_table(list(c.point[b:])), w)
+                out[2 * j + 1] = hyrax.fold_witness_weighted(tensor.witness, w)
             return out
 
-        end = zs.run(ctx, target, b, 2, hidden=[2 * k + 1 for k in range(K)], terms=terms,
-                     tables=tables if self.proving else None, num_factors=2 * K)
+        end = zs.run(ctx, target, b, 2, hidden=[2 * j + 1 for j in range(D)], terms=terms,
+                     tables=tables if self.proving else None, num_factors=2 * D)
         public = []
-        for c in claims:
-            public += [eq_eval(list(c.point[:b]), list(end.point)), None]
+        for cp in col_points:
+            public += [eq_eval(list(cp), list(end.point)), None]
         end.close_terms(terms, public)
         d = ctx.challenge(L_GAMMA)
-        dk = [pow(d, k, P) for k in range(K)]
-        folded = [end.values[2 * k + 1] for k in range(K)]
+        dk = [pow(d, j, P) for j in range(D)]
+        folded = [end.values[2 * j + 1] for j in range(D)]
         combined = folded[0] * dk[0]
         for f, w in zip(folded[1:], dk[1:]):
             combined = combined + f * w
-        hyrax._argument(ctx, tensor, [c.point[b:] for c in claims], dk, end.point, combined)
+        hyrax._argument(ctx, tensor, [c.point[b:] for c in claims],
+                        [dk[group[k]] * gk[k] % P for k in range(K)], end.point, combined)
 
 
 def _held(f: Factor) -> np.ndarray:
