@@ -371,10 +371,10 @@ def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
         a = ML.eq_table(list(col_point))
         sigma.dot_product_log(ctx, label, cols, VecCom(w=w, r=rho), a, target)
         return
-    lw = [0] * rows
+    acc = np.zeros((rows, 4), dtype=np.uint64)  # sum_k weights_k eq(row_k), in the field
     for g, rp in zip(weights, row_points):
-        for i, e in enumerate(Fr.to_ints(ML.eq_table(list(rp)))):
-            lw[i] = (lw[i] + g * e) % P
+        acc = Fr.axpy(int(g) % P, ML.eq_table(list(rp)), acc)
+    lw = Fr.to_ints(acc)
     zc = [int(x) % P for x in col_point]
 
     def a_final(us: Sequence[int], uis: Sequence[int]) -> int:
