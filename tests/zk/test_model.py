@@ -154,8 +154,9 @@ def _rederive(w, rq: M.RQ, y_new, layer=None):
             w[k][layer] = v
 
 
-def test_an_activation_off_by_one_in_one_layer_rejected(model, monkeypatch):
-    pm, toks, _ = model
+def n2_off_by_one(pm, toks):
+    """A witness mutation: one entry of layer 1's second norm output off by one (its rounding
+    witness kept consistent, so only the norm's relation fails)."""
     sh = M.Shape(pm.config, len(toks) - 1)
 
     def mutate(w, ch):
@@ -163,7 +164,12 @@ def test_an_activation_off_by_one_in_one_layer_rejected(model, monkeypatch):
         y[2, 5] += 1
         _rederive(w, sh.rq["n2"], y, layer=1)
 
-    proof = cheat(pm, toks, 3, monkeypatch, mutate=mutate)
+    return mutate
+
+
+def test_an_activation_off_by_one_in_one_layer_rejected(model, monkeypatch):
+    pm, toks, _ = model
+    proof = cheat(pm, toks, 3, monkeypatch, mutate=n2_off_by_one(pm, toks))
     with pytest.raises(VerificationError):
         M.verify(proof, pm.commitment)
 
@@ -529,14 +535,7 @@ def test_lookups_split_into_several_trees_verify_and_reject_a_cheat(model, monke
     assert cols == list(range(len(cols)))  # every column in exactly one logUp
     M.verify_bytes(proof.to_bytes(), pm.commitment)
     assert len(seen) == 2 and seen[1] == groups  # the verifier derived the same packing
-    sh = M.Shape(pm.config, len(toks) - 1)
-
-    def mutate(w, ch):
-        y = w["n2"][1].copy()
-        y[2, 5] += 1
-        _rederive(w, sh.rq["n2"], y, layer=1)
-
-    bad = cheat(pm, toks, 3, monkeypatch, mutate=mutate)
+    bad = cheat(pm, toks, 3, monkeypatch, mutate=n2_off_by_one(pm, toks))
     with pytest.raises(VerificationError):
         M.verify(bad, pm.commitment)
     data = bytearray(proof.to_bytes())

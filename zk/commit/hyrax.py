@@ -320,38 +320,26 @@ def open(ctx: Context, tensor: Tensor, claims: Sequence[ComClaim]) -> None:  # n
 
 
 def fold_witness_rows(wit: HyraxWitness, row_point: Sequence[int]) -> np.ndarray:
-    """sum_i eq(row_point, i) M_i: the row fold of a committed matrix. An integer witness is
-    folded as integers (:func:`gpu.poly.fold_small`): its Fr matrix (32 bytes an entry) is
-    never built for an opening."""
-    rows, cols = 1 << wit.log_rows, 1 << wit.log_cols
-    if wit.values.ndim == 2:
-        return ML.fold_rows(wit.matrix, rows, cols, list(row_point))
-    from gpu import poly as K
-
-    w = ML.eq_table(list(row_point))
-    out = np.empty((cols, 4), dtype=np.uint64)
-    K.fold_small(Fr.desc, np.ascontiguousarray(wit.values, dtype=np.int64), 1, rows, cols, w,
-                 out)
-    return out
+    """sum_i eq(row_point, i) M_i: the row fold of a committed matrix at a point."""
+    return fold_witness_weighted(wit, ML.eq_table(list(row_point)))
 
 
 def fold_witness_weighted(wit: HyraxWitness, weights: np.ndarray) -> np.ndarray:
-    """sum_i weights[i] M_i for an Fr vector of row weights (integer witnesses folded as
-    integers, as :func:`fold_witness_rows`)."""
+    """sum_i weights[i] M_i for an Fr vector of row weights. An integer witness is folded as
+    integers (:func:`gpu.poly.fold_small`): its Fr matrix (32 bytes an entry) is never built
+    for an opening."""
+    from gpu import poly as K
+
     rows, cols = 1 << wit.log_rows, 1 << wit.log_cols
     if weights.shape != (rows, 4):
         raise ValueError("one weight per row")
-    if wit.values.ndim == 2:
-        out = np.zeros((cols, 4), dtype=np.uint64)
-        m = wit.matrix.reshape(rows, cols, 4)
-        for i in range(rows):
-            out = Fr.axpy(Fr.scalar_to_int(tuple(weights[i])), m[i], out)
-        return out
-    from gpu import poly as K
-
+    w = np.ascontiguousarray(weights, dtype=np.uint64)
     out = np.empty((cols, 4), dtype=np.uint64)
-    K.fold_small(Fr.desc, np.ascontiguousarray(wit.values, dtype=np.int64), 1, rows, cols,
-                 np.ascontiguousarray(weights), out)
+    if wit.values.ndim == 2:
+        K.rows_fold(Fr.desc, wit.matrix, rows, cols, w, out)
+    else:
+        K.fold_small(Fr.desc, np.ascontiguousarray(wit.values, dtype=np.int64), 1, rows, cols,
+                     w, out)
     return out
 
 

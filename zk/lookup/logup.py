@@ -70,11 +70,17 @@ class Layout:
 
     @classmethod
     def of(cls, tables: TableSet, columns: Sequence[Column]) -> "Layout":
-        col_vars = tuple(num_vars(c.selector.size) for c in columns)
-        t = num_vars(tables.padded)
-        offsets = [0] * len(columns)
+        return cls.of_sizes(tables.padded, [c.selector.size for c in columns])
+
+    @classmethod
+    def of_sizes(cls, table_padded: int, column_sizes: Sequence[int]) -> "Layout":
+        """The layout of a union table of ``table_padded`` rows and columns of these sizes
+        (powers of two)."""
+        col_vars = tuple(num_vars(size) for size in column_sizes)
+        t = num_vars(table_padded)
+        offsets = [0] * len(col_vars)
         pos = 1 << t
-        for c in sorted(range(len(columns)), key=lambda c: -col_vars[c]):
+        for c in sorted(range(len(col_vars)), key=lambda c: -col_vars[c]):
             size = 1 << col_vars[c]
             pos = -(-pos // size) * size
             offsets[c] = pos

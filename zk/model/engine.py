@@ -46,7 +46,7 @@ from zk.field import Fr
 from zk.head import stack
 from zk.lookup import logup
 from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
-from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_rows, next_pow2, num_vars
+from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_rows, next_pow2
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
 from zk.protocol.context import Com, Context
@@ -226,16 +226,6 @@ class Factor:
         for a, fa in zip(free, self.axes):
             out[a] = tuple(coords[fa])
         return out
-
-
-def _tree_vars(col_sizes: Sequence[int], table_sizes: Sequence[int]) -> int:
-    """The leaf variables of a fraction tree over tables and columns of these sizes (the
-    placement of :class:`zk.lookup.logup.Layout`: the union table first, then each column at
-    an offset aligned to its size, largest first)."""
-    pos = max(2, next_pow2(sum(table_sizes)))
-    for size in sorted(col_sizes, reverse=True):
-        pos = -(-pos // size) * size + size
-    return max(1, num_vars(next_pow2(pos)))
 
 
 def _fr(v: np.ndarray) -> np.ndarray:
@@ -418,8 +408,10 @@ class Engine:
         for c in order:
             t = self.columns[c][0]
             for cols, tabs in groups:
-                if _tree_vars([sizes[i] for i in cols] + [sizes[c]],
-                              [self.tables[i].size for i in set(tabs) | {t}]) <= MAX_TREE_VARS:
+                table_rows = sum(self.tables[i].size for i in set(tabs) | {t})
+                lay = logup.Layout.of_sizes(max(2, next_pow2(table_rows)),
+                                            [sizes[i] for i in cols] + [sizes[c]])
+                if lay.num_vars <= MAX_TREE_VARS:
                     cols.append(c)
                     if t not in tabs:
                         tabs.append(t)
