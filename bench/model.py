@@ -127,9 +127,16 @@ def row(name: str, L: int, threads: int, profile: bool = False) -> dict:
         prof.disable()
         pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     data = proof.to_bytes()
+    if prof is not None:
+        prof = cProfile.Profile()
+        prof.enable()
     t = time.perf_counter()
     ML.verify(ML.ModelProof.from_bytes(data), pm.commitment)
     verify_s = time.perf_counter() - t
+    if prof is not None:
+        prof.disable()
+        print("verify:", file=sys.stderr)
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(model=name, desc=desc, L=L, commit_s=commit_s, commitment_bytes=com_bytes,
                 prove_s=prove_s, prove_cpu_s=prove_cpu, verify_s=verify_s,
@@ -144,7 +151,8 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", help="positions L (default 8 16)")
     ap.add_argument("--threads", type=int, default=2, help="numba threads (default 2)")
     ap.add_argument("--profile", action="store_true",
-                    help="print where the prove step's time goes (cProfile, cumulative)")
+                    help="print where the prove step's time goes (cProfile, cumulative) and "
+                    "the verify step's (by own time)")
     ap.add_argument("--row", nargs=2, metavar=("MODEL", "L"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.row:

@@ -109,12 +109,13 @@ def _is_unit(d, terms, coeffs):
 
 
 @_jit
-def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc):
+def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc):
     """acc[t] += w[j] sum_s coeffs[s] prod_{k in terms[s]} (f_k[2j] + t (f_k[2j+1] - f_k[2j])).
 
     terms is (n_terms, width) of factor indices, padded with -1; t runs over 0..deg. ``unit``
     says there is one term with coefficient 1, whose multiplication is skipped. An empty w
-    means weight 1.
+    means weight 1. ``skip1``: t = 1 is left out (acc[1] untouched; the caller derives it
+    from the round's claim).
     """
     nf = f.shape[0]
     for k in range(nf):
@@ -126,6 +127,8 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc):
         if t > 0:
             for k in range(nf):
                 store(cur, k, add(load(cur, k), load(diff, k), d))
+        if skip1 and t == 1:
+            continue
         total = (ZERO, ZERO, ZERO, ZERO)
         for s in range(terms.shape[0]):
             prod = load(cur, terms[s, 0])
@@ -144,7 +147,7 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc):
 
 
 @kernel(size=lambda d, f, *rest: f.shape[0] * f.shape[1])
-def _round_parts(d, f, deg, terms, coeffs, w, chunks):
+def _round_parts(d, f, deg, terms, coeffs, w, skip1, chunks):
     half = f.shape[1] // 2
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
     unit = _is_unit(d, terms, coeffs)
@@ -154,13 +157,13 @@ def _round_parts(d, f, deg, terms, coeffs, w, chunks):
         diff = np.empty((f.shape[0], 4), dtype=np.uint64)
         acc = np.zeros((deg + 1, 4), dtype=np.uint64)
         for j in range(lo, hi):
-            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, cur, diff, acc)
+            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc)
         parts[c] = acc
     return parts
 
 
 @kernel(size=lambda d, f, *rest: f.shape[0] * f.shape[1])
-def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, chunks):
+def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1, chunks):
     """Fold f at x_0 = r into out, and return the next round's partial sums over out."""
     half = out.shape[1] // 2
     nf = f.shape[0]
@@ -183,7 +186,7 @@ def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, chunks):
                     out[k, m, 1] = v[1]
                     out[k, m, 2] = v[2]
                     out[k, m, 3] = v[3]
-            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, w, cur, diff, acc)
+            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc)
         parts[c] = acc
     return parts
 
@@ -203,24 +206,29 @@ def _chunks(pairs: int) -> int:
 
 
 def round_sums(d, f: np.ndarray, deg: int, terms: np.ndarray, coeffs: np.ndarray,
-               w: np.ndarray) -> np.ndarray:
+               w: np.ndarray, skip1: bool = False) -> np.ndarray:
     """Evaluations at t = 0..deg of
     sum_j w[j] sum_s coeffs[s] prod_{k in terms[s]} f_k(t, bits(j)), x_0 being the free variable.
 
     f is (k, 2n, 4); terms (n_terms, width) int64 padded with -1; coeffs (n_terms, 4); w is
-    (n, 4), or (0, 4) for weights 1. Returns a (deg + 1, 4) array.
+    (n, 4), or (0, 4) for weights 1. Returns a (deg + 1, 4) array. ``skip1``: the evaluation
+    at t = 1 is not computed (left 0): a sumcheck prover derives it from the round's claim,
+    a third fewer products at degree 2.
     """
-    return _sum_parts(d, _round_parts(d, f, deg, terms, coeffs, w, _chunks(f.shape[1] // 2)))
+    return _sum_parts(d, _round_parts(d, f, deg, terms, coeffs, w, skip1,
+                                      _chunks(f.shape[1] // 2)))
 
 
 def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int, terms: np.ndarray,
-                        coeffs: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                        coeffs: np.ndarray, w: np.ndarray, skip1: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Fold every row of f at x_0 = r and compute the next round's sums (weights w, of the
     folded half's pairs) in the same pass. Returns (folded (k, n, 4), sums (deg + 1, 4));
     needs n >= 2.
     """
     out = np.empty((f.shape[0], f.shape[1] // 2, 4), dtype=np.uint64)
-    parts = _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, _chunks(out.shape[1] // 2))
+    parts = _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1,
+                              _chunks(out.shape[1] // 2))
     return out, _sum_parts(d, parts)
 
 
@@ -324,3 +332,33 @@ def fraction_layer(d, p, q, p_out, q_out):
         q0, q1 = load(q, i), load(q, i + h)
         store(p_out, i, add(mul(p0, q1, d), mul(p1, q0, d), d))
         store(q_out, i, mul(q0, q1, d))
+
+
+@kernel(size=lambda d, x, *rest: x.shape[0])
+def small_lin(d, x, y, ca, cb, c0, out):
+    """out[i] = c0 + ca x[i] (+ cb y[i] where y is not empty) for signed int64 x, y and field
+    scalars ca, cb, c0 (Montgomery tuples): the entries are never embedded in the field (four
+    64-bit multiplies a term, one reduction an entry; a Montgomery scalar times a plain integer
+    is the Montgomery form of the product)."""
+    blk = SMALL_BLOCK
+    n = x.shape[0]
+    has_y = y.shape[0] > 0
+    for task in prange((n + blk - 1) // blk):
+        i0 = task * blk
+        i1 = min(n, i0 + blk)
+        acc = np.zeros((blk, 12), dtype=np.uint64)
+        for i in range(i0, i1):
+            v = x[i]
+            if v > 0:
+                _mac_small(acc, i - i0, 0, ca, U64(v))
+            elif v < 0:
+                _mac_small(acc, i - i0, 6, ca, U64(-(v + 1)) + U64(1))
+            if has_y:
+                v = y[i]
+                if v > 0:
+                    _mac_small(acc, i - i0, 0, cb, U64(v))
+                elif v < 0:
+                    _mac_small(acc, i - i0, 6, cb, U64(-(v + 1)) + U64(1))
+            pos = _reduce_wide(acc, i - i0, 0, d)
+            neg = _reduce_wide(acc, i - i0, 6, d)
+            store(out, i, add(sub(pos, neg, d), c0, d))

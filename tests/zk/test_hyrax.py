@@ -159,3 +159,83 @@ def test_integer_witness_embeds_on_first_use_and_owns_its_values() -> None:
     assert wit.evaluate(pt) == wit_f.evaluate(pt)
     with pytest.raises(ValueError, match="witness of shape"):
         H.HyraxWitness(wit.num_vars, wit.log_cols, wit.values[:-1], wit.blinds)
+
+
+# ---------------------------------------------------------------- batched openings
+
+
+@pytest.fixture(scope="module")
+def several():
+    """Three tensors of different column counts (2^3, 2^1, 2^4 columns)."""
+    rng = np.random.default_rng(21)
+    out = []
+    for shape, cols in (((6, 9), 3), ((5,), 1), ((16, 16), 4)):
+        T = rng.integers(-1000, 1000, size=shape)
+        com, wit = H.commit(T, log_cols=cols, rng=rng)
+        out.append((T, com, wit))
+    return out
+
+
+def batch(tensors, points, values=None):
+    """points[i]: the claim points on tensor i; values: the claimed values (default true)."""
+    def proto(ctx):
+        items = []
+        for i, (_, com, wit) in enumerate(tensors):
+            t = H.bind(ctx, com, wit if ctx.proving else None)
+            vals = (values[i] if values else [wit.evaluate(p) for p in points[i]])
+            coms = ctx.commit(b"v", len(points[i]), lambda vals=vals: vals)
+            items.append((t, [ComClaim(p, c) for p, c in zip(points[i], coms)]))
+        H.open_batch(ctx, items)
+    return proto
+
+
+def _batch_points(several, rng):
+    pts = []
+    for _, com, _ in several:
+        n, b = com.num_vars, com.log_cols
+        p0 = _pt(rng, n)
+        pts.append([p0, p0[:b] + _pt(rng, n - b), _pt(rng, n)])  # shared and new column points
+    return pts
+
+
+def test_batch_honest_verifies_and_hides_values(several):
+    rng = np.random.default_rng(22)
+    pts = _batch_points(several, rng)
+    s = U.roundtrip(batch(several, pts))
+    secrets = {w.evaluate(p) for (_, _, w), ps in zip(several, pts) for p in ps}
+    assert not secrets & set(s.scalars)
+    # one dot-product argument (2 field elements) for all, not one per tensor
+    separate = [U.roundtrip(opening(com, wit, p)) for (_, com, wit), p in zip(several, pts)]
+    assert len(s.scalars) == 2 + 2 and sum(len(x.scalars) for x in separate) == 3 * (2 + 2)
+    assert len(s.points) < sum(len(x.points) for x in separate) // 2
+
+
+def test_batch_wrong_value_refused_and_swapped_claims_rejected(several):
+    rng = np.random.default_rng(23)
+    pts = _batch_points(several, rng)
+    good = [[w.evaluate(p) for p in ps] for (_, _, w), ps in zip(several, pts)]
+    bad = [list(v) for v in good]
+    bad[1][2] += 1
+    with pytest.raises(ProverError):
+        U.prove(batch(several, pts, bad))
+    s = U.prove(batch(several, pts))
+    swapped = [pts[0], pts[1][::-1], pts[2]]
+    with pytest.raises(VerificationError):
+        U.verify(batch(several, swapped), s)
+    T, com, _ = several[2]
+    T2 = T.copy()
+    T2[3, 5] += 1
+    com2, _ = H.commit(T2, log_cols=4, rng=np.random.default_rng(0))
+    other = [several[0], several[1], (T2, com2, None)]
+    with pytest.raises(VerificationError):
+        U.verify(batch(other, pts, good), s)
+
+
+def test_batch_every_element_tampered_rejected(several):
+    rng = np.random.default_rng(24)
+    pts = _batch_points(several, rng)
+    s = U.roundtrip(batch(several, pts))
+    zeros = [[0] * len(p) for p in pts]
+    for what, bad in U.tampered(s):
+        with pytest.raises(VerificationError):
+            U.verify(batch(several, pts, zeros), bad)

@@ -289,7 +289,7 @@ def test_no_secret_value_among_the_proofs_scalars(model):
     with recording() as seen:
         data = M.prove(pm, toks, 3).to_bytes()
     secrets = _secrets(seen)
-    assert len(secrets) > 2000  # the instrumentation saw the witness and the weights at work
+    assert len(secrets) > 1500  # the instrumentation saw the witness and the weights at work
     scalars = file_scalars(data)
     assert len(scalars) > 100
     assert not secrets & set(scalars)
@@ -542,3 +542,24 @@ def test_lookups_split_into_several_trees_verify_and_reject_a_cheat(model, monke
     data[len(data) // 2] ^= 1
     with pytest.raises((VerificationError, MalformedProofError)):
         M.verify_bytes(bytes(data), pm.commitment)
+
+
+def test_small_lin_equals_python_integers():
+    """gpu.poly.small_lin (the lookup leaves' c0 + a x + b y from int64 columns) against
+    Python integers, the int64 extremes and the no-y case included."""
+    from gpu import poly as K
+    from zk.field import Fr
+
+    P = Fr.modulus
+    rng = np.random.default_rng(10)
+    for n in (1, 5, 64, 1000):
+        x = rng.integers(-2**40, 2**40, n)
+        y = rng.integers(-2**62, 2**62, n)
+        x[0], y[-1] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        a, b, c = (int(v) * 2**190 % P for v in rng.integers(1, 2**62, 3))
+        out = np.empty((n, 4), np.uint64)
+        K.small_lin(Fr.desc, x, y, Fr.scalar(a), Fr.scalar(b), Fr.scalar(c), out)
+        assert Fr.to_ints(out) == [(c + a * int(u) + b * int(v)) % P for u, v in zip(x, y)]
+        K.small_lin(Fr.desc, x, np.zeros(0, np.int64), Fr.scalar(a), Fr.scalar(b),
+                    Fr.scalar(c), out)
+        assert Fr.to_ints(out) == [(c + a * int(u)) % P for u in x]

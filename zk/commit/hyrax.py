@@ -374,3 +374,126 @@ def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
 
     sigma.dot_product_log(ctx, label, cols, VecCom(s=Sym.combo(tensor.rows, lw)), [], target,
                           a_final=a_final)
+
+
+def open_batch(ctx: Context, items: Sequence[tuple[Tensor, Sequence[ComClaim]]]) -> None:
+    """One zero-knowledge opening for every claim on several tensors (of one generator set):
+    one sumcheck over the columns and ONE logarithmic dot-product argument for all of them.
+
+    With B the most column variables of any tensor, a tensor of b <= B columns is its matrix
+    zero-padded to 2^B columns (its row commitments are unchanged: the generators of a set are
+    one sequence, and a shorter row uses its prefix). The claims (all tensors, one index k)
+    are combined with powers of a challenge gamma. The claims of tensor t at one column point
+    c share the row fold F_(t,c) = sum_k gamma^k eq(row_k)^T M_t; a sumcheck over the B column
+    variables proves sum_(t,c) sum_x eq(c || 0, x) F_(t,c)(x) = sum_k gamma^k v_k, ending at a
+    point r with the folds' values F_(t,c)(r) committed. Those are combined with powers of a
+    second challenge delta into one claim on W = sum delta^j F_j, whose commitment the verifier
+    forms from every row commitment homomorphically, and one dot-product argument of length
+    2^B proves <W, eq(r)>. The proof: a sumcheck over B variables, one committed value per
+    (tensor, column point), (2B + 1) points and 2 field elements. The prover folds each matrix
+    (as integers where it can) once per column point and once more for W; it never builds a
+    tensor's field copy or an eq table over its entries."""
+    items = [(t, list(cl)) for t, cl in items if cl]
+    if not items:
+        raise ValueError("an opening needs at least one claim")
+    labels = {t.params.label for t, _ in items}
+    if len(labels) != 1:
+        raise ValueError("a batched opening needs one generator set")
+    B = max(t.log_cols for t, _ in items)
+    head: list[int] = [len(items), B]
+    for t, cl in items:
+        for c in cl:
+            if len(c.point) != t.num_vars:
+                raise ValueError(f"claim point has {len(c.point)} coordinates, the tensor "
+                                 f"{t.num_vars} variables")
+        head += [t.num_vars, t.log_cols, len(cl)]
+    ctx.t.absorb_scalars(L_CLAIMS, head + [int(x) % P for _, cl in items for c in cl
+                                           for x in c.point])
+    gamma = ctx.challenge(L_GAMMA)
+    # groups: (item, padded column point, [(global claim index, row point)])
+    groups: list[tuple[int, tuple[int, ...], list[tuple[int, tuple[int, ...]]]]] = []
+    k = 0
+    for i, (t, cl) in enumerate(items):
+        b = t.log_cols
+        mine: dict[tuple[int, ...], int] = {}
+        for c in cl:
+            cp = tuple(int(x) % P for x in c.point[:b]) + (0,) * (B - b)
+            if cp not in mine:
+                mine[cp] = len(groups)
+                groups.append((i, cp, []))
+            groups[mine[cp]][2].append((k, tuple(c.point[b:])))
+            k += 1
+    gk = [1]
+    for _ in range(k - 1):
+        gk.append(gk[-1] * gamma % P)
+    target = com_sum([c.com for _, cl in items for c in cl], gk)
+    eq_pts = list(dict.fromkeys(cp for _, cp, _ in groups))
+    D, E = len(groups), len(eq_pts)
+    terms = [(1, (eq_pts.index(cp), E + j)) for j, (_, cp, _) in enumerate(groups)]
+
+    def row_weights(members: Sequence[tuple[int, tuple[int, ...]]], scale: int, rows: int,
+                    acc: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros((rows, 4), dtype=np.uint64) if acc is None else acc
+        for kk, rp in members:
+            out = Fr.axpy(scale * gk[kk] % P, ML.eq_table(list(rp)), out)
+        return out
+
+    def padded_fold(t: Tensor, weights: np.ndarray) -> np.ndarray:
+        f = fold_witness_weighted(t.witness, weights)
+        if t.log_cols == B:
+            return f
+        out = np.zeros((1 << B, 4), dtype=np.uint64)
+        out[: f.shape[0]] = f
+        return out
+
+    def tables() -> np.ndarray:
+        out = np.empty((E + D, 1 << B, 4), dtype=np.uint64)
+        for j, cp in enumerate(eq_pts):
+            out[j] = ML.eq_table(list(cp))
+        for j, (i, _, members) in enumerate(groups):
+            t = items[i][0]
+            out[E + j] = padded_fold(t, row_weights(members, 1, 1 << t.log_rows))
+        return out
+
+    end = zs.run(ctx, target, B, 2, hidden=list(range(E, E + D)), terms=terms,
+                 tables=tables if ctx.proving else None, num_factors=E + D)
+    end.close_terms(terms, [ML.eq_eval(list(cp), list(end.point)) for cp in eq_pts]
+                    + [None] * D)
+    delta = ctx.challenge(L_GAMMA)
+    dj = [1]
+    for _ in range(D - 1):
+        dj.append(dj[-1] * delta % P)
+    value = com_sum([end.values[E + j] for j in range(D)], dj)
+    # each tensor's row weights in the combined claim: sum over its groups of delta^j gamma^k
+    # eq(row_k)
+    weights: list[np.ndarray] = []
+    for i, (t, _) in enumerate(items):
+        acc = np.zeros((1 << t.log_rows, 4), dtype=np.uint64)
+        for j, (gi, _, members) in enumerate(groups):
+            if gi == i:
+                acc = row_weights(members, dj[j], 1 << t.log_rows, acc)
+        weights.append(acc)
+    label = items[0][0].params.label + b"/G"
+    if ctx.proving:
+        w, rho = None, 0
+        for (t, _), wt in zip(items, weights):
+            f = padded_fold(t, wt)
+            w = f if w is None else Fr.add(w, f)
+            rho = (rho + Fr.inner(wt, t.witness.blinds)) % P
+        sigma.dot_product_log(ctx, label, 1 << B, VecCom(w=w, r=rho), ML.eq_table(
+            list(end.point)), value)
+        return
+    sym = None
+    for (t, _), wt in zip(items, weights):
+        s = Sym.combo(t.rows, Fr.to_ints(wt))
+        sym = s if sym is None else sym + s
+    zc = [int(x) % P for x in end.point]
+
+    def a_final(us: Sequence[int], uis: Sequence[int]) -> int:
+        r = 1
+        for j in range(B):  # as in _argument: the folded eq(r) in closed form
+            z = zc[B - 1 - j]
+            r = r * ((uis[j] * (1 - z) + us[j] * z) % P) % P
+        return r
+
+    sigma.dot_product_log(ctx, label, 1 << B, VecCom(s=sym), [], value, a_final=a_final)

@@ -34,12 +34,12 @@ sizes need not divide each other.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from gpu import poly as K
 from zk.claims import ComClaim
 from zk.commit import hyrax
 from zk.errors import ProverError, VerificationError
@@ -150,11 +150,11 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
     for c in columns:
         if not 0 <= c.table < len(tables.tables):
             raise ValueError(f"column names table {c.table} of {len(tables.tables)}")
-        # the column's table and selector, bound by the SHA3-256 of their canonical int64
-        # description (a mask of 2^20 entries costs a hash, not 2^20 field elements)
-        ctx.t.absorb_bytes(L_COLUMNS, hashlib.sha3_256(np.concatenate(
-            [np.array([c.table], dtype="<i8"), c.selector.describe_array().astype("<i8")]
-        ).tobytes()).digest())
+        # the column's table and selector, bound by the SHA3-256 of the selector's canonical
+        # int64 description (a mask of 2^20 entries costs one hash per selector, not 2^20
+        # field elements per column)
+        ctx.t.absorb_bytes(L_COLUMNS, np.array([c.table], dtype="<i8").tobytes()
+                           + c.selector.digest())
     lay = Layout.of(tables, columns)
     t = lay.table_vars
     # few rows: the row commitments are in every proof, the opening grows only with log; at
@@ -187,6 +187,9 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
 
 def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndarray,
             alpha: int, beta: int) -> np.ndarray:
+    """The (2, 2^n, 4) leaves: p = -m, q = beta + T_alpha on the table block; p = selector,
+    q = beta + table id + alpha x (+ alpha^2 y) on each column's block (the columns' int64
+    values combined in the field directly, never embedded as field vectors)."""
     size = 1 << lay.num_vars
     pq = np.zeros((2, size, 4), dtype=np.uint64)
     p, q = pq[0], pq[1]
@@ -195,16 +198,18 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
     p[:T] = Fr.neg(Fr.from_signed(m))
     q[:T] = Fr.add_scalar(tables.compressed(alpha), beta)
     a2 = alpha * alpha % P
+    none = np.zeros(0, dtype=np.int64)
+    one, zero = Fr.scalar(1), Fr.scalar(0)
     for c, col in enumerate(columns):
         base = lay.offsets[c]
         n = col.selector.size
-        x = np.asarray(col.x, dtype=np.int64) + 0
-        comp = np.full(n, col.table, dtype=np.int64)
-        if tables.tables[col.table].is_function:
-            w = Fr.axpy(alpha, Fr.from_signed(x), Fr.from_signed(comp))
-            w = Fr.axpy(a2, Fr.from_signed(np.asarray(col.y, dtype=np.int64)), w)
-        else:
-            w = Fr.axpy(alpha, Fr.from_signed(x), Fr.from_signed(comp))
-        p[base:base + n] = Fr.from_signed(col.selector.values())
-        q[base:base + n] = Fr.add_scalar(w, beta)
+        x = np.ascontiguousarray(col.x, dtype=np.int64).reshape(-1)
+        y = (np.ascontiguousarray(col.y, dtype=np.int64).reshape(-1)
+             if tables.tables[col.table].is_function else none)
+        if x.shape != (n,) or y.shape not in ((0,), (n,)):
+            raise ProverError(f"column {c}: values of the wrong length")
+        K.small_lin(Fr.desc, x, y, Fr.scalar(alpha), Fr.scalar(a2),
+                    Fr.scalar((beta + col.table) % P), q[base:base + n])
+        K.small_lin(Fr.desc, np.ascontiguousarray(col.selector.values(), dtype=np.int64),
+                    none, one, zero, zero, p[base:base + n])
     return pq

@@ -131,6 +131,15 @@ class Selector:
     def describe(self) -> list[int]:
         return self.describe_array().tolist()
 
+    def digest(self) -> bytes:
+        """SHA3-256 of :meth:`describe_array` (little-endian int64), computed once: columns
+        sharing a selector (one space's columns) hash its mask once."""
+        d = self.__dict__.get("_digest")
+        if d is None:
+            d = hashlib.sha3_256(self.describe_array().astype("<i8").tobytes()).digest()
+            object.__setattr__(self, "_digest", d)
+        return d
+
     def describe_array(self) -> np.ndarray:
         """The selector as int64: size, kind, then the mask or the prefix length."""
         if self.mask is not None:

@@ -39,14 +39,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpu import poly as K
-from zk.claims import ComClaim
 from zk.commit import hyrax
 from zk.errors import ProverError
 from zk.field import Fr
 from zk.head import stack
 from zk.lookup import logup
 from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
-from zk.multilinear import P, eq_eval, eq_table, evaluate, fold_rows, next_pow2
+from zk.multilinear import P, eq_eval, eq_table, evaluate, next_pow2
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
 from zk.protocol.context import Com, Context
@@ -56,8 +55,7 @@ __all__ = ["Axis", "Space", "Lin", "Factor", "Engine", "MAX_LOG_COLS"]
 L_VALUES = b"model/values"
 L_POINT = b"model/point"
 L_GAMMA = b"model/gamma"
-MAX_LOG_COLS = 13  # a stack's Hyrax matrix: at most 2^13 columns (the opening's IPA length)
-MAX_COLUMN_REDUCE = 64  # column points moved to one by a sumcheck over the columns
+MAX_LOG_COLS = 15  # a stack's Hyrax matrix: at most 2^15 columns (few rows: the proof carries one point a row)
 MAX_TREE_VARS = 25  # a logUp's fraction tree has at most 2^25 leaves (about 4.3 GB to prove)
 
 Coords = Mapping[str, Sequence[int]]
@@ -476,12 +474,17 @@ class Engine:
         # the eq factor over the batch axes, then the caller's factors (Lins expanded)
         atoms: list[tuple[Factor, str | None]] = []  # (factor, member name or None)
         expand: list[list[tuple[int, int | None]]] = []  # per factor: (coef, atom | const)
+        seen: dict[tuple, int] = {}  # one atom per tensor member on one set of axes
         for f in factors:
             if f.kind == "tensor":
                 parts = []
                 for n, c in f.lin.terms.items():
-                    atoms.append((f, n))
-                    parts.append((c, len(atoms) - 1))
+                    key = (n, f.axes, tuple(sorted((a, tuple(v)) for a, v in
+                                                   (f.fixed or {}).items())))
+                    if key not in seen:
+                        atoms.append((f, n))
+                        seen[key] = len(atoms) - 1
+                    parts.append((c, seen[key]))
                 if f.lin.const:
                     atoms.append((Factor("public", f.axes,
                                          mle=lambda co, f=f: f.lin.space.indicator_mle(
@@ -496,14 +499,15 @@ class Engine:
         if batch:
             atoms.append((Factor("public", tuple(batch)), "__eq__"))
             eq_idx = len(atoms) - 1
-        full_terms: list[tuple[int, tuple[int, ...]]] = []
+        merged: dict[tuple[int, ...], int] = {}  # like terms (one product of atoms) summed
         for coef, idx in terms:
             combos: list[tuple[int, tuple[int, ...]]] = [(coef, ())]
             for i in idx:
                 combos = [(c * pc, t + (a,)) for c, t in combos for pc, a in expand[i]]
             for c, t in combos:
-                if c % P:
-                    full_terms.append((c % P, t + ((eq_idx,) if eq_idx is not None else ())))
+                key = tuple(sorted(t)) + ((eq_idx,) if eq_idx is not None else ())
+                merged[key] = (merged.get(key, 0) + c) % P
+        full_terms = [(c, t) for t, c in merged.items() if c]
         if not full_terms:
             raise ValueError("a contraction with no terms")
         degree = max(len(t) for _, t in full_terms)
@@ -623,66 +627,14 @@ class Engine:
     # ------------------------------------------------------------ the end
 
     def open_all(self) -> None:
-        """Open every stack and every external tensor once, for all claims recorded on it."""
-        for sp in self.layouts:
-            if self.book.claims.get(sp):
-                self._open(self.tensors[sp], self.book.claims[sp])
-        for name, (t, _) in self.external.items():
-            cl = self.book.claims.get("w:" + name)
-            if cl:
-                self._open(t, cl)
-
-    def _open(self, tensor: hyrax.Tensor, claims: Sequence[ComClaim]) -> None:
-        """One zero-knowledge opening for every claim on a tensor. Claims at D different column
-        points are first moved to one column point by a sumcheck over the column variables
-        only: the claims of one column point c_j share the row fold F_j = sum_k gamma^k
-        eq(row_k)^T M, and sum_j sum_x eq(c_j, x) F_j(x) = sum_k gamma^k v_k. The prover folds
-        the matrix (as integers) once per column point, never builds the tensor's field copy or
-        an eq table over all its entries, and the proof grows by a sumcheck over the columns
-        and D values."""
-        b = tensor.log_cols
-        col_points = list(dict.fromkeys(tuple(c.point[:b]) for c in claims))
-        if len(col_points) == 1 or len(col_points) > MAX_COLUMN_REDUCE:
-            hyrax.open(self.ctx, tensor, claims)
-            return
-        ctx = self.ctx
-        K, D = len(claims), len(col_points)
-        group = [col_points.index(tuple(c.point[:b])) for c in claims]
-        ctx.t.absorb_scalars(L_GAMMA, [tensor.num_vars, b, K]
-                             + [int(x) % P for c in claims for x in c.point])
-        g = ctx.challenge(L_GAMMA)
-        gk = [pow(g, k, P) for k in range(K)]
-        target = claims[0].com * gk[0]
-        for c, w in zip(claims[1:], gk[1:]):
-            target = target + c.com * w
-        terms = [(1, (2 * j, 2 * j + 1)) for j in range(D)]
-
-        def tables() -> np.ndarray:
-            out = np.empty((2 * D, 1 << b, 4), dtype=np.uint64)
-            rows = 1 << tensor.log_rows
-            for j, cp in enumerate(col_points):
-                out[2 * j] = eq_table(list(cp))
-                w = np.zeros((rows, 4), dtype=np.uint64)
-                for k, c in enumerate(claims):
-                    if group[k] == j:
-                        w = Fr.axpy(gk[k], eq_table(list(c.point[b:])), w)
-                out[2 * j + 1] = hyrax.fold_witness_weighted(tensor.witness, w)
-            return out
-
-        end = zs.run(ctx, target, b, 2, hidden=[2 * j + 1 for j in range(D)], terms=terms,
-                     tables=tables if self.proving else None, num_factors=2 * D)
-        public = []
-        for cp in col_points:
-            public += [eq_eval(list(cp), list(end.point)), None]
-        end.close_terms(terms, public)
-        d = ctx.challenge(L_GAMMA)
-        dk = [pow(d, j, P) for j in range(D)]
-        folded = [end.values[2 * j + 1] for j in range(D)]
-        combined = folded[0] * dk[0]
-        for f, w in zip(folded[1:], dk[1:]):
-            combined = combined + f * w
-        hyrax._argument(ctx, tensor, [c.point[b:] for c in claims],
-                        [dk[group[k]] * gk[k] % P for k in range(K)], end.point, combined)
+        """Open every stack and every external tensor, for all claims recorded on them, in ONE
+        batched opening (:func:`zk.commit.hyrax.open_batch`: one sumcheck over the columns,
+        one dot-product argument for the whole proof)."""
+        items = [(self.tensors[sp], self.book.claims[sp]) for sp in self.layouts
+                 if self.book.claims.get(sp)]
+        items += [(t, self.book.claims["w:" + name]) for name, (t, _) in self.external.items()
+                  if self.book.claims.get("w:" + name)]
+        hyrax.open_batch(self.ctx, items)
 
 
 def _held(f: Factor) -> np.ndarray:

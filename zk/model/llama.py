@@ -57,12 +57,12 @@ from zk.lookup.tables import LookupTable
 from zk.model.engine import Axis, Engine, Factor, Lin, Space
 from zk.model.ops import (
     RQ,
+    Pointwise,
     limb_columns,
     limb_names,
     limbs_lin,
     limbs_of,
     rs,
-    zero_check,
 )
 from zk.multilinear import P, eq_eval, eq_table, evaluate, evaluate_small
 from zk.protocol import sigma
@@ -1016,8 +1016,9 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     eng.run_lookup()
 
     # ---- phase 2: relations
+    pw = Pointwise()  # every pointwise relation, one sumcheck per space at the end
     for r in R.values():
-        r.prove_clip(eng)
+        pw.add(r.space, *r.clip_relation())
     k = cfg.k
 
     def chain(name: str, space: Space, axes=None) -> Factor:
@@ -1058,11 +1059,11 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     # the norms
     last = tuple((cfg.n_layers - 1 >> b) & 1 for b in range(ax["l"].bits))
     gb = sh.gpt2
-    _norm(eng, sh, pub, "n1", tensor(sh.LD, "hin"), tensor(sh.W["g1"], "g1"),
+    _norm(eng, sh, pub, pw, "n1", tensor(sh.LD, "hin"), tensor(sh.W["g1"], "g1"),
           tensor(sh.W["b1"], "b1") if gb else None)
-    _norm(eng, sh, pub, "n2", tensor(sh.LD, "hmid"), tensor(sh.W["g2"], "g2"),
+    _norm(eng, sh, pub, pw, "n2", tensor(sh.LD, "hmid"), tensor(sh.W["g2"], "g2"),
           tensor(sh.W["b2"], "b2") if gb else None)
-    _norm(eng, sh, pub, "nf", tensor(sh.LD, "hout", ("i", "d"), fixed={"l": last}),
+    _norm(eng, sh, pub, pw, "nf", tensor(sh.LD, "hout", ("i", "d"), fixed={"l": last}),
           tensor(sh.W["gf"], "gf"), tensor(sh.W["bf"], "bf") if gb else None)
 
     # q, k (RoPE on the accumulator, then the projection) and v
@@ -1086,9 +1087,9 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
                  [(1, [0, 1, 2])], ax)
 
     # softmax: pointwise dd = rs - mx and u = c 2^f - lg ...
-    zero_check(eng, L4, [tensor(L4, "dd"), tensor(L4, "rs"), tensor(sh.LHI, "mx")],
+    pw.add(L4, [tensor(L4, "dd"), tensor(L4, "rs"), tensor(sh.LHI, "mx")],
                [(1, [0]), (-1, [1]), (1, [2])])
-    zero_check(eng, L4, [tensor(L4, "u"), tensor(L4, "c"), tensor(sh.LHI, "lg")],
+    pw.add(L4, [tensor(L4, "u"), tensor(L4, "c"), tensor(sh.LHI, "lg")],
                [(1, [0]), (-(1 << cfg.log_frac), [1]), (1, [2])])
     # ... rows: sum_j M sel = 1, sum_j M sel dd = 0 (with dd <= 0: mx is the row maximum),
     # S = sum_j M ex, batched with powers of gamma
@@ -1119,7 +1120,7 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
                      [tensor(sh.LD, "n2"), tensor(sh.W[wn], wn), pub.ind("d")],
                      [(1, [0, 1, 2])], ax)
     if not sh.gpt2:
-        zero_check(eng, sh.LF, [lin_factor(R["mm"].acc_lin()), tensor(sh.LF, "sg"),
+        pw.add(sh.LF, [lin_factor(R["mm"].acc_lin()), tensor(sh.LF, "sg"),
                                 tensor(sh.LF, "up")], [(1, [0]), (-1, [1, 2])])
     c = eng.random_coords(sh.LD)
     eng.contract(biased(eng.lin_at(R["hout"].acc_lin() - Lin.of(sh.LD, "hmid", 1 << k["d"]), c),
@@ -1137,16 +1138,17 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     eng.contract(eng.claim("lt", c), c, [ax["v"]],
                  [pub.factor("T1", ("i", "v"), pub.T1), tensor(sh.IV, "logit")],
                  [(1, [0, 1])], ax)
-    zero_check(eng, sh.IV, [tensor(sh.IV, "diff"), tensor(sh.I, "lt"),
+    pw.add(sh.IV, [tensor(sh.IV, "diff"), tensor(sh.I, "lt"),
                             tensor(sh.IV, "logit"), pub.factor("LT", ("i", "v"), pub.LT)],
                [(1, [0]), (-1, [1]), (1, [2]), (1, [3])])
 
     # every stack and every weight opened once
+    pw.prove(eng)
     eng.open_all()
 
 
-def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor,
-          b: Factor | None = None) -> None:
+def _norm(eng: Engine, sh: Shape, pub: Publics, pw: Pointwise, name: str, h: Factor,
+          g: Factor, b: Factor | None = None) -> None:
     """The norm's relations: ms = sum_d h^2, the square-root range relation, acc = h s g
     (+ b). LayerNorm (gpt2) first proves hsum = sum_d h and that its centred hc is
     rs(D h - hsum, kc), then runs the same relations on hc."""
@@ -1158,7 +1160,7 @@ def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor,
         c = eng.random_coords(row)
         eng.contract(eng.claim(name + ".hsum", c), c, [ax["d"]], [h, pub.ind("d")],
                      [(1, [0, 1])], ax)
-        zero_check(eng, full, [lin_factor(sh.rq[name + ".hc"].acc_lin()), h,
+        pw.add(full, [lin_factor(sh.rq[name + ".hc"].acc_lin()), h,
                                tensor(row, name + ".hsum"), pub.ind("d")],
                    [(1, [0]), (-cfg.d_model, [1]), (1, [2, 3])])
         h = tensor(full, name + ".hc")
@@ -1168,17 +1170,17 @@ def _norm(eng: Engine, sh: Shape, pub: Publics, name: str, h: Factor, g: Factor,
     v = Lin.of(row, name + ".ms") + cfg.norm_eps
     s = s_lin(cfg, row, name)
     ind = pub.ind(*row.names)
-    zero_check(eng, row, [lin_factor(limbs_lin(row, name + ".sl1", SL_LIMBS)), lin_factor(s),
+    pw.add(row, [lin_factor(limbs_lin(row, name + ".sl1", SL_LIMBS)), lin_factor(s),
                           lin_factor(v), ind],
                [(1, [0]), (1, [1, 1, 2]), (-cfg.norm_c2, [3])])
-    zero_check(eng, row, [lin_factor(limbs_lin(row, name + ".sl2", SL_LIMBS)),
+    pw.add(row, [lin_factor(limbs_lin(row, name + ".sl2", SL_LIMBS)),
                           lin_factor(s + 1), lin_factor(v), ind],
                [(1, [0]), (-1, [1, 1, 2]), (cfg.norm_c2 + 1, [3])])
     if b is None:
-        zero_check(eng, full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g],
+        pw.add(full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g],
                    [(1, [0]), (-1, [1, 2, 3])])
     else:  # the bias joins the real positions only
-        zero_check(eng, full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g, b,
+        pw.add(full, [lin_factor(sh.rq[name].acc_lin()), h, lin_factor(s), g, b,
                                pub.ind("i")],
                    [(1, [0]), (-1, [1, 2, 3]), (-1, [4, 5])])
 
@@ -1191,7 +1193,7 @@ class ModelProof:
     """A zero-knowledge proof of a whole generation: the statement and the protocol stream."""
 
     KIND: ClassVar[str] = "zkmodel-proof"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: one batched opening for every tensor (hyrax.open_batch)
 
     model_digest: bytes
     statement: Statement

@@ -145,7 +145,7 @@ class RQ:
             top = self.k - LIMB * j if j == self.limbs - 1 else LIMB
             eng.column(eng.range_table(0, 1 << top), Lin.of(s, rn), None, mask)
 
-    def prove_clip(self, eng: Engine) -> None:
+    def clip_relation(self) -> "Relation":
         """The pointwise relation y = (1 - m^2) t + (m^2 + m)/2 hi + (m^2 - m)/2 lo."""
         s, n = self.space, self.name
         inv2 = pow(2, -1, P)
@@ -155,7 +155,7 @@ class RQ:
         terms = [(1, [0]), (-1, [2]), (1, [1, 1, 2]),
                  (-self.hi * inv2 % P, [1, 1]), (-self.hi * inv2 % P, [1]),
                  (-self.lo * inv2 % P, [1, 1]), (self.lo * inv2 % P, [1])]
-        zero_check(eng, s, fs, terms)
+        return fs, terms
 
 
 def mode(a: np.ndarray, bits: int, t_bits: int) -> np.ndarray:
@@ -172,12 +172,54 @@ def mode_table(bits: int, t_bits: int) -> LookupTable:
 # ---------------------------------------------------------------- helpers for relations
 
 
+Relation = tuple[list[Factor], list[tuple[int, list[int]]]]
+"""A pointwise relation: factors, and terms (coefficient, factor indices) summing to 0."""
+
+L_BATCH = b"model/pointwise"
+
+
 def zero_check(eng: Engine, space: Space, factors: Sequence[Factor],
                terms: Sequence[tuple[int, Sequence[int]]]) -> None:
     """sum_s c_s prod factors = 0 at every entry of ``space`` (at a random point, one
     sumcheck over the space's variables)."""
     coords = eng.random_coords(space)
     eng.contract(eng.ctx.public(0), coords, [], factors, terms, _axes(space, factors))
+
+
+def zero_checks(eng: Engine, space: Space, relations: Sequence[Relation]) -> None:
+    """Every relation 0 at every entry of ``space``, in ONE sumcheck: the relations combined
+    with powers of a challenge (each tensor member a single factor however many relations
+    read it; one claim per member at one point)."""
+    if len(relations) == 1:
+        zero_check(eng, space, *relations[0])
+        return
+    g = eng.ctx.challenge(L_BATCH)
+    factors: list[Factor] = []
+    terms: list[tuple[int, list[int]]] = []
+    gk = 1
+    for fs, ts in relations:
+        off = len(factors)
+        factors.extend(fs)
+        terms.extend((c * gk % P, [off + i for i in idx]) for c, idx in ts)
+        gk = gk * g % P
+    zero_check(eng, space, factors, terms)
+
+
+class Pointwise:
+    """Pointwise relations gathered per space while a proof runs, proven at the end in one
+    batched sumcheck per space (:func:`zero_checks`), spaces in the order first named."""
+
+    def __init__(self) -> None:
+        self.by_space: dict[str, tuple[Space, list[Relation]]] = {}
+
+    def add(self, space: Space, factors: Sequence[Factor],
+            terms: Sequence[tuple[int, Sequence[int]]]) -> None:
+        self.by_space.setdefault(space.name, (space, []))[1].append(
+            (list(factors), [(c, list(i)) for c, i in terms]))
+
+    def prove(self, eng: Engine) -> None:
+        for space, rels in self.by_space.values():
+            zero_checks(eng, space, rels)
 
 
 def _axes(space: Space, factors: Sequence[Factor], extra: Sequence[Axis] = ()

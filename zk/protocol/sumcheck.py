@@ -172,11 +172,21 @@ def run(ctx: Context, claim: Com, num_vars_: int, degree: int, hidden: Sequence[
 
     weights = eq_weights(eq_point, m) if ctx.proving else None
     kterms, kcoeffs = kernel_terms(terms) if ctx.proving else (None, None)
-    sums = K.round_sums(Fr.desc, f, degree, kterms, kcoeffs, weights[0]) if ctx.proving else None
+    # the prover's kernels skip t = 1: the round polynomial there follows from the round's
+    # claim (w0 s(0) + w1 s(1) = claim), known in the clear (a false claim still fails, at the
+    # end)
+    skip = eq_point is None or all(int(u) % P for u in eq_point)
+    sums = K.round_sums(Fr.desc, f, degree, kterms, kcoeffs, weights[0],
+                        skip) if ctx.proving else None
+    current = (claim.v if isinstance(claim, Com) else int(claim) % P) if ctx.proving else None
     point: list[int] = []
     prev: tuple[int, list[int]] | None = None
     for j in range(m):
-        evals = Fr.to_ints(sums) if ctx.proving else None
+        evals = None
+        if ctx.proving:
+            evals = Fr.to_ints(sums)
+            if skip:
+                evals[1] = _derive_one(evals[0], current, eq_point, j)
         off = ctx.commit_round(L_ROUND, degree + 1, lambda: evals)
         u = None if eq_point is None else int(eq_point[j]) % P
         w0, w1 = (1, 1) if u is None else ((1 - u) % P, u)
@@ -189,9 +199,10 @@ def run(ctx: Context, claim: Com, num_vars_: int, degree: int, hidden: Sequence[
         point.append(r)
         prev = (off, lagrange_basis(degree + 1, r))
         if ctx.proving:
+            current = sum(e * c for e, c in zip(evals, prev[1])) % P
             if j < m - 1:
                 f, sums = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), degree, kterms,
-                                                kcoeffs, weights[j + 1])
+                                                kcoeffs, weights[j + 1], skip)
             else:
                 out = np.empty((f.shape[0], 1, 4), dtype=np.uint64)
                 K.fold(Fr.desc, f, Fr.scalar(r), out)
@@ -199,6 +210,14 @@ def run(ctx: Context, claim: Com, num_vars_: int, degree: int, hidden: Sequence[
     clear = [Fr.scalar_to_int(tuple(f[i, 0])) for i in range(num_factors)] if ctx.proving else None
     vals = _finals(ctx, hidden, num_factors, clear)
     return End(tuple(point), vals, clear, ctx, prev, claim, ticket)
+
+
+def _derive_one(s0: int, claim: int, eq_point: Sequence[int] | None, j: int) -> int:
+    """s(1) from w0 s(0) + w1 s(1) = claim (w = (1, 1), or (1 - u_j, u_j), u_j != 0)."""
+    if eq_point is None:
+        return (claim - s0) % P
+    u = int(eq_point[j]) % P  # nonzero (else the kernels compute s(1))
+    return (claim - (1 - u) * s0) * pow(u, -1, P) % P
 
 
 def _prover_tables(tables, m: int, k: int, terms: Terms) -> np.ndarray:
