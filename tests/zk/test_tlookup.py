@@ -239,3 +239,29 @@ def test_statement_proof_bytes_fuzzed():
         bad[pos] ^= 1 << int(rng.integers(0, 8))
         with pytest.raises(VerificationError):
             st.verify_range(com, 20, 0, 16, st.StatementProof.from_bytes(bytes(bad)))
+
+
+def test_product_selector_equals_its_mask_and_binds_its_factors():
+    """A selector given as a tensor product of factors: the same values, MLE and lookup as
+    the explicit mask; a proof made with one factor set fails against another; garbage where
+    the product is 0 is never looked up."""
+    f0 = np.array([1, 1, 1, 0], dtype=np.int64)  # low variables: 3 of 4
+    f1 = np.array([1, 0, 1, 1, 1, 0, 0, 0], dtype=np.int64)
+    prod = lk.Selector(32, factors=(f0, f1))
+    flat = np.kron(f1, f0)
+    assert np.array_equal(prod.values(), flat)
+    pt = [int(v) for v in RNG.integers(0, 2**62, 5)]
+    assert prod.mle(pt) == lk.Selector(32, mask=flat).mle(pt) == evaluate(
+        Fr.from_signed(flat), pt)
+    tables = lk.TableSet([lk.LookupTable.range(0, 16)])
+    x = RNG.integers(0, 16, size=32)
+    x[flat == 0] = 999
+    s = U.roundtrip(lookup_proto(tables, [lk.Column(0, prod, x)]))
+    g1 = f1.copy()
+    g1[1] = 1
+    with pytest.raises(VerificationError):
+        U.verify(lookup_proto(tables, [lk.Column(0, lk.Selector(32, factors=(f0, g1)), x)]), s)
+    with pytest.raises(ValueError):
+        lk.Selector(32, factors=(f0, f1[:4]))
+    with pytest.raises(ValueError):
+        lk.Selector(32, factors=(f0 * 2, f1))

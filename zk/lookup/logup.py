@@ -199,7 +199,7 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
     q[:T] = Fr.add_scalar(tables.compressed(alpha), beta)
     a2 = alpha * alpha % P
     none = np.zeros(0, dtype=np.int64)
-    one, zero = Fr.scalar(1), Fr.scalar(0)
+    one_limbs = np.array(Fr.scalar(1), dtype=np.uint64)
     for c, col in enumerate(columns):
         base = lay.offsets[c]
         n = col.selector.size
@@ -210,6 +210,5 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
             raise ProverError(f"column {c}: values of the wrong length")
         K.small_lin(Fr.desc, x, y, Fr.scalar(alpha), Fr.scalar(a2),
                     Fr.scalar((beta + col.table) % P), q[base:base + n])
-        K.small_lin(Fr.desc, np.ascontiguousarray(col.selector.values(), dtype=np.int64),
-                    none, one, zero, zero, p[base:base + n])
+        p[base:base + n][col.selector.values() != 0] = one_limbs
     return pq

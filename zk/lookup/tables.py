@@ -83,18 +83,30 @@ class LookupTable:
 
 @dataclass(frozen=True, eq=False)
 class Selector:
-    """Which entries of a padded column are looked up: the first ``prefix`` entries, or the
-    entries where a public 0/1 ``mask`` is 1. ``size`` is the padded length (a power of two)."""
+    """Which entries of a padded column are looked up: the first ``prefix`` entries, the
+    entries where a public 0/1 ``mask`` is 1, or the entries of a tensor product of 0/1
+    ``factors`` (each a power-of-two vector, the lowest variables' first: a grid's real-entry
+    indicator, a causal mask times it; described and evaluated factor by factor, never as a
+    vector of the column's size). ``size`` is the padded length (a power of two)."""
 
     size: int
     prefix: int | None = None
     mask: np.ndarray | None = None
+    factors: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self) -> None:
         num_vars(self.size)
-        if (self.prefix is None) == (self.mask is None):
-            raise ValueError("a selector is a prefix or a mask")
-        if self.mask is not None:
+        if sum(x is not None for x in (self.prefix, self.mask, self.factors)) != 1:
+            raise ValueError("a selector is a prefix, a mask or a product of factors")
+        if self.factors is not None:
+            fs = tuple(np.ascontiguousarray(f, dtype=np.int64).reshape(-1)
+                       for f in self.factors)
+            if not fs or any(f.size & (f.size - 1) or ((f != 0) & (f != 1)).any() for f in fs) \
+                    or int(np.prod([f.size for f in fs], dtype=np.int64)) != self.size:
+                raise ValueError("selector factors are 0/1 vectors of power-of-two lengths "
+                                 "whose product is the padded size")
+            object.__setattr__(self, "factors", fs)
+        elif self.mask is not None:
             mask = np.ascontiguousarray(self.mask, dtype=np.int64).reshape(-1)
             if mask.shape != (self.size,) or ((mask != 0) & (mask != 1)).any():
                 raise ValueError("a selector mask is a 0/1 vector of the padded size")
@@ -110,6 +122,11 @@ class Selector:
     def values(self) -> np.ndarray:
         if self.mask is not None:
             return self.mask
+        if self.factors is not None:
+            v = np.ones(1, dtype=np.int64)
+            for f in self.factors:  # the lowest variables' factor innermost
+                v = np.kron(f, v)
+            return v
         v = np.zeros(self.size, dtype=np.int64)
         v[: self.prefix] = 1
         return v
@@ -126,6 +143,13 @@ class Selector:
             if key not in memo:  # columns sharing one selector share the point too
                 memo[key] = evaluate(fr, point)
             return memo[key]
+        if self.factors is not None:
+            acc, k = 1, 0
+            for f in self.factors:
+                n = f.size.bit_length() - 1
+                acc = acc * evaluate(Fr.from_signed(f), list(point[k:k + n])) % P
+                k += n
+            return acc
         return indicator_mle(self.prefix, point)
 
     def describe(self) -> list[int]:
@@ -141,9 +165,14 @@ class Selector:
         return d
 
     def describe_array(self) -> np.ndarray:
-        """The selector as int64: size, kind, then the mask or the prefix length."""
+        """The selector as int64: size, kind, then the mask, the prefix length, or the number
+        of factors, their lengths and their entries."""
         if self.mask is not None:
             return np.concatenate([np.array([self.size, 1], dtype=np.int64), self.mask])
+        if self.factors is not None:
+            return np.concatenate([np.array([self.size, 2, len(self.factors)]
+                                            + [f.size for f in self.factors], dtype=np.int64),
+                                   *self.factors])
         return np.array([self.size, 0, self.prefix], dtype=np.int64)
 
 

@@ -50,7 +50,7 @@ from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
 from zk.protocol.context import Com, Context
 
-__all__ = ["Axis", "Space", "Lin", "Factor", "Engine", "MAX_LOG_COLS"]
+__all__ = ["Axis", "Space", "Mask", "Lin", "Factor", "Engine", "MAX_LOG_COLS"]
 
 L_VALUES = b"model/values"
 L_POINT = b"model/point"
@@ -152,6 +152,44 @@ class Space:
         for a in self.axes:
             acc = acc * indicator_mle(a.size, coords[a.name]) % P
         return acc
+
+
+@dataclass(frozen=True, eq=False)
+class Mask:
+    """A public 0/1 mask on consecutive ``axes`` of a space (``values``: their padded grid, C
+    order, outermost first); a column's selector is the mask times the real-entry indicator of
+    the other axes, a tensor product described and evaluated factor by factor."""
+
+    axes: tuple[str, ...]
+    values: np.ndarray
+
+
+def _selector(space: Space, mask: Mask | None) -> Selector:
+    """The product selector of a space's real entries (times ``mask`` on its axes)."""
+    names = list(space.names)
+    if mask is not None:
+        idx = [names.index(a) for a in mask.axes]
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            raise ValueError("a mask covers consecutive axes of its space")
+        shape = tuple(space.axes[i].padded for i in idx)
+        vals = np.asarray(mask.values, dtype=np.int64).reshape(shape)
+        for k, i in enumerate(idx):  # zero outside the real entries of its axes
+            keep = np.zeros(shape[k], dtype=np.int64)
+            keep[: space.axes[i].size] = 1
+            vals = vals * keep.reshape([-1 if j == k else 1 for j in range(len(idx))])
+    factors: list[np.ndarray] = []
+    k = len(names) - 1
+    while k >= 0:  # innermost axis (lowest variables) first
+        if mask is not None and k == idx[-1]:
+            factors.append(vals.reshape(-1))
+            k = idx[0] - 1
+            continue
+        a = space.axes[k]
+        ind = np.zeros(a.padded, dtype=np.int64)
+        ind[: a.size] = 1
+        factors.append(ind)
+        k -= 1
+    return Selector(space.size, factors=tuple(factors))
 
 
 @dataclass
@@ -288,7 +326,7 @@ class Engine:
         self.tensors: dict[str, hyrax.Tensor] = {}
         self.book = stack.ClaimBook()
         self.external: dict[str, tuple[hyrax.Tensor, Space]] = {}
-        self.columns: list[tuple[int, Lin, Lin | None, np.ndarray | None]] = []
+        self.columns: list[tuple[int, Lin, Lin | None, Mask | None]] = []
         self.tables: list[LookupTable] = []
         self._table_ids: dict[str, int] = {}
 
@@ -382,7 +420,7 @@ class Engine:
         return self.table(f"range[{lo},{hi})", lambda: LookupTable.range(lo, hi))
 
     def column(self, table: int, x: Lin, y: Lin | None = None,
-               mask: np.ndarray | None = None) -> None:
+               mask: Mask | None = None) -> None:
         """Entries of x (pairs (x, y) for a function table) at the real entries of their space
         (and where ``mask`` is 1) are rows of ``table``."""
         if y is not None and y.space != x.space:
@@ -427,8 +465,7 @@ class Engine:
             table, x, y, mask = self.columns[c]
             key = (x.space.name, None if mask is None else id(mask))
             if key not in sels:  # one selector object per mask: its MLE is evaluated once
-                sel_mask = x.space.indicator() if mask is None else mask * x.space.indicator()
-                sels[key] = Selector(x.space.size, mask=sel_mask)
+                sels[key] = _selector(x.space, mask)
             sel = sels[key]
             if self.proving:
                 cols.append(Column(local[table], sel, x.values(self.w_all()),

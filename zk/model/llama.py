@@ -54,7 +54,7 @@ from zk.encoding import Reader, Writer, decode_envelope, encode_envelope
 from zk.errors import MalformedProofError, ProverError, VerificationError
 from zk.field import Fr
 from zk.lookup.tables import LookupTable
-from zk.model.engine import Axis, Engine, Factor, Lin, Space
+from zk.model.engine import Axis, Engine, Factor, Lin, Mask, Space
 from zk.model.ops import (
     RQ,
     Pointwise,
@@ -427,13 +427,9 @@ class Shape:
         return [self.ID, self.I, self.IV, self.LD, self.LI, self.LHE, self.LHIJ, self.LHI,
                 self.LF]
 
-    def mask_lhij(self) -> np.ndarray:
-        """The causal mask broadcast over the layer and head axes (real heads only)."""
-        a = self.ax
-        m = np.zeros((a["l"].padded, a["h"].padded, a["i"].padded, a["j"].padded),
-                     dtype=np.int64)
-        m[: a["l"].size, : a["h"].size] = self.causal
-        return m.reshape(-1)
+    def mask_lhij(self) -> Mask:
+        """The causal mask on (i, j), broadcast over the layer and head axes (real ones)."""
+        return Mask(("i", "j"), self.causal)
 
     def rot(self) -> np.ndarray:
         """ROT[i, e, e2]: rot[i, e] = sum_e2 ROT[i, e, e2] acc[i, e2] (zero on padding)."""
@@ -862,9 +858,9 @@ class Publics:
         for i in proven:
             LT[i, : toks[i + 1]] = 1
         self.LT = LT
-        pm = np.zeros((a["i"].padded, a["v"].padded), dtype=np.int64)
-        pm[list(proven), : a["v"].size] = 1
-        self.proven_mask = pm.reshape(-1)
+        pm = np.zeros(a["i"].padded, dtype=np.int64)
+        pm[list(proven)] = 1
+        self.proven_mask = Mask(("i",), pm)  # the proven positions' rows, every real v
         N = a["l"].padded
         E0 = np.zeros((N, N), dtype=np.int64)
         E0[0, 0] = 1

@@ -32,7 +32,7 @@ import numpy as np
 
 from zk.errors import ProverError
 from zk.lookup.tables import LookupTable
-from zk.model.engine import Axis, Engine, Factor, Lin, Space
+from zk.model.engine import Axis, Engine, Factor, Lin, Mask, Space
 from zk.multilinear import P
 from zk.protocol.context import Com
 
@@ -129,7 +129,7 @@ class RQ:
             lin = lin - (1 << (self.k - 1))
         return lin
 
-    def columns(self, eng: Engine, mask: np.ndarray | None = None) -> None:
+    def columns(self, eng: Engine, mask: Mask | None = None) -> None:
         s, n = self.space, self.name
         tab = eng.table(f"mode[{self.bits},{self.t_bits}]",
                         lambda: mode_table(self.bits, self.t_bits))
