@@ -109,11 +109,23 @@ def _is_unit(d, terms, coeffs):
 
 
 @_jit
-def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc):
+def _ones(d, coeffs):
+    """Which coefficients are 1 (their multiplication is skipped)."""
+    u = one(d)
+    out = np.zeros(coeffs.shape[0], dtype=np.bool_)
+    for s in range(coeffs.shape[0]):
+        out[s] = (coeffs[s, 0] == u[0] and coeffs[s, 1] == u[1] and coeffs[s, 2] == u[2]
+                  and coeffs[s, 3] == u[3])
+    return out
+
+
+@_jit
+def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, ones, w, skip1, cur, diff, acc):
     """acc[t] += w[j] sum_s coeffs[s] prod_{k in terms[s]} (f_k[2j] + t (f_k[2j+1] - f_k[2j])).
 
     terms is (n_terms, width) of factor indices, padded with -1; t runs over 0..deg. ``unit``
-    says there is one term with coefficient 1, whose multiplication is skipped. An empty w
+    says there is one term with coefficient 1 (its sum is the product itself); ``ones`` marks
+    the coefficients equal to 1, whose multiplications are skipped. An empty w
     means weight 1. ``skip1``: t = 1 is left out (acc[1] untouched; the caller derives it
     from the round's claim).
     """
@@ -139,6 +151,8 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc
                 prod = mul(prod, load(cur, k), d)
             if unit:
                 total = prod
+            elif ones[s]:
+                total = add(total, prod, d)
             else:
                 total = add(total, mul(prod, load(coeffs, s), d), d)
         if w.shape[0] > 0:
@@ -151,13 +165,14 @@ def _round_parts(d, f, deg, terms, coeffs, w, skip1, chunks):
     half = f.shape[1] // 2
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
     unit = _is_unit(d, terms, coeffs)
+    ones = _ones(d, coeffs)
     for c in prange(chunks):
         lo, hi = _chunk_bounds(half, chunks, c)
         cur = np.empty((f.shape[0], 4), dtype=np.uint64)
         diff = np.empty((f.shape[0], 4), dtype=np.uint64)
         acc = np.zeros((deg + 1, 4), dtype=np.uint64)
         for j in range(lo, hi):
-            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc)
+            _accumulate_pair(d, f, j, deg, terms, coeffs, unit, ones, w, skip1, cur, diff, acc)
         parts[c] = acc
     return parts
 
@@ -169,6 +184,7 @@ def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1, chunks):
     nf = f.shape[0]
     parts = np.zeros((chunks, deg + 1, 4), dtype=np.uint64)
     unit = _is_unit(d, terms, coeffs)
+    ones = _ones(d, coeffs)
     for c in prange(chunks):
         lo, hi = _chunk_bounds(half, chunks, c)
         cur = np.empty((nf, 4), dtype=np.uint64)
@@ -186,7 +202,8 @@ def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1, chunks):
                     out[k, m, 1] = v[1]
                     out[k, m, 2] = v[2]
                     out[k, m, 3] = v[3]
-            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, w, skip1, cur, diff, acc)
+            _accumulate_pair(d, out, j, deg, terms, coeffs, unit, ones, w, skip1, cur, diff,
+                             acc)
         parts[c] = acc
     return parts
 
