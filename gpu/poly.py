@@ -14,7 +14,8 @@ import numba as nb
 import numpy as np
 from numba import prange
 
-from gpu.field import U64, ZERO, _chunk_bounds, add, load, mul, one, store, sub
+from gpu.field import (U64, ZERO, _chunk_bounds, _cios_round, _reduce_once, add, load, mul, one,
+                       store, sub)
 from gpu.jit import jit as _jit
 from gpu.jit import kernel
 from gpu.wide import adc, mac, sbb
@@ -351,31 +352,29 @@ def fraction_layer(d, p, q, p_out, q_out):
         store(q_out, i, mul(q0, q1, d))
 
 
+@_jit
+def _times_small(c_pos, c_neg, v, d):
+    """c v for a signed int64 v, with c_pos = c 2^64 and c_neg = -c 2^64 (Montgomery limbs):
+    one Montgomery round by the 64-bit |v| (the 2^64 cancels), eight 64-bit products."""
+    if v == 0:
+        return (ZERO, ZERO, ZERO, ZERO)
+    if v > 0:
+        t0, t1, t2, t3 = _cios_round(ZERO, ZERO, ZERO, ZERO, c_pos, U64(v), d)
+    else:
+        t0, t1, t2, t3 = _cios_round(ZERO, ZERO, ZERO, ZERO, c_neg, U64(-(v + 1)) + U64(1), d)
+    return _reduce_once(t0, t1, t2, t3, d)
+
+
 @kernel(size=lambda d, x, *rest: x.shape[0])
-def small_lin(d, x, y, ca, cb, c0, out):
-    """out[i] = c0 + ca x[i] (+ cb y[i] where y is not empty) for signed int64 x, y and field
-    scalars ca, cb, c0 (Montgomery tuples): the entries are never embedded in the field (four
-    64-bit multiplies a term, one reduction an entry; a Montgomery scalar times a plain integer
-    is the Montgomery form of the product)."""
-    blk = SMALL_BLOCK
-    n = x.shape[0]
+def leaf_block(d, x, y, sel, a_pos, a_neg, b_pos, b_neg, c0, one_, p_out, q_out):
+    """One column's block of fraction-tree leaves from its int64 values:
+    q_out[i] = c0 + a x[i] (+ b y[i] where y is not empty), p_out[i] = sel[i] (0 or 1), with
+    a_pos = a 2^64, a_neg = -a 2^64 (and b's) as Montgomery limbs: the values are never
+    embedded in the field."""
     has_y = y.shape[0] > 0
-    for task in prange((n + blk - 1) // blk):
-        i0 = task * blk
-        i1 = min(n, i0 + blk)
-        acc = np.zeros((blk, 12), dtype=np.uint64)
-        for i in range(i0, i1):
-            v = x[i]
-            if v > 0:
-                _mac_small(acc, i - i0, 0, ca, U64(v))
-            elif v < 0:
-                _mac_small(acc, i - i0, 6, ca, U64(-(v + 1)) + U64(1))
-            if has_y:
-                v = y[i]
-                if v > 0:
-                    _mac_small(acc, i - i0, 0, cb, U64(v))
-                elif v < 0:
-                    _mac_small(acc, i - i0, 6, cb, U64(-(v + 1)) + U64(1))
-            pos = _reduce_wide(acc, i - i0, 0, d)
-            neg = _reduce_wide(acc, i - i0, 6, d)
-            store(out, i, add(sub(pos, neg, d), c0, d))
+    for i in prange(x.shape[0]):
+        v = add(c0, _times_small(a_pos, a_neg, x[i], d), d)
+        if has_y:
+            v = add(v, _times_small(b_pos, b_neg, y[i], d), d)
+        store(q_out, i, v)
+        store(p_out, i, one_ if sel[i] else (ZERO, ZERO, ZERO, ZERO))

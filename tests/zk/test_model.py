@@ -544,22 +544,28 @@ def test_lookups_split_into_several_trees_verify_and_reject_a_cheat(model, monke
         M.verify_bytes(bytes(data), pm.commitment)
 
 
-def test_small_lin_equals_python_integers():
-    """gpu.poly.small_lin (the lookup leaves' c0 + a x + b y from int64 columns) against
-    Python integers, the int64 extremes and the no-y case included."""
+def test_leaf_block_equals_python_integers():
+    """gpu.poly.leaf_block (the lookup leaves c0 + a x + b y and the selector from int64
+    columns) against Python integers, the int64 extremes and the no-y case included."""
     from gpu import poly as K
     from zk.field import Fr
 
     P = Fr.modulus
+    R64 = 1 << 64
     rng = np.random.default_rng(10)
     for n in (1, 5, 64, 1000):
         x = rng.integers(-2**40, 2**40, n)
         y = rng.integers(-2**62, 2**62, n)
         x[0], y[-1] = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        if n > 2:
+            x[1] = y[2] = 0
+        sel = rng.random(n) < 0.5
         a, b, c = (int(v) * 2**190 % P for v in rng.integers(1, 2**62, 3))
-        out = np.empty((n, 4), np.uint64)
-        K.small_lin(Fr.desc, x, y, Fr.scalar(a), Fr.scalar(b), Fr.scalar(c), out)
-        assert Fr.to_ints(out) == [(c + a * int(u) + b * int(v)) % P for u, v in zip(x, y)]
-        K.small_lin(Fr.desc, x, np.zeros(0, np.int64), Fr.scalar(a), Fr.scalar(b),
-                    Fr.scalar(c), out)
-        assert Fr.to_ints(out) == [(c + a * int(u)) % P for u in x]
+        p, q = np.empty((n, 4), np.uint64), np.empty((n, 4), np.uint64)
+        args = (Fr.scalar(a * R64), Fr.scalar(-a * R64), Fr.scalar(b * R64),
+                Fr.scalar(-b * R64), Fr.scalar(c), Fr.scalar(1))
+        K.leaf_block(Fr.desc, x, y, sel, *args, p, q)
+        assert Fr.to_ints(q) == [(c + a * int(u) + b * int(v)) % P for u, v in zip(x, y)]
+        assert Fr.to_ints(p) == [int(s) for s in sel]
+        K.leaf_block(Fr.desc, x, np.zeros(0, np.int64), sel, *args, p, q)
+        assert Fr.to_ints(q) == [(c + a * int(u)) % P for u in x]

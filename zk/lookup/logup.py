@@ -188,18 +188,19 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
 def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndarray,
             alpha: int, beta: int) -> np.ndarray:
     """The (2, 2^n, 4) leaves: p = -m, q = beta + T_alpha on the table block; p = selector,
-    q = beta + table id + alpha x (+ alpha^2 y) on each column's block (the columns' int64
-    values combined in the field directly, never embedded as field vectors)."""
+    q = beta + table id + alpha x (+ alpha^2 y) on each column's block (one pass over the
+    columns' int64 values, never embedded as field vectors); p = 0, q = beta elsewhere."""
     size = 1 << lay.num_vars
-    pq = np.zeros((2, size, 4), dtype=np.uint64)
+    pq = np.empty((2, size, 4), dtype=np.uint64)
     p, q = pq[0], pq[1]
-    q[:] = Fr.add_scalar(np.zeros((1, 4), dtype=np.uint64), beta)
     T = tables.padded
     p[:T] = Fr.neg(Fr.from_signed(m))
     q[:T] = Fr.add_scalar(tables.compressed(alpha), beta)
     a2 = alpha * alpha % P
     none = np.zeros(0, dtype=np.int64)
-    one_limbs = np.array(Fr.scalar(1), dtype=np.uint64)
+    R64 = 1 << 64
+    one = Fr.scalar(1)
+    covered = [(0, T)]
     for c, col in enumerate(columns):
         base = lay.offsets[c]
         n = col.selector.size
@@ -208,7 +209,17 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
              if tables.tables[col.table].is_function else none)
         if x.shape != (n,) or y.shape not in ((0,), (n,)):
             raise ProverError(f"column {c}: values of the wrong length")
-        K.small_lin(Fr.desc, x, y, Fr.scalar(alpha), Fr.scalar(a2),
-                    Fr.scalar((beta + col.table) % P), q[base:base + n])
-        p[base:base + n][col.selector.values() != 0] = one_limbs
+        sel = np.ascontiguousarray(col.selector.values() != 0)
+        K.leaf_block(Fr.desc, x, y, sel, Fr.scalar(alpha * R64), Fr.scalar(-alpha * R64),
+                     Fr.scalar(a2 * R64), Fr.scalar(-a2 * R64),
+                     Fr.scalar((beta + col.table) % P), one, p[base:base + n],
+                     q[base:base + n])
+        covered.append((base, base + n))
+    fill = Fr.add_scalar(np.zeros((1, 4), dtype=np.uint64), beta)
+    end = 0
+    for lo, hi in sorted(covered) + [(size, size)]:  # the gaps: empty leaves p/q = 0/beta
+        if lo > end:
+            p[end:lo] = 0
+            q[end:lo] = fill
+        end = max(end, hi)
     return pq
