@@ -79,10 +79,11 @@ class Verdict:
 
 
 def verify(proof, commitment, request: S.Request | None = None,
-           response: S.Response | None = None) -> Verdict:
+           response: S.Response | None = None, threads: int = 1) -> Verdict:
     """Verify a plaintext proof or a session's proof bundle (objects or file bytes) against a
     model commitment (object or file bytes). Needs no keys. Returns a Verdict; raises
-    MalformedProofError only for bytes that do not decode."""
+    MalformedProofError only for bytes that do not decode. ``threads``: numba threads of a
+    whole-model proof's final MSM (the rest of a verifier runs on one thread)."""
     if isinstance(commitment, (bytes, bytearray)):
         commitment = _decode_commitment(bytes(commitment))
     if isinstance(commitment, ML.LlamaCommitment):
@@ -92,7 +93,7 @@ def verify(proof, commitment, request: S.Request | None = None,
             raise TypeError(f"a whole-model commitment verifies model proofs, not a "
                             f"{type(proof).__name__}")
         try:
-            ML.verify(proof, commitment)
+            ML.verify(proof, commitment, threads=threads)
         except VerificationError as e:
             return Verdict(False, str(e))
         return Verdict(True, tokens=proof.tokens, generated=proof.statement.generated)

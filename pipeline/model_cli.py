@@ -13,6 +13,7 @@ The owner's folder holds ``model.zkm`` (the public commitment: publish it) and `
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -158,7 +159,7 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         with _stage("verify"):
-            verdict = api.verify(data, mc)
+            verdict = api.verify(data, mc, threads=args.threads)
     except MalformedProofError as e:
         print(f"verdict: REJECTED (malformed proof file: {e})")
         return EXIT_REJECTED
@@ -173,6 +174,16 @@ def cmd_model_verify(args: argparse.Namespace) -> int:
     print("verdict: ACCEPTED (each generated token is the committed integer model's greedy "
           "choice)")
     return EXIT_OK
+
+
+def _threads(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of threads, not {v!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError("threads must be between 1 and 256")
+    return n
 
 
 def add_parsers(sub) -> None:
@@ -195,4 +206,6 @@ def add_parsers(sub) -> None:
     p.add_argument("proof", help="the proof file")
     p.add_argument("--text", action="store_true", help="also print the text (models with a "
                    "tokenizer)")
+    p.add_argument("--threads", type=_threads, default=min(2, os.cpu_count() or 1),
+                   help="threads of the final MSM (default: 2 where there are 2 cores)")
     p.set_defaults(func=cmd_model_verify)

@@ -25,9 +25,14 @@ def test_commit_generate_verify(owner, tmp_path, capsys):
     assert main(["model-generate", "--model", str(owner), "--ids", "5,6,7", "-n", "3",
                  "--out", str(proof)]) == 0
     gen = capsys.readouterr().out
-    assert main(["model-verify", str(owner / "model.zkm"), str(proof)]) == 0
+    assert main(["model-verify", str(owner / "model.zkm"), str(proof), "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "verdict: ACCEPTED" in out
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as e:
+            main(["model-verify", str(owner / "model.zkm"), str(proof), "--threads", bad])
+        assert e.value.code == 2
+    capsys.readouterr()
     ids = gen.split("generated ids: ")[1].splitlines()[0]
     assert f"proven generated ids: {ids}" in out
     data = bytearray(proof.read_bytes())

@@ -55,6 +55,11 @@ def test_honest_generation_verifies_and_round_trips(model):
     back = M.verify_bytes(proof.to_bytes(), mc)
     assert back.tokens == tuple(int(t) for t in toks)
     assert back.statement.generated == tuple(int(t) for t in toks[3:])
+    M.verify_bytes(proof.to_bytes(), mc, threads=2)  # the final MSM on two threads
+    bad = bytearray(proof.to_bytes())
+    bad[-40] ^= 1
+    with pytest.raises((MalformedProofError, VerificationError)):
+        M.verify_bytes(bytes(bad), mc, threads=2)
 
 
 def test_generation_is_the_integer_models_argmax(model):

@@ -56,7 +56,7 @@ L_VALUES = b"model/values"
 L_POINT = b"model/point"
 L_GAMMA = b"model/gamma"
 MAX_LOG_COLS = 15  # a stack's Hyrax matrix: at most 2^15 columns (few rows: the proof carries one point a row)
-MAX_TREE_VARS = 25  # a logUp's fraction tree has at most 2^25 leaves (about 4.3 GB to prove)
+MAX_TREE_VARS = 24  # a logUp's fraction tree has at most 2^24 leaves (about 2.2 GB to prove)
 
 Coords = Mapping[str, Sequence[int]]
 

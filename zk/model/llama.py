@@ -66,7 +66,7 @@ from zk.model.ops import (
 )
 from zk.multilinear import P, eq_eval, eq_table, evaluate, evaluate_small
 from zk.protocol import sigma
-from zk.protocol.context import Context, Stream, one_thread
+from zk.protocol.context import Context, Stream, final_msm_threads, one_thread
 from zk.transcript import Transcript
 
 PROTOCOL = b"zkfhe/model/llama/v1"
@@ -1271,9 +1271,11 @@ def _prove(model: ProvingLlama, tokens, prompt_len: int, rng, context: bytes) ->
     return ModelProof(mc.digest, st, ctx.stream())
 
 
-def verify(proof: ModelProof, commitment: LlamaCommitment, context: bytes = b"") -> None:
+def verify(proof: ModelProof, commitment: LlamaCommitment, context: bytes = b"",
+           threads: int = 1) -> None:
     """Accept (return None) or raise VerificationError: the generated tokens of the proof's
-    statement are the greedy choices of the integer model committed in ``commitment``."""
+    statement are the greedy choices of the integer model committed in ``commitment``.
+    ``threads``: numba threads of the final MSM (the rest runs on one thread)."""
     mc = commitment
     if proof.model_digest != mc.digest:
         raise VerificationError("model proof: made for another model commitment")
@@ -1282,7 +1284,7 @@ def verify(proof: ModelProof, commitment: LlamaCommitment, context: bytes = b"")
     except ValueError as e:
         raise VerificationError(f"model proof: {e}") from e
     try:
-        with one_thread():
+        with one_thread(), final_msm_threads(threads):
             ctx = Context.verifier(Transcript(PROTOCOL), proof.stream)
             _protocol(ctx, mc, proof.statement, context)
             ctx.finish()
@@ -1292,10 +1294,11 @@ def verify(proof: ModelProof, commitment: LlamaCommitment, context: bytes = b"")
         raise VerificationError(f"model proof: {e}") from e
 
 
-def verify_bytes(data: bytes, commitment: LlamaCommitment, context: bytes = b"") -> ModelProof:
+def verify_bytes(data: bytes, commitment: LlamaCommitment, context: bytes = b"",
+                 threads: int = 1) -> ModelProof:
     """Decode and verify a proof file; returns the proof (its statement) if accepted."""
     proof = ModelProof.from_bytes(data)
-    verify(proof, commitment, context)
+    verify(proof, commitment, context, threads)
     return proof
 
 

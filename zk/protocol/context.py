@@ -551,7 +551,13 @@ class Context:
             return
         ids = sorted(acc)
         pts = np.concatenate(self._blocks)[ids]
-        if _msm_affine(pts, [acc[i] for i in ids]).any():
+        old = nb.get_num_threads()
+        nb.set_num_threads(max(old, min(FINAL_MSM_THREADS[0], nb.config.NUMBA_NUM_THREADS)))
+        try:
+            bad = _msm_affine(pts, [acc[i] for i in ids]).any()
+        finally:
+            nb.set_num_threads(old)
+        if bad:
             raise VerificationError("the proof's group equations do not hold (a commitment, "
                                     "opening, product or sumcheck relation is false)")
 
@@ -563,6 +569,25 @@ class Context:
         if not ids:
             return ZC.identity(1)
         return _msm_affine(np.concatenate(self._blocks)[ids], [sym.t[i] for i in ids])
+
+
+FINAL_MSM_THREADS = [1]
+"""Numba threads of a verifier's one final MSM (see :func:`final_msm_threads`)."""
+
+
+@contextmanager
+def final_msm_threads(n: int) -> Iterator[None]:
+    """Let the verifier's final MSM (every group equation of a proof at once: tens of
+    thousands of points for a whole model) use n numba threads inside the block; the rest of
+    the verifier stays on :func:`one_thread`."""
+    if n < 1:
+        raise ValueError("at least one thread")
+    old = FINAL_MSM_THREADS[0]
+    FINAL_MSM_THREADS[0] = n
+    try:
+        yield
+    finally:
+        FINAL_MSM_THREADS[0] = old
 
 
 @contextmanager
