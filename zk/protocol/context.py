@@ -580,14 +580,21 @@ def final_msm_threads(n: int) -> Iterator[None]:
     """Let the verifier's final MSM (every group equation of a proof at once: tens of
     thousands of points for a whole model) use n numba threads inside the block; the rest of
     the verifier stays on :func:`one_thread`."""
+    with thread_setting(FINAL_MSM_THREADS, n):
+        yield
+
+
+@contextmanager
+def thread_setting(holder: list[int], n: int) -> Iterator[None]:
+    """Set a one-element threads setting to n inside the block (restored after)."""
     if n < 1:
         raise ValueError("at least one thread")
-    old = FINAL_MSM_THREADS[0]
-    FINAL_MSM_THREADS[0] = n
+    old = holder[0]
+    holder[0] = n
     try:
         yield
     finally:
-        FINAL_MSM_THREADS[0] = old
+        holder[0] = old
 
 
 @contextmanager

@@ -41,7 +41,7 @@ from zk.commit.pedersen import commit_scalars
 from zk.errors import ProverError, VerificationError
 from zk.field import Fr
 from zk.protocol import context as C
-from zk.protocol.context import H_ID, U_ID, Com, Context, P, Sym, VecCom
+from zk.protocol.context import H_ID, U_ID, Com, Context, P, Sym, VecCom, thread_setting
 
 __all__ = [
     "opening", "zero", "equality", "products", "product", "dot_product", "dot_product_log",
@@ -359,14 +359,8 @@ def ipa_threads(n: int) -> Iterator[None]:
     """Let the logarithmic dot-product proofs inside the block use n numba threads (default
     1: the right choice beside FHE work on a busy machine; an idle standalone prover gains
     25-32% from a second core)."""
-    if n < 1:
-        raise ValueError("at least one thread")
-    old = IPA_THREADS[0]
-    IPA_THREADS[0] = n
-    try:
+    with thread_setting(IPA_THREADS, n):
         yield
-    finally:
-        IPA_THREADS[0] = old
 
 
 def _prove_log(ctx: Context, label: bytes, n: int, b: int, w: VecCom, a, target: Com,
