@@ -363,17 +363,24 @@ def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
     for g, rp in zip(weights, row_points):
         acc = Fr.axpy(int(g) % P, ML.eq_table(list(rp)), acc)
     lw = Fr.to_ints(acc)
-    zc = [int(x) % P for x in col_point]
+    sigma.dot_product_log(ctx, label, cols, VecCom(s=Sym.combo(tensor.rows, lw)), [], target,
+                          a_final=_folded_eq(col_point))
+
+
+def _folded_eq(point: Sequence[int]):
+    """The verifier's folded eq(point) in closed form, for a dot-product argument of length
+    2^len(point): R folds like G, prod_j (u_j^-1 (1 - z) + u_j z), z = point[b-1-j]."""
+    zc = [int(x) % P for x in point]
+    b = len(zc)
 
     def a_final(us: Sequence[int], uis: Sequence[int]) -> int:
         r = 1
-        for j in range(b):  # R folds like G: prod_j (u_j^-1 (1 - z) + u_j z), z = zc[b-1-j]
+        for j in range(b):
             z = zc[b - 1 - j]
             r = r * ((uis[j] * (1 - z) + us[j] * z) % P) % P
         return r
 
-    sigma.dot_product_log(ctx, label, cols, VecCom(s=Sym.combo(tensor.rows, lw)), [], target,
-                          a_final=a_final)
+    return a_final
 
 
 def open_batch(ctx: Context, items: Sequence[tuple[Tensor, Sequence[ComClaim]]]) -> None:
@@ -487,13 +494,5 @@ def open_batch(ctx: Context, items: Sequence[tuple[Tensor, Sequence[ComClaim]]])
     for (t, _), wt in zip(items, weights):
         s = Sym.combo(t.rows, Fr.to_ints(wt))
         sym = s if sym is None else sym + s
-    zc = [int(x) % P for x in end.point]
-
-    def a_final(us: Sequence[int], uis: Sequence[int]) -> int:
-        r = 1
-        for j in range(B):  # as in _argument: the folded eq(r) in closed form
-            z = zc[B - 1 - j]
-            r = r * ((uis[j] * (1 - z) + us[j] * z) % P) % P
-        return r
-
-    sigma.dot_product_log(ctx, label, 1 << B, VecCom(s=sym), [], value, a_final=a_final)
+    sigma.dot_product_log(ctx, label, 1 << B, VecCom(s=sym), [], value,
+                          a_final=_folded_eq(end.point))

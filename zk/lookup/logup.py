@@ -201,6 +201,7 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
     R64 = 1 << 64
     one = Fr.scalar(1)
     covered = [(0, T)]
+    sel_of: dict[int, np.ndarray] = {}
     for c, col in enumerate(columns):
         base = lay.offsets[c]
         n = col.selector.size
@@ -209,7 +210,10 @@ def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndar
              if tables.tables[col.table].is_function else none)
         if x.shape != (n,) or y.shape not in ((0,), (n,)):
             raise ProverError(f"column {c}: values of the wrong length")
-        sel = np.ascontiguousarray(col.selector.values() != 0)
+        key = id(col.selector)  # columns of one space share a selector: expanded once
+        if key not in sel_of:
+            sel_of[key] = np.ascontiguousarray(col.selector.values() != 0)
+        sel = sel_of[key]
         K.leaf_block(Fr.desc, x, y, sel, Fr.scalar(alpha * R64), Fr.scalar(-alpha * R64),
                      Fr.scalar(a2 * R64), Fr.scalar(-a2 * R64),
                      Fr.scalar((beta + col.table) % P), one, p[base:base + n],
