@@ -532,8 +532,13 @@ class Engine:
             else:
                 atoms.append((f, None))
                 expand.append([(1, len(atoms) - 1)])
+        # nothing summed (a pointwise identity at a random point): eq(out, .) weights every
+        # variable and goes to the sumcheck as its eq point (Gruen: one degree less, no eq
+        # table folded); otherwise it is a factor over the batch axes
+        gruen = bool(batch) and not sum_names
+        eq_point = [int(x) for a in reversed(order) for x in out[a]] if gruen else None
         eq_idx = None
-        if batch:
+        if batch and not gruen:
             atoms.append((Factor("public", tuple(batch)), "__eq__"))
             eq_idx = len(atoms) - 1
         merged: dict[tuple[int, ...], int] = {}  # like terms (one product of atoms) summed
@@ -569,7 +574,7 @@ class Engine:
                 self._layout(vals, fax, out, order, axis_sizes, dest[k])
             return dest
 
-        end = zs.run(ctx, claim, m, degree, hidden, terms=full_terms,
+        end = zs.run(ctx, claim, m, degree, hidden, terms=full_terms, eq_point=eq_point,
                      tables=tables if self.proving else None, num_factors=len(atoms))
         rc = {}
         k = 0

@@ -1189,7 +1189,7 @@ class ModelProof:
     """A zero-knowledge proof of a whole generation: the statement and the protocol stream."""
 
     KIND: ClassVar[str] = "zkmodel-proof"
-    VERSION: ClassVar[int] = 2  # 2: one batched opening for every tensor (hyrax.open_batch)
+    VERSION: ClassVar[int] = 3  # 2: one batched opening for every tensor; 3: zero-checks with eq as the sumcheck eq point
 
     model_digest: bytes
     statement: Statement
