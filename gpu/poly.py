@@ -131,11 +131,15 @@ def _accumulate_pair(d, f, j, deg, terms, coeffs, unit, ones, w, skip1, cur, dif
     from the round's claim).
     """
     nf = f.shape[0]
+    nz = ZERO
     for k in range(nf):
         a = (f[k, 2 * j, 0], f[k, 2 * j, 1], f[k, 2 * j, 2], f[k, 2 * j, 3])
         b = (f[k, 2 * j + 1, 0], f[k, 2 * j + 1, 1], f[k, 2 * j + 1, 2], f[k, 2 * j + 1, 3])
+        nz |= a[0] | a[1] | a[2] | a[3] | b[0] | b[1] | b[2] | b[3]
         store(cur, k, a)
         store(diff, k, sub(b, a, d))
+    if nz == ZERO:
+        return  # every factor 0 on the pair (a tensor's padding): every term is 0 at every t
     for t in range(deg + 1):
         if t > 0:
             for k in range(nf):
@@ -198,7 +202,10 @@ def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1, chunks):
                     a = (f[k, 2 * m, 0], f[k, 2 * m, 1], f[k, 2 * m, 2], f[k, 2 * m, 3])
                     b = (f[k, 2 * m + 1, 0], f[k, 2 * m + 1, 1], f[k, 2 * m + 1, 2],
                          f[k, 2 * m + 1, 3])
-                    v = add(a, mul(r, sub(b, a, d), d), d)
+                    if (a[0] | a[1] | a[2] | a[3] | b[0] | b[1] | b[2] | b[3]) == ZERO:
+                        v = a  # both 0: the fold is 0 (padding), no product
+                    else:
+                        v = add(a, mul(r, sub(b, a, d), d), d)
                     out[k, m, 0] = v[0]
                     out[k, m, 1] = v[1]
                     out[k, m, 2] = v[2]

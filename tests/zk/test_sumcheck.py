@@ -234,3 +234,51 @@ def test_lagrange_basis():
         x = random.randrange(P)
         assert sum(v * b for v, b in zip(vals, zs.lagrange_basis(n, x))) % P == \
             ml.interpolate(vals, x)
+
+
+@pytest.mark.parametrize("skip1", [False, True])
+def test_round_kernels_with_zero_pairs_equal_python_integers(skip1):
+    """The round kernels skip pairs where every factor is 0 (a tensor's padding) and fold
+    them without products: their sums and folds still equal Python integers, with zero pairs
+    among nonzero ones and a public factor that is nonzero where the tensors are 0."""
+    from gpu import poly as K
+
+    rng = np.random.default_rng(3)
+    m, k, deg = 5, 3, 3
+    fs = [Fr.random(1 << m, rng) for _ in range(k)]
+    for f in fs[:2]:
+        f[8:16] = 0  # whole pairs zero in the tensors...
+        f[21] = 0    # ...and a pair with one zero entry
+    fs[2][8:12] = 0  # the third factor 0 on half of those pairs only
+    f = np.stack(fs)
+    ints = [Fr.to_ints(x) for x in fs]
+    terms = [(1, (0,)), (5, (0, 1)), (7, (0, 1, 2)), (3, (2,))]
+    kt, kc = zs.kernel_terms(terms)
+    w = Fr.random(1 << (m - 1), rng)
+    wi = Fr.to_ints(w)
+
+    def sums(vals, ws):
+        out = []
+        for t in range(deg + 1):
+            tot = 0
+            for j in range(len(vals[0]) // 2):
+                ext = [(v[2 * j] + t * (v[2 * j + 1] - v[2 * j])) % P for v in vals]
+                h = sum(c * np.prod([ext[i] for i in idx], dtype=object) for c, idx in terms)
+                tot += (ws[j] if ws is not None else 1) * h
+            out.append(tot % P)
+        return out
+
+    got = Fr.to_ints(K.round_sums(Fr.desc, f, deg, kt, kc, w, skip1))
+    want = sums(ints, wi)
+    assert [g for t, g in enumerate(got) if not (skip1 and t == 1)] == \
+        [x for t, x in enumerate(want) if not (skip1 and t == 1)]
+    r = 123456789
+    folded, s2 = K.fold_and_round_sums(Fr.desc, f, Fr.scalar(r), deg, kt, kc,
+                                       w[: 1 << (m - 2)], skip1)
+    fi = [[(v[2 * j] + r * (v[2 * j + 1] - v[2 * j])) % P for j in range(len(v) // 2)]
+          for v in ints]
+    assert [Fr.to_ints(folded[i]) for i in range(k)] == fi
+    got2 = Fr.to_ints(s2)
+    want2 = sums(fi, wi[: 1 << (m - 2)])
+    assert [g for t, g in enumerate(got2) if not (skip1 and t == 1)] == \
+        [x for t, x in enumerate(want2) if not (skip1 and t == 1)]
