@@ -263,7 +263,9 @@ def rows_fold(d, a, rows, cols, w, out):
     for x in prange(cols):
         acc = (ZERO, ZERO, ZERO, ZERO)
         for i in range(rows):
-            acc = add(acc, mul(load(w, i), load(a, i * cols + x), d), d)
+            wi = load(w, i)
+            if (wi[0] | wi[1] | wi[2] | wi[3]) != ZERO:
+                acc = add(acc, mul(wi, load(a, i * cols + x), d), d)
         store(out, x, acc)
 
 
@@ -322,6 +324,8 @@ def fold_small(d, a, pre, n, post, w, out):
         acc = np.zeros((blk, 12), dtype=np.uint64)
         for i in range(n):
             wi = load(w, i)
+            if (wi[0] | wi[1] | wi[2] | wi[3]) == ZERO:
+                continue  # a zero weight (rows of other members of a stack): nothing to add
             base = (p * n + i) * post
             for x in range(x0, x1):
                 v = a[base + x]
