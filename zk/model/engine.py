@@ -56,6 +56,8 @@ L_VALUES = b"model/values"
 L_POINT = b"model/point"
 L_GAMMA = b"model/gamma"
 MAX_LOG_COLS = 15  # a stack's Hyrax matrix: at most 2^15 columns (few rows: the proof carries one point a row)
+MIN_SPLIT_VARS = 12  # a looked-up column of a space this large is cut into blocks (_blocks)
+MAX_BLOCKS = 4  # at most this many blocks a column
 MAX_TREE_VARS = 24  # a logUp's fraction tree has at most 2^24 leaves (about 2.2 GB to prove)
 
 Coords = Mapping[str, Sequence[int]]
@@ -164,9 +166,80 @@ class Mask:
     values: np.ndarray
 
 
-def _selector(space: Space, mask: Mask | None) -> Selector:
-    """The product selector of a space's real entries (times ``mask`` on its axes)."""
+def _pieces(a: Axis) -> tuple[tuple[int, int], ...]:
+    """Aligned power-of-two pieces (offset, size) covering an axis' real entries: the largest
+    power of two within its size and, after it, the remainder's next power of two, when the
+    two are shorter than the padded axis (576 of 1024: 512 + 64; 9 of 16: 8 + 1); else the
+    whole padded axis."""
+    n, full = a.size, a.padded
+    if n < 1:
+        return ((0, full),)
+    hi = 1 << (n.bit_length() - 1)
+    rest = n - hi
+    pieces = ((0, hi),) + (((hi, next_pow2(rest)),) if rest else ())
+    return pieces if sum(s for _, s in pieces) < full else ((0, full),)
+
+
+@dataclass(frozen=True)
+class Block:
+    """An aligned sub-grid of a space: one piece (offset, size) per axis, outermost first, its
+    entries a vector in the space's order (the innermost axis holds the lowest variables).
+    The block's MLE at a point is the space's MLE at the point with each axis' high bits
+    fixed to its piece's index (:meth:`coords`)."""
+
+    pieces: tuple[tuple[int, int], ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod([s for _, s in self.pieces], dtype=np.int64))
+
+    def take(self, space: Space, flat: np.ndarray) -> np.ndarray:
+        """The block's entries of a flat padded tensor of ``space``, as the block's vector."""
+        arr = np.asarray(flat).reshape(space.padded_shape)
+        sub = arr[tuple(slice(o, o + s) for o, s in self.pieces)]
+        return np.ascontiguousarray(sub).reshape(-1)
+
+    def coords(self, space: Space, point: Sequence[int]) -> dict[str, tuple[int, ...]]:
+        """The space coordinates of a block point (its innermost axis' bits first)."""
+        out, k = {}, 0
+        for a, (o, s) in zip(reversed(space.axes), reversed(self.pieces)):
+            b = _bits(s)
+            high = o >> b
+            out[a.name] = tuple(point[k:k + b]) + tuple((high >> j) & 1
+                                                        for j in range(a.bits - b))
+            k += b
+        if k != len(point):
+            raise ValueError("a block point of the wrong length")
+        return out
+
+
+def _blocks(space: Space) -> list[Block]:
+    """The blocks that cover a space's real entries: the product of its axes' pieces, the
+    axes that save the most split first while the blocks are at most MAX_BLOCKS; one block
+    (the padded grid) for a space below 2^MIN_SPLIT_VARS entries, where a block's fixed cost
+    outweighs the leaves it saves."""
+    pieces = [((0, a.padded),) for a in space.axes]
+    if space.num_vars >= MIN_SPLIT_VARS:
+        gain = sorted(range(len(space.axes)), key=lambda i: (
+            sum(s for _, s in _pieces(space.axes[i])) / space.axes[i].padded, i))
+        count = 1
+        for i in gain:
+            p = _pieces(space.axes[i])
+            if len(p) > 1 and count * len(p) <= MAX_BLOCKS:
+                pieces[i] = p
+                count *= len(p)
+    out: list[Block] = [Block(())]
+    for p in pieces:
+        out = [Block(b.pieces + (q,)) for b in out for q in p]
+    return out
+
+
+def _selector(space: Space, mask: Mask | None, blk: Block | None = None) -> Selector:
+    """The product selector of a space's real entries (times ``mask`` on its axes) on a
+    block (default: the whole padded grid)."""
     names = list(space.names)
+    if blk is None:
+        blk = Block(tuple((0, a.padded) for a in space.axes))
     if mask is not None:
         idx = [names.index(a) for a in mask.axes]
         if idx != list(range(idx[0], idx[0] + len(idx))):
@@ -177,19 +250,23 @@ def _selector(space: Space, mask: Mask | None) -> Selector:
             keep = np.zeros(shape[k], dtype=np.int64)
             keep[: space.axes[i].size] = 1
             vals = vals * keep.reshape([-1 if j == k else 1 for j in range(len(idx))])
+        mask_vec = vals[tuple(slice(*_span(blk.pieces[i])) for i in idx)].reshape(-1)
     factors: list[np.ndarray] = []
     k = len(names) - 1
     while k >= 0:  # innermost axis (lowest variables) first
         if mask is not None and k == idx[-1]:
-            factors.append(vals.reshape(-1))
+            factors.append(np.ascontiguousarray(mask_vec))
             k = idx[0] - 1
             continue
         a = space.axes[k]
-        ind = np.zeros(a.padded, dtype=np.int64)
-        ind[: a.size] = 1
-        factors.append(ind)
+        o, s = blk.pieces[k]
+        factors.append((np.arange(o, o + s) < a.size).astype(np.int64))
         k -= 1
-    return Selector(space.size, factors=tuple(factors))
+    return Selector(blk.size, factors=tuple(factors))
+
+
+def _span(piece: tuple[int, int]) -> tuple[int, int]:
+    return piece[0], piece[0] + piece[1]
 
 
 @dataclass
@@ -428,56 +505,82 @@ class Engine:
         self.columns.append((table, x, y, mask))
 
     def run_lookup(self) -> None:
-        """Every registered column in a lookup, bound to the tensors: the columns are packed
-        (largest first) into as few logUps as keep each fraction tree at most 2^MAX_TREE_VARS
-        leaves (its prover holds 64 bytes a leaf, twice over with the tree's upper layers), each
-        logUp over the tables its columns use. The packing is a function of the shapes alone,
-        so both roles derive it."""
+        """Every registered column in a lookup, bound to the tensors: each column is cut into
+        the blocks of its space (:func:`_blocks`: aligned sub-grids that cover the real entries
+        with less padding than the padded grid), the blocks packed (largest first) into as few
+        logUps as keep each fraction tree at most 2^MAX_TREE_VARS leaves (its prover holds 64
+        bytes a leaf, twice over with the tree's upper layers), each logUp over the tables its
+        blocks use. Blocks and packing are functions of the shapes alone, so both roles derive
+        them."""
         for group, tables in self.lookup_groups():
             self._run_group(group, tables)
 
+    def lookup_units(self) -> list[tuple[int, "Block"]]:
+        """(column index, block) of every looked-up block, columns in registration order."""
+        return [(c, blk) for c, (_, x, _, _) in enumerate(self.columns)
+                for blk in _blocks(x.space)]
+
     def lookup_groups(self) -> list[tuple[list[int], list[int]]]:
-        """(column indices, table indices) of each logUp, in the order they run."""
-        sizes = [x.space.size for _, x, _, _ in self.columns]
-        order = sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))
+        """(unit indices into :meth:`lookup_units`, table indices) of each logUp, in the order
+        they run."""
+        units = self.lookup_units()
+        sizes = [blk.size for _, blk in units]
+        # largest first, a block counted at least as large as its table (so the blocks of a
+        # large table are placed early, together)
+        tsize = [self.tables[self.columns[c][0]].size for c, _ in units]
+        order = sorted(range(len(sizes)), key=lambda c: (-max(sizes[c], tsize[c]), -sizes[c], c))
         groups: list[tuple[list[int], list[int]]] = []
         for c in order:
-            t = self.columns[c][0]
-            for cols, tabs in groups:
+            t = self.columns[units[c][0]][0]
+            # the first logUp that holds it within the cap, preferring one that already has
+            # its table (a large table is then in one tree, not in several)
+            fits = []
+            for g, (cols, tabs) in enumerate(groups):
                 table_rows = sum(self.tables[i].size for i in set(tabs) | {t})
                 lay = logup.Layout.of_sizes(max(2, next_pow2(table_rows)),
                                             [sizes[i] for i in cols] + [sizes[c]])
                 if lay.num_vars <= MAX_TREE_VARS:
-                    cols.append(c)
-                    if t not in tabs:
-                        tabs.append(t)
-                    break
+                    fits.append((0 if t in tabs else self.tables[t].size, g))
+            if fits:
+                cols, tabs = groups[min(fits)[1]]
+                cols.append(c)
+                if t not in tabs:
+                    tabs.append(t)
             else:
                 groups.append(([c], [t]))
         return [(cols, sorted(tabs)) for cols, tabs in groups]
 
     def _run_group(self, group: Sequence[int], table_ids: Sequence[int]) -> None:
         ctx = self.ctx
+        units = self.lookup_units()
         local = {t: k for k, t in enumerate(table_ids)}
         cols = []
         sels: dict[tuple, Selector] = {}
-        for c in group:
+        padded: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        for u in group:
+            c, blk = units[u]
             table, x, y, mask = self.columns[c]
-            key = (x.space.name, None if mask is None else id(mask))
-            if key not in sels:  # one selector object per mask: its MLE is evaluated once
-                sels[key] = _selector(x.space, mask)
+            key = (x.space.name, None if mask is None else id(mask), blk.pieces)
+            if key not in sels:  # one selector object per mask and block: one MLE evaluation
+                sels[key] = _selector(x.space, mask, blk)
             sel = sels[key]
             if self.proving:
-                cols.append(Column(local[table], sel, x.values(self.w_all()),
-                                   None if y is None else y.values(self.w_all())))
+                if c not in padded:
+                    padded[c] = (x.values(self.w_all()),
+                                 None if y is None else y.values(self.w_all()))
+                xv, yv = padded[c]
+                cols.append(Column(local[table], sel, blk.take(x.space, xv),
+                                   None if yv is None else blk.take(x.space, yv)))
             else:
                 cols.append(Column(local[table], sel))
+        del padded
         end = logup.run(ctx, TableSet([self.tables[t] for t in table_ids]), cols)
         del cols
         xs, ys = [], []
-        for c, pt in zip(group, end.column_points):
+        for u, pt in zip(group, end.column_points):
+            c, blk = units[u]
             _, x, y, _ = self.columns[c]
-            coords = x.space.coords(pt)
+            coords = blk.coords(x.space, pt)
             xs.append(self.lin_at(x, coords))
             ys.append(None if y is None else self.lin_at(y, coords))
         end.bind(xs, ys)
