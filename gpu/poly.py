@@ -217,6 +217,89 @@ def _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1, chunks):
 
 
 @_jit
+def _ld(f, k, i):
+    return (f[k, i, 0], f[k, i, 1], f[k, i, 2], f[k, i, 3])
+
+
+@_jit
+def _frac_h(d, p0, p1, q0, q1, lam):
+    """p0 q1 + p1 q0 + lam q0 q1 = p0 q1 + q0 (p1 + lam q1): three products."""
+    return add(mul(p0, q1, d), mul(q0, add(p1, mul(lam, q1, d), d), d), d)
+
+
+@_jit
+def _frac_pair(d, f, j, lam, w, skip1, acc):
+    """acc[t] += w[j] h(t), h the fraction layer's p0 q1 + p1 q0 + lam q0 q1 on the pair j
+    of f = [p0, p1, q0, q1] (t = 0, 1, 2; t = 1 left out with skip1)."""
+    a0, a1, a2, a3 = _ld(f, 0, 2 * j), _ld(f, 1, 2 * j), _ld(f, 2, 2 * j), _ld(f, 3, 2 * j)
+    b0, b1 = _ld(f, 0, 2 * j + 1), _ld(f, 1, 2 * j + 1)
+    b2, b3 = _ld(f, 2, 2 * j + 1), _ld(f, 3, 2 * j + 1)
+    has_w = w.shape[0] > 0
+    h = _frac_h(d, a0, a1, a2, a3, lam)
+    if has_w:
+        h = mul(h, load(w, j), d)
+    store(acc, 0, add(load(acc, 0), h, d))
+    if not skip1:
+        h = _frac_h(d, b0, b1, b2, b3, lam)
+        if has_w:
+            h = mul(h, load(w, j), d)
+        store(acc, 1, add(load(acc, 1), h, d))
+    h = _frac_h(d, add(b0, sub(b0, a0, d), d), add(b1, sub(b1, a1, d), d),
+                add(b2, sub(b2, a2, d), d), add(b3, sub(b3, a3, d), d), lam)
+    if has_w:
+        h = mul(h, load(w, j), d)
+    store(acc, 2, add(load(acc, 2), h, d))
+
+
+@kernel(size=lambda d, f, *rest: f.shape[0] * f.shape[1])
+def _frac_round_parts(d, f, lam, w, skip1, chunks):
+    half = f.shape[1] // 2
+    parts = np.zeros((chunks, 3, 4), dtype=np.uint64)
+    for c in prange(chunks):
+        lo, hi = _chunk_bounds(half, chunks, c)
+        acc = np.zeros((3, 4), dtype=np.uint64)
+        for j in range(lo, hi):
+            _frac_pair(d, f, j, lam, w, skip1, acc)
+        parts[c] = acc
+    return parts
+
+
+@kernel(size=lambda d, f, *rest: f.shape[0] * f.shape[1])
+def _frac_fold_round_parts(d, f, r, out, lam, w, skip1, chunks):
+    """:func:`_frac_round_parts` over f folded at x_0 = r (written into out)."""
+    half = out.shape[1] // 2
+    parts = np.zeros((chunks, 3, 4), dtype=np.uint64)
+    for c in prange(chunks):
+        lo, hi = _chunk_bounds(half, chunks, c)
+        acc = np.zeros((3, 4), dtype=np.uint64)
+        for j in range(lo, hi):
+            for q in range(2):
+                m = 2 * j + q
+                for k in range(4):
+                    a = _ld(f, k, 2 * m)
+                    v = add(a, mul(r, sub(_ld(f, k, 2 * m + 1), a, d), d), d)
+                    out[k, m, 0] = v[0]
+                    out[k, m, 1] = v[1]
+                    out[k, m, 2] = v[2]
+                    out[k, m, 3] = v[3]
+            _frac_pair(d, out, j, lam, w, skip1, acc)
+        parts[c] = acc
+    return parts
+
+
+_FRACTION_TERMS = np.array([[0, 3], [1, 2], [2, 3]], dtype=np.int64)
+
+
+def _fraction_lambda(d, f: np.ndarray, deg: int, terms: np.ndarray, coeffs: np.ndarray):
+    """lam when the terms are a fraction layer's p0 q1 + p1 q0 + lam q0 q1 over 4 factors
+    (then a kernel with three products a point instead of four runs), else None."""
+    if (f.shape[0] == 4 and deg == 2 and terms.shape == (3, 2)
+            and np.array_equal(terms, _FRACTION_TERMS) and _ones(d, coeffs)[:2].all()):
+        return (coeffs[2, 0], coeffs[2, 1], coeffs[2, 2], coeffs[2, 3])
+    return None
+
+
+@_jit
 def _sum_parts(d, parts):
     deg1 = parts.shape[1]
     res = np.zeros((deg1, 4), dtype=np.uint64)
@@ -240,6 +323,9 @@ def round_sums(d, f: np.ndarray, deg: int, terms: np.ndarray, coeffs: np.ndarray
     at t = 1 is not computed (left 0): a sumcheck prover derives it from the round's claim,
     a third fewer products at degree 2.
     """
+    lam = _fraction_lambda(d, f, deg, terms, coeffs)
+    if lam is not None:
+        return _sum_parts(d, _frac_round_parts(d, f, lam, w, skip1, _chunks(f.shape[1] // 2)))
     return _sum_parts(d, _round_parts(d, f, deg, terms, coeffs, w, skip1,
                                       _chunks(f.shape[1] // 2)))
 
@@ -252,6 +338,10 @@ def fold_and_round_sums(d, f: np.ndarray, r: tuple, deg: int, terms: np.ndarray,
     needs n >= 2.
     """
     out = np.empty((f.shape[0], f.shape[1] // 2, 4), dtype=np.uint64)
+    lam = _fraction_lambda(d, f, deg, terms, coeffs)
+    if lam is not None:
+        parts = _frac_fold_round_parts(d, f, r, out, lam, w, skip1, _chunks(out.shape[1] // 2))
+        return out, _sum_parts(d, parts)
     parts = _fold_round_parts(d, f, r, out, deg, terms, coeffs, w, skip1,
                               _chunks(out.shape[1] // 2))
     return out, _sum_parts(d, parts)

@@ -282,3 +282,29 @@ def test_round_kernels_with_zero_pairs_equal_python_integers(skip1):
     want2 = sums(fi, wi[: 1 << (m - 2)])
     assert [g for t, g in enumerate(got2) if not (skip1 and t == 1)] == \
         [x for t, x in enumerate(want2) if not (skip1 and t == 1)]
+
+
+@pytest.mark.parametrize("skip1", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fraction_layer_kernels_equal_the_generic_kernels(skip1, weighted):
+    """A fraction layer's terms (p0 q1 + p1 q0 + lam q0 q1) take a kernel of their own: its
+    sums and folds equal the generic kernels' (which the test above ties to Python ints)."""
+    from gpu import poly as K
+
+    rng = np.random.default_rng(4)
+    m = 6
+    f = np.stack([Fr.random(1 << m, rng) for _ in range(4)])
+    kt, kc = zs.kernel_terms([(1, (0, 3)), (1, (1, 2)), (424242, (2, 3))])
+    assert K._fraction_lambda(Fr.desc, f, 2, kt, kc) is not None
+    w = Fr.random(1 << (m - 1), rng) if weighted else np.zeros((0, 4), dtype=np.uint64)
+    w2 = w[: 1 << (m - 2)] if weighted else w
+    keep = [t for t in range(3) if not (skip1 and t == 1)]
+    got = Fr.to_ints(K.round_sums(Fr.desc, f, 2, kt, kc, w, skip1))
+    want = Fr.to_ints(K._sum_parts(Fr.desc, K._round_parts(Fr.desc, f, 2, kt, kc, w, skip1, 3)))
+    assert [got[t] for t in keep] == [want[t] for t in keep]
+    r = Fr.scalar(987654321)
+    folded, s = K.fold_and_round_sums(Fr.desc, f, r, 2, kt, kc, w2, skip1)
+    out = np.empty_like(folded)
+    s2 = K._sum_parts(Fr.desc, K._fold_round_parts(Fr.desc, f, r, out, 2, kt, kc, w2, skip1, 2))
+    assert np.array_equal(folded, out)
+    assert [Fr.to_ints(s)[t] for t in keep] == [Fr.to_ints(s2)[t] for t in keep]
