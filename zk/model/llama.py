@@ -49,6 +49,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from gpu.heap import reuse_freed
 from zk.commit import hyrax
 from zk.encoding import Reader, Writer, decode_envelope, encode_envelope
 from zk.errors import MalformedProofError, ProverError, VerificationError
@@ -596,13 +597,14 @@ def commit(cfg: LlamaConfig, weights: LlamaWeights, *, tables: Tables | None = N
     sh = Shape(cfg, 1)
     shapes = weight_shapes(cfg)
     coms, wits = {}, {}
-    for n in weight_names(cfg):
-        a = _ints(weights.get(n))
-        if a.shape != shapes[n]:
-            raise ValueError(f"weight {n} has shape {a.shape}, expected {shapes[n]}")
-        space = sh.W[n]
-        cols = min(WEIGHT_LOG_COLS, space.num_vars)
-        coms[n], wits[n] = hyrax.commit(space.pad(a), log_cols=cols, rng=rng)
+    with reuse_freed():
+        for n in weight_names(cfg):
+            a = _ints(weights.get(n))
+            if a.shape != shapes[n]:
+                raise ValueError(f"weight {n} has shape {a.shape}, expected {shapes[n]}")
+            space = sh.W[n]
+            cols = min(WEIGHT_LOG_COLS, space.num_vars)
+            coms[n], wits[n] = hyrax.commit(space.pad(a), log_cols=cols, rng=rng)
     mc = LlamaCommitment(cfg, tables, coms, dict(origin or {}))
     return ProvingLlama(mc, weights, wits)
 
@@ -1237,13 +1239,14 @@ def prove(model: ProvingLlama, tokens, prompt_len: int, rng: np.random.Generator
     threads for the whole proof, the dot-product proofs included (default: numba's setting for
     the kernels, one thread for the dot-product proofs, the choice for a busy server)."""
     if threads is None:
-        return _prove(model, tokens, prompt_len, rng, context)
+        with reuse_freed():
+            return _prove(model, tokens, prompt_len, rng, context)
     import numba
 
     old = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        with sigma.ipa_threads(threads):
+        with sigma.ipa_threads(threads), reuse_freed():
             return _prove(model, tokens, prompt_len, rng, context)
     finally:
         numba.set_num_threads(old)
@@ -1265,6 +1268,7 @@ def _prove(model: ProvingLlama, tokens, prompt_len: int, rng, context: bytes) ->
     sh = Shape(mc.config, st.L)
     sh.tables = mc.tables
     wp, chp = _witness(sh, w, ch, st)
+    del logits, w, ch  # the unpadded forward pass: the proof reads its padded copy only
     ctx = Context.prover(Transcript(PROTOCOL), rng)
     _protocol(ctx, mc, st, context, model, wp, chp)
     ctx.finish()
