@@ -239,3 +239,22 @@ def test_batch_every_element_tampered_rejected(several):
     for what, bad in U.tampered(s):
         with pytest.raises(VerificationError):
             U.verify(batch(several, pts, zeros), bad)
+
+
+def test_compact_witness_narrow_types_and_the_same_folds():
+    """commit(compact=True) keeps the witness in the narrowest integer type; its commitment,
+    folds and values are those of the int64 witness."""
+    assert H.narrow(np.array([-128, 127])).dtype == np.int8
+    assert H.narrow(np.array([-129, 5])).dtype == np.int16
+    assert H.narrow(np.array([1 << 20])).dtype == np.int32
+    assert H.narrow(np.array([-(1 << 40)])).dtype == np.int64
+    rng = np.random.default_rng(5)
+    t = rng.integers(-128, 128, size=300)
+    c1, w1 = H.commit(t, log_cols=4, rng=np.random.default_rng(1))
+    c2, w2 = H.commit(t, log_cols=4, rng=np.random.default_rng(1), compact=True)
+    assert w2.values.dtype == np.int8 and w1.values.dtype == np.int64
+    assert c1.rows == c2.rows
+    rp = [int(x) for x in rng.integers(0, 1 << 60, w1.log_rows)]
+    assert Fr.to_ints(H.fold_witness_rows(w1, rp)) == Fr.to_ints(H.fold_witness_rows(w2, rp))
+    pt = [int(x) for x in rng.integers(0, 1 << 60, w1.num_vars)]
+    assert w1.evaluate(pt) == w2.evaluate(pt)

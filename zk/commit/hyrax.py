@@ -129,8 +129,9 @@ class HyraxWitness:
     """The prover's side of a commitment: the padded values and the blinds.
 
     ``values`` is either the Fr matrix ((2^num_vars, 4) Montgomery) or, for a committed integer
-    tensor, its signed integers ((2^num_vars,) int64), embedded in Fr on first use of
-    ``matrix`` (an opening), not at commit time: 32 bytes per entry instead of 8."""
+    tensor, its signed integers ((2^num_vars,), int64 or a narrower signed type for a tensor
+    kept long, see :func:`narrow`), embedded in Fr on first use of ``matrix`` (an opening),
+    not at commit time: 32 bytes per entry instead of 8 (or 1 for 8-bit weights)."""
 
     num_vars: int
     log_cols: int
@@ -157,6 +158,19 @@ class HyraxWitness:
         return ML.evaluate(self.matrix, list(point))
 
 
+def narrow(values: np.ndarray) -> np.ndarray:
+    """A signed integer vector in the narrowest of int8/16/32/64 that holds it (a model's
+    weight witnesses: held for the model's lifetime, 8-bit weights at 1 byte an entry)."""
+    v = np.asarray(values)
+    if v.size == 0:
+        return v.astype(np.int8)
+    lo, hi = int(v.min()), int(v.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return v.astype(t)
+    return v.astype(np.int64)
+
+
 def _finish(witness: HyraxWitness, rows_aff: np.ndarray) -> tuple[HyraxCommitment, HyraxWitness]:
     com = HyraxCommitment(witness.num_vars, witness.log_cols, tuple(ZC.compress_list(rows_aff)))
     com.__dict__["row_points"] = rows_aff
@@ -166,11 +180,12 @@ def _finish(witness: HyraxWitness, rows_aff: np.ndarray) -> tuple[HyraxCommitmen
 def commit(tensor: np.ndarray, *, log_cols: int | None = None,
            params: HyraxParams = DEFAULT_PARAMS,
            rng: np.random.Generator | None = None,
-           device: str = "auto") -> tuple[HyraxCommitment, HyraxWitness]:
+           device: str = "auto", compact: bool = False) -> tuple[HyraxCommitment, HyraxWitness]:
     """Commit to a signed integer tensor (any shape; flattened in C order, zero-padded).
 
     Blinds come from the OS CSPRNG unless a numpy ``rng`` is given (tests and benchmarks only).
     ``device`` picks where the row MSMs run (:mod:`gpu.dispatch`); the bytes are the same.
+    ``compact``: the witness keeps its values in the narrowest integer type (:func:`narrow`).
     """
     flat = np.ascontiguousarray(np.asarray(tensor).reshape(-1))
     if not np.issubdtype(flat.dtype, np.integer):
@@ -185,7 +200,7 @@ def commit(tensor: np.ndarray, *, log_cols: int | None = None,
     rows_aff = np.concatenate([commit_rows_ints(params.key(b), mat[r0:r0 + step],
                                                 blinds[r0:r0 + step], device)
                                for r0 in range(0, rows, step)])
-    return _finish(HyraxWitness(n, b, padded, blinds), rows_aff)
+    return _finish(HyraxWitness(n, b, narrow(padded) if compact else padded, blinds), rows_aff)
 
 
 COMMIT_BLOCK = 1 << 22

@@ -45,7 +45,7 @@ from zk.field import Fr
 from zk.head import stack
 from zk.lookup import logup
 from zk.lookup.tables import Column, LookupTable, Selector, TableSet, indicator_mle
-from zk.multilinear import P, eq_eval, eq_table, evaluate, next_pow2
+from zk.multilinear import P, eq_eval, eq_table, evaluate, evaluate_small, next_pow2
 from zk.protocol import sigma
 from zk.protocol import sumcheck as zs
 from zk.protocol.context import Com, Context
@@ -397,7 +397,6 @@ class Engine:
                     raise ValueError(f"tensor {n} in two stacks")
                 self.where[n] = sp
         self.w = witness  # name -> padded int64 (prover)
-        self._fr: dict[str, np.ndarray] = {}
         self.layouts = {sp: stack.StackLayout(names, self.spaces[sp].num_vars)
                         for sp, names in self.members.items()}
         self.tensors: dict[str, hyrax.Tensor] = {}
@@ -441,16 +440,15 @@ class Engine:
     def values(self, name: str) -> np.ndarray:
         """Prover: a tensor's padded int64 values (weights: the witness's values)."""
         if name in self.external:
-            return self.external[name][0].witness.values
+            v = self.external[name][0].witness.values
+            return v if v.ndim == 2 else np.asarray(v, dtype=np.int64)  # held narrow
         return self.w[name]
 
     def fr(self, name: str) -> np.ndarray:
-        if name not in self._fr:
-            if name in self.external:
-                self._fr[name] = self.external[name][0].witness.matrix
-            else:
-                self._fr[name] = Fr.from_signed(self.w[name])
-        return self._fr[name]
+        """A tensor's padded values as a fresh Fr array (never cached: 32 bytes an entry,
+        for the one sumcheck table it is written into)."""
+        v = self.values(name)
+        return Fr.from_signed(v) if v.ndim == 1 else v
 
     # ------------------------------------------------------------ claims
 
@@ -458,9 +456,13 @@ class Engine:
         """A committed value of tensor ``name`` at ``coords``, recorded for the final opening."""
         sp = self.space_of(name)
         point = sp.point(coords)
-        (c,) = self.ctx.commit(L_VALUES, 1, lambda: [evaluate(self.fr(name), list(point))])
+        (c,) = self.ctx.commit(L_VALUES, 1, lambda: [self._evaluate(name, point)])
         self.record(name, coords, c)
         return c
+
+    def _evaluate(self, name: str, point: Sequence[int]) -> int:
+        v = self.values(name)
+        return evaluate_small(v, list(point)) if v.ndim == 1 else evaluate(v, list(point))
 
     def record(self, name: str, coords: Coords, com: Com) -> None:
         """Record that tensor ``name`` takes at ``coords`` the value committed in ``com``."""

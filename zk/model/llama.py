@@ -604,7 +604,8 @@ def commit(cfg: LlamaConfig, weights: LlamaWeights, *, tables: Tables | None = N
                 raise ValueError(f"weight {n} has shape {a.shape}, expected {shapes[n]}")
             space = sh.W[n]
             cols = min(WEIGHT_LOG_COLS, space.num_vars)
-            coms[n], wits[n] = hyrax.commit(space.pad(a), log_cols=cols, rng=rng)
+            coms[n], wits[n] = hyrax.commit(space.pad(a), log_cols=cols, rng=rng,
+                                            compact=True)
     mc = LlamaCommitment(cfg, tables, coms, dict(origin or {}))
     return ProvingLlama(mc, weights, wits)
 
@@ -1354,7 +1355,8 @@ def load_private(path) -> ProvingLlama:
         if b.shape != (1 << com.log_rows, 4) or b.dtype != np.uint64:
             raise ValueError(f"private model file: blinds of {n} of the wrong shape")
         ws[n] = _ints(w)
-        wits[n] = hyrax.HyraxWitness(com.num_vars, com.log_cols, sh.W[n].pad(ws[n]), b)
+        wits[n] = hyrax.HyraxWitness(com.num_vars, com.log_cols,
+                                     hyrax.narrow(sh.W[n].pad(ws[n])), b)
     ws.setdefault("wg", np.zeros(0, dtype=np.int64))
     return ProvingLlama(mc, LlamaWeights(**ws), wits)
 
