@@ -514,8 +514,9 @@ class Engine:
         bytes a leaf, twice over with the tree's upper layers), each logUp over the tables its
         blocks use. Blocks and packing are functions of the shapes alone, so both roles derive
         them."""
+        units = self.lookup_units()
         for group, tables in self.lookup_groups():
-            self._run_group(group, tables)
+            self._run_group(units, group, tables)
 
     def lookup_units(self) -> list[tuple[int, "Block"]]:
         """(column index, block) of every looked-up block, columns in registration order."""
@@ -552,9 +553,9 @@ class Engine:
                 groups.append(([c], [t]))
         return [(cols, sorted(tabs)) for cols, tabs in groups]
 
-    def _run_group(self, group: Sequence[int], table_ids: Sequence[int]) -> None:
+    def _run_group(self, units: Sequence[tuple[int, "Block"]], group: Sequence[int],
+                   table_ids: Sequence[int]) -> None:
         ctx = self.ctx
-        units = self.lookup_units()
         local = {t: k for k, t in enumerate(table_ids)}
         cols = []
         sels: dict[tuple, Selector] = {}
