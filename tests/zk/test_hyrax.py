@@ -258,3 +258,60 @@ def test_compact_witness_narrow_types_and_the_same_folds():
     assert Fr.to_ints(H.fold_witness_rows(w1, rp)) == Fr.to_ints(H.fold_witness_rows(w2, rp))
     pt = [int(x) for x in rng.integers(0, 1 << 60, w1.num_vars)]
     assert w1.evaluate(pt) == w2.evaluate(pt)
+
+
+def test_publicly_zero_rows_are_not_sent_and_bind_zeros():
+    """Rows declared publicly zero (padding) get blind 0, commit to the identity and are not in
+    the stream; an honest opening verifies, a nonzero entry there is refused at commit time,
+    and a prover who hides a nonzero entry in such a row (committing it anyway) is rejected."""
+    rng = np.random.default_rng(5)
+    flat = np.zeros(64, dtype=np.int64)
+    flat[:40] = rng.integers(-100, 100, 40)  # 8 x 8: rows 5..7 are padding
+    zero = np.arange(8) >= 5
+    com, wit = H.commit(flat, log_cols=3, zero_rows=zero)
+    assert not wit.blinds[zero].any() and not com.row_points[zero].any()
+    assert wit.blinds[~zero].any(axis=1).all()
+    with pytest.raises(ProverError, match="publicly zero"):
+        H.commit(np.r_[flat[:-1], 1], log_cols=3, zero_rows=zero)
+    pt = _pt(rng, 6)
+
+    def proto_for(values, make):
+        def proto(ctx):
+            t = H.commit_in(ctx, 6, 3, make if ctx.proving else None, zero_rows=zero)
+            (c,) = ctx.commit(b"v", 1, lambda: [ml.evaluate(Fr.from_signed(values), list(pt))])
+            H.open(ctx, t, [ComClaim(pt, c)])
+        return proto
+
+    honest = proto_for(flat, lambda: H.commit(flat, log_cols=3, zero_rows=zero))
+    s = U.roundtrip(honest)
+    assert len(s.points) < 8 + 10  # 5 rows sent, not 8
+    U.verify(honest, s)
+    cheat = flat.copy()
+    cheat[-1] = 7  # in a padding row
+
+    def sneaky():
+        c, w = H.commit(cheat, log_cols=3)
+        w.blinds[zero] = 0
+        return c, w
+
+    bad = proto_for(cheat, sneaky)
+    s_bad = U.prove(bad)
+    with pytest.raises(VerificationError):
+        U.verify(bad, s_bad)
+
+
+def test_real_rows_match_the_padding_of_a_stack():
+    """engine.real_rows against the brute-force layout, every column count."""
+    from zk.head import stack
+    from zk.model.engine import Axis, Space, real_rows
+
+    sp = Space("S", (Axis("l", 3), Axis("i", 5), Axis("d", 6)))
+    for members in (1, 3, 5):
+        lay = stack.StackLayout(tuple(f"m{k}" for k in range(members)), sp.num_vars)
+        real = np.zeros(sp.padded_shape, dtype=bool)
+        real[:3, :5, :6] = True
+        st = np.zeros((1 << lay.index_vars, real.size), dtype=bool)
+        st[:members] = real.reshape(-1)
+        for c in range(lay.num_vars + 1):
+            want = st.reshape(-1, 1 << c).any(axis=1)
+            assert (real_rows(sp, members, lay.index_vars, c) == want).all(), (members, c)

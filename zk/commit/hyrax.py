@@ -180,12 +180,15 @@ def _finish(witness: HyraxWitness, rows_aff: np.ndarray) -> tuple[HyraxCommitmen
 def commit(tensor: np.ndarray, *, log_cols: int | None = None,
            params: HyraxParams = DEFAULT_PARAMS,
            rng: np.random.Generator | None = None,
-           device: str = "auto", compact: bool = False) -> tuple[HyraxCommitment, HyraxWitness]:
+           device: str = "auto", compact: bool = False,
+           zero_rows: np.ndarray | None = None) -> tuple[HyraxCommitment, HyraxWitness]:
     """Commit to a signed integer tensor (any shape; flattened in C order, zero-padded).
 
     Blinds come from the OS CSPRNG unless a numpy ``rng`` is given (tests and benchmarks only).
     ``device`` picks where the row MSMs run (:mod:`gpu.dispatch`); the bytes are the same.
     ``compact``: the witness keeps its values in the narrowest integer type (:func:`narrow`).
+    ``zero_rows``: a boolean per row, rows that are publicly zero (padding): they must hold
+    zeros, get blind 0 and commit to the identity (no MSM; see :func:`commit_in`).
     """
     flat = np.ascontiguousarray(np.asarray(tensor).reshape(-1))
     if not np.issubdtype(flat.dtype, np.integer):
@@ -196,10 +199,24 @@ def commit(tensor: np.ndarray, *, log_cols: int | None = None,
     rows = 1 << (n - b)
     blinds = Fr.random(rows, rng)
     mat = padded.reshape(rows, 1 << b)
+    keep = np.arange(rows)
+    if zero_rows is not None:
+        zero_rows = np.asarray(zero_rows, dtype=bool)
+        if zero_rows.shape != (rows,):
+            raise ValueError(f"zero_rows: one flag for each of the {rows} rows")
+        if mat[zero_rows].any():
+            raise ProverError("a row declared publicly zero holds a nonzero entry")
+        blinds[zero_rows] = 0
+        keep = np.flatnonzero(~zero_rows)
     step = max(1, COMMIT_BLOCK >> b)  # row blocks: the MSM's scratch stays bounded
-    rows_aff = np.concatenate([commit_rows_ints(params.key(b), mat[r0:r0 + step],
-                                                blinds[r0:r0 + step], device)
-                               for r0 in range(0, rows, step)])
+    rows_aff = ZC.identity(rows)
+    for k0 in range(0, keep.size, step):
+        sel = keep[k0:k0 + step]
+        if zero_rows is None:  # contiguous rows: views, no copy
+            part, bl = mat[sel[0]:sel[-1] + 1], blinds[sel[0]:sel[-1] + 1]
+        else:
+            part, bl = mat[sel], blinds[sel]
+        rows_aff[sel] = commit_rows_ints(params.key(b), part, bl, device)
     return _finish(HyraxWitness(n, b, narrow(padded) if compact else padded, blinds), rows_aff)
 
 
@@ -253,11 +270,13 @@ def _check_params(ctx: Context, params: HyraxParams) -> None:
 
 
 def bind(ctx: Context, commitment: HyraxCommitment, witness: HyraxWitness | None = None, *,
-         params: HyraxParams = DEFAULT_PARAMS) -> Tensor:
-    """A commitment made outside the proof (a model's weights): absorbed into the transcript;
-    the verifier registers its rows, the prover supplies the witness."""
+         params: HyraxParams = DEFAULT_PARAMS, absorb: bool = True) -> Tensor:
+    """A commitment made outside the proof (a model's weights): absorbed into the transcript
+    (``absorb=False`` only where the transcript already holds a collision-resistant digest of
+    it); the verifier registers its rows, the prover supplies the witness."""
     _check_params(ctx, params)
-    commitment.absorb(ctx.t)
+    if absorb:
+        commitment.absorb(ctx.t)
     if ctx.proving:
         if witness is None or witness.num_vars != commitment.num_vars \
                 or witness.log_cols != commitment.log_cols:
@@ -273,20 +292,45 @@ def bind(ctx: Context, commitment: HyraxCommitment, witness: HyraxWitness | None
 
 def commit_in(ctx: Context, num_vars: int, log_cols: int,
               make: Callable[[], tuple[HyraxCommitment, HyraxWitness]] | None, *,
-              params: HyraxParams = DEFAULT_PARAMS) -> Tensor:
+              params: HyraxParams = DEFAULT_PARAMS,
+              zero_rows: np.ndarray | None = None) -> Tensor:
     """A commitment made inside the proof: the prover's ``make()`` commits (hiding, fresh
     blinds), its rows go into the stream; the verifier reads them. Shapes come from the
-    statement."""
+    statement. ``zero_rows`` (a boolean per row, from the statement): rows that are publicly
+    zero (padding). They are not sent: both sides take them as the identity, the commitment
+    to zeros with blind 0 (``make`` commits them so, see :func:`commit`), so the tensor is bound
+    to hold zeros there and nothing hidden is in them."""
     _check_params(ctx, params)
     ctx.t.absorb_scalars(L_SHAPE, [num_vars, log_cols])
     rows = 1 << (num_vars - log_cols)
+    keep = None
+    if zero_rows is not None:
+        zero_rows = np.asarray(zero_rows, dtype=bool)
+        if zero_rows.shape != (rows,):
+            raise ValueError(f"zero_rows: one flag for each of the {rows} rows")
+        keep = np.flatnonzero(~zero_rows)
     if ctx.proving:
         com, wit = make()
         if (com.num_vars, com.log_cols) != (num_vars, log_cols):
             raise AssertionError("tensor shape drifted from the statement")
-        ctx.put_points(L_COMMITMENT, com.row_points)
+        if keep is None:
+            ctx.put_points(L_COMMITMENT, com.row_points)
+        else:
+            if wit.blinds[zero_rows].any():
+                raise AssertionError("a publicly zero row was committed with a blind")
+            ctx.put_points(L_COMMITMENT, com.row_points[keep])
         return Tensor(num_vars, log_cols, None, wit, params)
-    return Tensor(num_vars, log_cols, ctx.take_points(L_COMMITMENT, rows), None, params)
+    if keep is None:
+        return Tensor(num_vars, log_cols, ctx.take_points(L_COMMITMENT, rows), None, params)
+    ids = np.full(rows, -1, dtype=np.int64)
+    ids[keep] = ctx.take_points(L_COMMITMENT, int(keep.size))
+    return Tensor(num_vars, log_cols, ids.tolist(), None, params)
+
+
+def _row_sym(rows: Sequence[int], coefs: Sequence[int]) -> Sym:
+    """sum_i coefs[i] row_i over the row commitments; id -1 is a publicly zero row (the
+    identity, see :func:`commit_in`) and contributes nothing."""
+    return Sym.combo([i for i in rows if i >= 0], [c for i, c in zip(rows, coefs) if i >= 0])
 
 
 def open(ctx: Context, tensor: Tensor, claims: Sequence[ComClaim]) -> None:  # noqa: A001
@@ -378,7 +422,7 @@ def _argument(ctx: Context, tensor: Tensor, row_points: Sequence[Sequence[int]],
     for g, rp in zip(weights, row_points):
         acc = Fr.axpy(int(g) % P, ML.eq_table(list(rp)), acc)
     lw = Fr.to_ints(acc)
-    sigma.dot_product_log(ctx, label, cols, VecCom(s=Sym.combo(tensor.rows, lw)), [], target,
+    sigma.dot_product_log(ctx, label, cols, VecCom(s=_row_sym(tensor.rows, lw)), [], target,
                           a_final=_folded_eq(col_point))
 
 
@@ -507,7 +551,7 @@ def open_batch(ctx: Context, items: Sequence[tuple[Tensor, Sequence[ComClaim]]])
         return
     sym = None
     for (t, _), wt in zip(items, weights):
-        s = Sym.combo(t.rows, Fr.to_ints(wt))
+        s = _row_sym(t.rows, Fr.to_ints(wt))
         sym = s if sym is None else sym + s
     sigma.dot_product_log(ctx, label, 1 << B, VecCom(s=sym), [], value,
                           a_final=_folded_eq(end.point))

@@ -107,6 +107,17 @@ class LookupEnd:
     _beta: int = 0
     _q: Com | None = field(default=None, repr=False)
     _ticket: int = 0
+    _m_opening: tuple | None = field(default=None, repr=False)
+    _m_ticket: int | None = None
+
+    def take_m_opening(self) -> tuple[hyrax.Tensor, ComClaim]:
+        """The multiplicities' commitment and the claim on it (``run(..., defer_m=True)``): the
+        caller must open it (e.g. in its batched opening)."""
+        if self._m_opening is None:
+            raise ValueError("this lookup opened its multiplicities itself (or handed them on)")
+        out, self._m_opening = self._m_opening, None
+        self._ctx.discharge(self._m_ticket)
+        return out
 
     def bind(self, xs: Sequence[Com], ys: Sequence[Com | None]) -> None:
         """Tie the tree to the columns: ``xs[c]`` commits X_c~(column_points[c]) and ``ys[c]``
@@ -140,10 +151,16 @@ def _bits(i: int, n: int) -> list[int]:
     return [(i >> b) & 1 for b in range(n)]
 
 
-def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
+def run(ctx: Context, tables: TableSet, columns: Sequence[Column], *,
+        m_cols: int | None = None, defer_m: bool = False) -> LookupEnd:
     """Run the lookup: commit m (prover), draw alpha and beta, prove the fraction tree, open
     m. The caller then supplies the columns' values at the returned points with
-    :meth:`LookupEnd.bind`. On the prover side the columns carry their values (X, Y)."""
+    :meth:`LookupEnd.bind`. On the prover side the columns carry their values (X, Y).
+
+    ``m_cols``: m's Hyrax matrix gets min(t, m_cols) column variables (fewest rows; default:
+    a few rows, at most 2^MAX_M_COLS columns), and its rows past the union table's last row
+    (m is 0 there) are publicly zero, not sent. ``defer_m``: m is not opened here; the caller
+    takes the opening with :meth:`LookupEnd.take_m_opening` and must open it."""
     if not columns:
         raise ValueError("no columns to look up")
     tables.absorb(ctx.t)
@@ -160,11 +177,17 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
     # few rows: the row commitments are in every proof, the opening grows only with log; at
     # most 2^MAX_M_COLS columns (the opening's IPA costs the prover 2 log(n) MSMs of n points
     # and the verifier n generators: a 2^21-row table would ask 2^16 of both)
-    m_cols = min(max(t // 2, t - 5), MAX_M_COLS)
+    zero = None
+    if m_cols is None:
+        m_cols = min(max(t // 2, t - 5), MAX_M_COLS)
+    else:
+        m_cols = min(t, m_cols)
+        zero = (np.arange(1 << (t - m_cols)) << m_cols) >= tables.total
     m_vec = multiplicities(tables, columns) if ctx.proving else None
-    m_tensor = hyrax.commit_in(ctx, t, m_cols,
-                               (lambda: hyrax.commit(m_vec, log_cols=m_cols, rng=ctx.rng))
-                               if ctx.proving else None)
+    m_tensor = hyrax.commit_in(
+        ctx, t, m_cols,
+        (lambda: hyrax.commit(m_vec, log_cols=m_cols, rng=ctx.rng, zero_rows=zero))
+        if ctx.proving else None, zero_rows=zero if zero is not None and zero.any() else None)
     alpha, beta = ctx.challenge(L_ALPHA), ctx.challenge(L_BETA)
     leaves = (lambda: _leaves(tables, columns, lay, m_vec, alpha, beta)) if ctx.proving else None
     tree = fractions.run(ctx, lay.num_vars, leaves)
@@ -179,10 +202,16 @@ def run(ctx: Context, tables: TableSet, columns: Sequence[Column]) -> LookupEnd:
             raise ProverError("degenerate lookup challenge (negligible): prove again")
         raise VerificationError("lookup: degenerate challenge")
     m_com = (ctx.public(sel) - tree.p) * pow(f_t, -1, P)
-    hyrax.open(ctx, m_tensor, [ComClaim(tuple(z[:t]), m_com)])
+    m_claim = ComClaim(tuple(z[:t]), m_com)
+    if not defer_m:
+        hyrax.open(ctx, m_tensor, [m_claim])
     ticket = ctx.obligation("a lookup whose columns were never bound")
-    return LookupEnd(z, tuple(tuple(z[:n]) for n in lay.column_vars), ctx, tables, columns, lay,
-                     alpha, beta, tree.q, ticket)
+    end = LookupEnd(z, tuple(tuple(z[:n]) for n in lay.column_vars), ctx, tables, columns, lay,
+                    alpha, beta, tree.q, ticket)
+    if defer_m:
+        end._m_opening = (m_tensor, m_claim)
+        end._m_ticket = ctx.obligation("a lookup's multiplicities never opened")
+    return end
 
 
 def _leaves(tables: TableSet, columns: Sequence[Column], lay: Layout, m: np.ndarray,

@@ -84,6 +84,26 @@ class Axis:
         return 1 << self.bits
 
 
+def real_rows(space: "Space", members: int, index_vars: int, log_cols: int) -> np.ndarray:
+    """Which rows of a stack's Hyrax matrix (``members`` tensors of ``space``, the member index
+    in the top ``index_vars`` variables, 2^log_cols columns) hold a real entry; the others are
+    padding only (publicly zero)."""
+    mvars = space.num_vars
+    if log_cols >= mvars:  # a row spans 2^(log_cols - mvars) whole members
+        per = 1 << (log_cols - mvars)
+        return np.arange(1 << (mvars + index_vars - log_cols)) * per < members
+    out = np.arange(1 << index_vars) < members
+    left = log_cols
+    highs = []
+    for a in reversed(space.axes):  # innermost first: its low bits are the columns
+        low = min(a.bits, left)
+        left -= low
+        highs.append((np.arange(1 << (a.bits - low)) << low) < a.size)
+    for h in reversed(highs):  # outermost first: the row index's order
+        out = np.logical_and.outer(out, h).reshape(-1)
+    return out
+
+
 @dataclass(frozen=True)
 class Space:
     """A grid of axes, outermost first; the innermost axis holds the lowest variables."""
@@ -405,6 +425,7 @@ class Engine:
         self.columns: list[tuple[int, Lin, Lin | None, Mask | None]] = []
         self.tables: list[LookupTable] = []
         self._table_ids: dict[str, int] = {}
+        self.m_openings: list[tuple[hyrax.Tensor, object]] = []  # the logUps' multiplicities
 
     @property
     def proving(self) -> bool:
@@ -418,19 +439,24 @@ class Engine:
             # few rows (the proof carries one point a row), the columns within a member (claims
             # on several members at one point then share the opening's column point)
             cols = min(MAX_LOG_COLS, max(lay.member_vars, lay.num_vars // 2 + 1), lay.num_vars)
+            zero = ~real_rows(self.spaces[sp], len(lay.names), lay.index_vars, cols)
             mk = None
             if self.proving:
-                mk = (lambda lay=lay, cols=cols: stack.commit(
-                    lay, {n: self.w[n] for n in lay.names}, log_cols=cols, rng=self.ctx.rng))
-            self.tensors[sp] = hyrax.commit_in(self.ctx, lay.num_vars, cols, mk)
+                mk = (lambda lay=lay, cols=cols, zero=zero: stack.commit(
+                    lay, {n: self.w[n] for n in lay.names}, log_cols=cols, rng=self.ctx.rng,
+                    zero_rows=zero))
+            self.tensors[sp] = hyrax.commit_in(self.ctx, lay.num_vars, cols, mk,
+                                               zero_rows=zero if zero.any() else None)
 
     def bind_external(self, name: str, space: Space, com: hyrax.HyraxCommitment,
-                      wit: hyrax.HyraxWitness | None) -> None:
-        """A tensor committed outside the proof (a weight), laid out on ``space``."""
+                      wit: hyrax.HyraxWitness | None, absorbed: bool = False) -> None:
+        """A tensor committed outside the proof (a weight), laid out on ``space``.
+        ``absorbed``: the transcript already holds a digest of ``com`` (its rows are not
+        absorbed again)."""
         if com.num_vars != space.num_vars:
             raise ValueError(f"weight {name}: commitment of {com.num_vars} variables, space "
                              f"{space.name} has {space.num_vars}")
-        self.external[name] = (hyrax.bind(self.ctx, com, wit), space)
+        self.external[name] = (hyrax.bind(self.ctx, com, wit, absorb=not absorbed), space)
 
     def space_of(self, name: str) -> Space:
         if name in self.external:
@@ -577,7 +603,9 @@ class Engine:
             else:
                 cols.append(Column(local[table], sel))
         del padded
-        end = logup.run(ctx, TableSet([self.tables[t] for t in table_ids]), cols)
+        end = logup.run(ctx, TableSet([self.tables[t] for t in table_ids]), cols,
+                        m_cols=MAX_LOG_COLS, defer_m=True)
+        self.m_openings.append(end.take_m_opening())  # opened with the stacks in open_all
         del cols
         xs, ys = [], []
         for u, pt in zip(group, end.column_points):
@@ -782,6 +810,7 @@ class Engine:
                  if self.book.claims.get(sp)]
         items += [(t, self.book.claims["w:" + name]) for name, (t, _) in self.external.items()
                   if self.book.claims.get("w:" + name)]
+        items += [(t, [claim]) for t, claim in self.m_openings]
         hyrax.open_batch(self.ctx, items)
 
 

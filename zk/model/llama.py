@@ -55,7 +55,7 @@ from zk.encoding import Reader, Writer, decode_envelope, encode_envelope
 from zk.errors import MalformedProofError, ProverError, VerificationError
 from zk.field import Fr
 from zk.lookup.tables import LookupTable
-from zk.model.engine import Axis, Engine, Factor, Lin, Mask, Space
+from zk.model.engine import MAX_LOG_COLS, Axis, Engine, Factor, Lin, Mask, Space
 from zk.model.ops import (
     RQ,
     Pointwise,
@@ -80,8 +80,10 @@ GPT2_WEIGHTS = ("E", "P", "wq", "wk", "wv", "bq", "bk", "bv", "wo", "bo", "wu", 
                 "bd", "g1", "b1", "g2", "b2", "gf", "bf")
 MAX_DIM = 1 << 20
 # columns of a weight's Hyrax matrix (at most): the verifier's work per weight is one MSM over
-# its 2^(n - cols) row commitments, the opening's grows with cols only as its log
-WEIGHT_LOG_COLS = 13
+# its 2^(n - cols) row commitments, the opening's grows with cols only as its log; the stacks'
+# 2^MAX_LOG_COLS generators are in the final MSM anyway (SmolLM2: 49,152 weight rows at 2^13
+# columns, 12,288 at 2^15)
+WEIGHT_LOG_COLS = MAX_LOG_COLS
 MAX_WEIGHT_LOG_COLS = 16  # what a commitment file may ask of a verifier
 
 
@@ -983,7 +985,8 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     eng = Engine(ctx, sh.spaces(), sh.members(), w)
     for n in weight_names(cfg):
         eng.bind_external(n, sh.W[n], mc.weights[n],
-                          model.witnesses[n] if ctx.proving else None)
+                          model.witnesses[n] if ctx.proving else None,
+                          absorbed=True)  # mc.digest (absorbed above) hashes every row
     eng.commit_stacks()
     R = sh.rq
     A = cfg.act_bits
@@ -1192,7 +1195,7 @@ class ModelProof:
     """A zero-knowledge proof of a whole generation: the statement and the protocol stream."""
 
     KIND: ClassVar[str] = "zkmodel-proof"
-    VERSION: ClassVar[int] = 3  # 2: one batched opening for every tensor; 3: zero-checks with eq as the sumcheck eq point
+    VERSION: ClassVar[int] = 4  # 2: one batched opening for every tensor; 3: zero-checks with eq as the sumcheck eq point; 4: padding rows not sent, weights bound by the digest
 
     model_digest: bytes
     statement: Statement
