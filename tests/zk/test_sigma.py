@@ -96,6 +96,16 @@ def product_proto(x, y, claim=None):
     return proto
 
 
+def product_sum_proto(xs, ys, coefs, claim=None):
+    def proto(ctx):
+        cx = committed(ctx, b"c", xs)
+        cy = committed(ctx, b"c", ys)
+        z = sigma.product_sum(ctx, list(zip(cx, cy)), coefs)
+        want = sum(c * x * y for c, x, y in zip(coefs, xs, ys)) if claim is None else claim
+        ctx.equal(z, ctx.public(want), "z = sum c x y")
+    return proto
+
+
 def dot_proto(w, a, log, value=None):
     n = len(w)
 
@@ -117,6 +127,7 @@ CASES = {
     "zero": lambda: zero_proto(0),
     "equality": lambda: equality_proto(77, 77),
     "product": lambda: product_proto(6, 7),
+    "product-sum": lambda: product_sum_proto([6, 8, 10], [7, 9, 11], [1, 5, P - 3]),
     "dot-linear": lambda: dot_proto([random.Random(1).randrange(P) for _ in range(8)],
                                     [random.Random(2).randrange(P) for _ in range(8)], False),
     "dot-log": lambda: dot_proto([random.Random(3).randrange(P) for _ in range(16)],
@@ -314,3 +325,53 @@ def test_commitments_are_pedersen():
     assert bn.eq(ZC.to_py_ecc(pts)[0], want)
     assert U_ID == 0 and H_ID == 1
     assert isinstance(Com(1, 2) + 3, Com)
+
+
+# ---------------------------------------------------------------- sum of products
+
+
+def test_product_sum_size_refusal_and_statement_binding():
+    """K pairs: C_z, 2K + 1 first messages, 4K + 1 responses; a false sum is refused by the
+    prover and a proof of one sum does not verify another."""
+    for k in (1, 2, 3):
+        xs, ys, cs = list(range(3, 3 + k)), list(range(10, 10 + k)), [2] * k
+        s = U.prove(product_sum_proto(xs, ys, cs))
+        # 2k committed inputs + C_z + 2k + 1 messages + the equality's zero proof point
+        assert (len(s.points), len(s.scalars)) == (2 * k + 1 + 2 * k + 1 + 1, 4 * k + 1 + 1)
+    with pytest.raises(ProverError):
+        U.prove(product_sum_proto([6, 8], [7, 9], [1, 1], claim=6 * 7 + 8 * 9 + 1))
+    s = U.prove(product_sum_proto([6, 8], [7, 9], [1, 1]))
+    with pytest.raises(VerificationError):
+        U.verify(product_sum_proto([6, 8], [7, 9], [1, 2]), s)
+    with pytest.raises(VerificationError):
+        U.verify(product_sum_proto([6, 8], [7, 9], [1, 1], claim=6 * 7 + 8 * 9 + 1), s)
+
+
+def test_special_soundness_product_sum():
+    """Two transcripts with one first message give every opening and tau, hence the sum."""
+    xs, ys, cs = [6, 8], [7, 9], [3, 5]
+    a, b, c1, c2 = _two_runs(product_sum_proto(xs, ys, cs), sigma.L_CHALLENGE)
+    assert a._pts[:4 + 1 + 5] == b._pts[:4 + 1 + 5]
+    ctx = Context.prover(Transcript(U.PROTO), np.random.default_rng(5))
+    cx = ctx.commit(b"c", 2, lambda: xs)
+    cy = ctx.commit(b"c", 2, lambda: ys)
+    (cz,) = ctx.commit(b"z", 1, lambda: [0])
+    openings, tau = sigma.extract_product_sum(c1, a._sc[:9], c2, b._sc[:9])
+    assert openings == [(x.v, x.r, y.v, y.r) for x, y in zip(cx, cy)]
+    assert tau == (cz.r - sum(c * y.v * x.r for c, x, y in zip(cs, cx, cy))) % P
+
+
+def test_product_sum_simulator_accepts_and_wrong_responses_do_not():
+    rnd = random.Random(8)
+    _, pts = _statement([6, 8, 7, 9, 6 * 7 * 3 + 8 * 9 * 5 + 1])  # a false sum: HVZK needs none
+    ctx, (x0, x1, y0, y1, cz) = _sym_ctx(pts)
+    e = rnd.randrange(P)
+    z = [rnd.randrange(P) for _ in range(9)]
+    cs = [3, 5]
+    first = np.concatenate([ctx.evaluate(q) for q in sigma.simulate_product_sum(
+        [x0, x1], [y0, y1], cz, cs, e, z)])
+    ids = [Sym.point(i) for i in ctx.register(first)]
+    checks = sigma.product_sum_check([x0, x1], [y0, y1], cz, cs, ids, e, z)
+    assert all(_is_identity(ctx, q) for q in checks)
+    bad = sigma.product_sum_check([x0, x1], [y0, y1], cz, cs, ids, e, z[:-1] + [z[-1] + 1])
+    assert not all(_is_identity(ctx, q) for q in bad)

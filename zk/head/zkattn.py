@@ -251,10 +251,11 @@ class AttentionProof:
     commitments and responses in order (see :mod:`zk.protocol.context`)."""
 
     KIND: ClassVar[str] = "zkattn-proof"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3  # 3: a fraction layer closes with one proof of a product sum
     RETIRED: ClassVar[dict[int, str]] = {
         1: "version 1 is the retired format whose proofs were not zero knowledge (they revealed "
            "linear functions of the weights); such files are refused: prove again",
+        2: "version 2 (two proofs of product per lookup layer) is no longer read: prove again",
     }
 
     model_digest: bytes

@@ -15,15 +15,17 @@ i.e. sum_i p[i] / q[i] = 0. This is the form the logarithmic-derivative lookup n
 side and the table side in one tree, the table's numerators negated).
 
 Protocol. The prover commits the root's children (p(0), p(1), q(0), q(1)) and the inverses of
-q(0), q(1); proofs of product show p(0) q(1) + p(1) q(0) = 0 and q(b) q(b)^-1 = 1 (so the root
+q(0), q(1); a proof of a sum of products shows p(0) q(1) + p(1) q(0) = 0 and proofs of product
+q(b) q(b)^-1 = 1 (so the root
 denominator q(0) q(1) is nonzero). A challenge mu gives committed claims on layer 1 at (mu).
 For k = 1, ..., n-1, with claims C_p, C_q on layer k at r and a challenge lambda, one
 zero-knowledge sumcheck (:mod:`zk.protocol.sumcheck`) proves
 
     sum_x eq(r, x) [(p0 q1 + p1 q0) + lambda q0 q1](x) = C_p + lambda C_q
 
-over the committed end values p0, p1, q0, q1 (the even and odd children), closed with two
-proofs of product (p0 q1 and q0 (p1 + lambda q1)); a challenge mu moves the claims to layer
+over the committed end values p0, p1, q0, q1 (the even and odd children), closed with one
+proof of the sum of products p0 q1 + q0 (p1 + lambda q1) (:func:`zk.protocol.sigma.product_sum`:
+one commitment and one challenge for both); a challenge mu moves the claims to layer
 k+1 at (rho, mu) homomorphically. The caller receives commitments to p~ and q~ at a point of
 the leaves and must discharge them. Nothing is sent in the clear. Soundness error about
 3 n^2 / r.
@@ -98,8 +100,9 @@ def run(ctx: Context, n: int,
             raise ProverError("a denominator is zero (beta hit a table entry; negligible)")
         vals = root + [pow(root[2], -1, P), pow(root[3], -1, P)]
     p0, p1, q0, q1, i0, i1 = ctx.commit(L_ROOT, 6, lambda: vals)
-    z01, z10, one0, one1 = sigma.products(ctx, [(p0, q1), (p1, q0), (q0, i0), (q1, i1)])
-    ctx.equal(z01 + z10, 0, "the fractions do not sum to zero")
+    num = sigma.product_sum(ctx, [(p0, q1), (p1, q0)], [1, 1])
+    one0, one1 = sigma.products(ctx, [(q0, i0), (q1, i1)])
+    ctx.equal(num, 0, "the fractions do not sum to zero")
     ctx.equal(one0, 1, "a root denominator is zero")
     ctx.equal(one1, 1, "a root denominator is zero")
     mu = ctx.challenge(L_MU)
@@ -117,8 +120,7 @@ def run(ctx: Context, n: int,
         end = zs.run(ctx, cp + cq * lam, k, 2, hidden=[0, 1, 2, 3], eq_point=point,
                      terms=terms, tables=tables if ctx.proving else None, num_factors=4)
         e0, e1, f0, f1 = end.values
-        a, b = sigma.products(ctx, [(e0, f1), (f0, e1 + f1 * lam)])
-        end.close(a + b)
+        end.close(sigma.product_sum(ctx, [(e0, f1), (f0, e1 + f1 * lam)], [1, 1]))
         mu = ctx.challenge(L_MU)
         cp, cq = _move(mu, e0, e1), _move(mu, f0, f1)
         point = (*end.point, mu)

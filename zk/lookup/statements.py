@@ -224,7 +224,7 @@ class StatementProof:
     """A self-contained zero-knowledge proof of one statement about committed tensors."""
 
     KIND: ClassVar[str] = "tlookup-proof"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3  # 3: a fraction layer closes with one proof of a product sum
 
     statement: str
     stream: Stream

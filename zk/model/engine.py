@@ -739,9 +739,11 @@ class Engine:
         return result
 
     def term_sum(self, terms: Sequence[tuple[int, Sequence[int]]], vals: Sequence) -> Com:
-        """sum_s c_s prod vals (Coms multiplied with proofs of product)."""
+        """sum_s c_s prod vals: terms with one hidden factor are linear; the last product of
+        every term with several goes into ONE proof of a sum of products (its prefixes, for
+        three hidden factors and more, are committed with proofs of product)."""
         acc = self.ctx.public(0)
-        cache: dict[tuple[int, ...], Com] = {}
+        merged: dict[tuple[int, ...], int] = {}  # hidden factors -> summed coefficient
         for coef, idx in terms:
             c = coef % P
             hid = []
@@ -754,19 +756,26 @@ class Engine:
                 continue
             if not hid:
                 acc = acc + c
+            elif len(hid) == 1:
+                acc = acc + vals[hid[0]] * c
+            else:
+                key = tuple(sorted(hid))
+                merged[key] = (merged.get(key, 0) + c) % P
+        prefixes: dict[tuple[int, ...], Com] = {}
+        pairs, coefs = [], []
+        for key, c in merged.items():
+            if not c:
                 continue
-            key = tuple(sorted(hid))
-            if key not in cache:
-                prod = vals[key[0]]
-                for j in range(1, len(key)):
-                    sub = key[: j + 1]
-                    if sub in cache:
-                        prod = cache[sub]
-                    else:
-                        prod = sigma.product(self.ctx, prod, vals[key[j]])
-                        cache[sub] = prod
-                cache[key] = prod
-            acc = acc + cache[key] * c
+            prod = vals[key[0]]
+            for j in range(1, len(key) - 1):
+                sub = key[: j + 1]
+                if sub not in prefixes:
+                    prefixes[sub] = sigma.product(self.ctx, prod, vals[key[j]])
+                prod = prefixes[sub]
+            pairs.append((prod, vals[key[-1]]))
+            coefs.append(c)
+        if pairs:
+            acc = acc + sigma.product_sum(self.ctx, pairs, coefs)
         return acc
 
     def _foldable(self, member: str, f: Factor, out: Coords, batch: Sequence[str]) -> bool:

@@ -44,7 +44,8 @@ from zk.protocol import context as C
 from zk.protocol.context import H_ID, U_ID, Com, Context, P, Sym, VecCom, thread_setting
 
 __all__ = [
-    "opening", "zero", "equality", "products", "product", "dot_product", "dot_product_log",
+    "opening", "zero", "equality", "products", "product", "product_sum", "dot_product",
+    "dot_product_log", "product_sum_check", "simulate_product_sum", "extract_product_sum",
     "opening_check", "zero_check", "product_check", "dot_product_check",
     "simulate_opening", "simulate_zero", "simulate_product", "simulate_dot_product",
     "extract_opening", "extract_zero", "extract_product", "extract_dot_product",
@@ -195,6 +196,86 @@ def products(ctx: Context, pairs: Sequence[tuple[Com, Com]]) -> list[Com]:
                                 z[5 * i:5 * i + 5]):
             ctx.check(eq)
     return zs
+
+
+def product_sum(ctx: Context, pairs: Sequence[tuple[Com, Com]], coefs: Sequence[int]) -> Com:
+    """Commit z = sum_k coefs[k] x_k y_k and prove it in one sigma protocol (K pairs: 2K + 2
+    points and 4K + 1 scalars, against 4K points and 5K scalars for K proofs of product and
+    their sum). The relation is C_z = sum_k c_k y_k C_(x_k) + tau H; with openings of every
+    x_k and y_k proven alongside, special soundness gives z = sum_k c_k x_k y_k.
+
+    Stream: C_z; A_k (x_k nonces), D_k (y_k nonces), B; responses (zx_k, wx_k, zy_k, wy_k) per
+    pair, then z_tau."""
+    k = len(pairs)
+    if k == 0 or len(coefs) != k:
+        raise ValueError("a product sum needs one coefficient per pair, at least one pair")
+    cs = [int(c) % P for c in coefs]
+    if ctx.proving:
+        (z,) = ctx.commit(L_PRODUCT, 1, lambda: [sum(c * x.v * y.v for c, (x, y) in
+                                                     zip(cs, pairs)) % P])
+        nonces = [ctx.random(4) for _ in range(k)]
+        (bz,) = ctx.random(1)
+        msgs = []
+        for a, al, b, be in nonces:
+            msgs += [(a, al), (b, be)]
+        # B = sum_k c_k b_k C_(x_k) + bz H
+        msgs.append((sum(c * n[2] * x.v for c, n, (x, _) in zip(cs, nonces, pairs)),
+                     sum(c * n[2] * x.r for c, n, (x, _) in zip(cs, nonces, pairs)) + bz))
+        ctx.commit_points(L_PRODUCT, lambda: _uh(ctx, msgs), 2 * k + 1)
+        e = ctx.challenge(L_CHALLENGE)
+        tau = (z.r - sum(c * y.v * x.r for c, (x, y) in zip(cs, pairs))) % P
+
+        def responses() -> list[int]:
+            out = []
+            for (x, y), (a, al, b, be) in zip(pairs, nonces):
+                out += [a + e * x.v, al + e * x.r, b + e * y.v, be + e * y.r]
+            return out + [bz + e * tau]
+
+        ctx.scalars(L_PRODUCT, 4 * k + 1, responses)
+        return z
+    (z,) = ctx.commit(L_PRODUCT, 1, None)
+    ids = ctx.commit_points(L_PRODUCT, None, 2 * k + 1)
+    e = ctx.challenge(L_CHALLENGE)
+    resp = ctx.scalars(L_PRODUCT, 4 * k + 1, None)
+    for eq in product_sum_check([x.s for x, _ in pairs], [y.s for _, y in pairs], z.s, cs,
+                                [Sym.point(i) for i in ids], e, resp):
+        ctx.check(eq)
+    return z
+
+
+def product_sum_check(Cx: Sequence[Sym], Cy: Sequence[Sym], Cz: Sym, coefs: Sequence[int],
+                      first: Sequence[Sym], e: int, z: Sequence[int]) -> list[Sym]:
+    """A_k + e C_(x_k) = zx_k U + wx_k H; D_k + e C_(y_k) = zy_k U + wy_k H;
+    B + e C_z = sum_k c_k zy_k C_(x_k) + z_tau H."""
+    out = []
+    last = first[-1] + Cz * e - _H * z[-1]
+    for k, (cx, cy, c) in enumerate(zip(Cx, Cy, coefs)):
+        zx, wx, zy, wy = z[4 * k:4 * k + 4]
+        out.append(first[2 * k] + cx * e - _U * zx - _H * wx)
+        out.append(first[2 * k + 1] + cy * e - _U * zy - _H * wy)
+        last = last - cx * (c * zy % P)
+    return out + [last]
+
+
+def simulate_product_sum(Cx: Sequence[Sym], Cy: Sequence[Sym], Cz: Sym, coefs: Sequence[int],
+                         e: int, z: Sequence[int]) -> list[Sym]:
+    """First messages that make (e, z) accepting (honest-verifier zero knowledge)."""
+    out = []
+    last = Cz * (-e) + _H * z[-1]
+    for k, (cx, cy, c) in enumerate(zip(Cx, Cy, coefs)):
+        zx, wx, zy, wy = z[4 * k:4 * k + 4]
+        out += [_U * zx + _H * wx - cx * e, _U * zy + _H * wy - cy * e]
+        last = last + cx * (c * zy % P)
+    return out + [last]
+
+
+def extract_product_sum(e1: int, z1: Sequence[int], e2: int, z2: Sequence[int]
+                        ) -> tuple[list[tuple[int, int, int, int]], int]:
+    """From two accepting transcripts: the openings (x_k, r_k, y_k, s_k) and tau with
+    C_z = sum_k c_k y_k C_(x_k) + tau H, i.e. z = sum_k c_k x_k y_k."""
+    d = _inv(e1 - e2)
+    w = [(a - b) * d % P for a, b in zip(z1, z2)]
+    return [tuple(w[4 * k:4 * k + 4]) for k in range(len(w) // 4)], w[-1]
 
 
 def product(ctx: Context, x: Com, y: Com) -> Com:
