@@ -300,18 +300,38 @@ def test_publicly_zero_rows_are_not_sent_and_bind_zeros():
         U.verify(bad, s_bad)
 
 
-def test_real_rows_match_the_padding_of_a_stack():
-    """engine.real_rows against the brute-force layout, every column count."""
+def test_stack_matrix_rows_points_and_the_choice_of_columns():
+    """engine.StackMatrix: its committed vector's MLE at the permuted point is the stack's at
+    the point, its real rows are the brute-force rows with a real entry, and the choice of
+    columns never has more real rows than the plain layout (strictly fewer where a padded
+    axis would sit in the columns)."""
     from zk.head import stack
-    from zk.model.engine import Axis, Space, real_rows
+    from zk.model.engine import Axis, Space, StackMatrix, _greedy_low
 
-    sp = Space("S", (Axis("l", 3), Axis("i", 5), Axis("d", 6)))
+    rng = np.random.default_rng(4)
+    sp = Space("S", (Axis("l", 6), Axis("h", 3), Axis("i", 8), Axis("e", 4)))
     for members in (1, 3, 5):
         lay = stack.StackLayout(tuple(f"m{k}" for k in range(members)), sp.num_vars)
         real = np.zeros(sp.padded_shape, dtype=bool)
-        real[:3, :5, :6] = True
+        real[:6, :3, :8, :4] = True
         st = np.zeros((1 << lay.index_vars, real.size), dtype=bool)
         st[:members] = real.reshape(-1)
+        st = st.reshape(-1)
+        vals = np.where(st, rng.integers(1, 100, st.size), 0)
+        pt = [int(x) for x in rng.integers(1, 2**60, lay.num_vars)]
+        want_mle = ml.evaluate(Fr.from_signed(vals), pt)
         for c in range(lay.num_vars + 1):
-            want = st.reshape(-1, 1 << c).any(axis=1)
-            assert (real_rows(sp, members, lay.index_vars, c) == want).all(), (members, c)
+            mat = StackMatrix.choose(sp, members, lay.index_vars, c)
+            assert mat.log_cols == c
+            got = mat.vector(vals)
+            assert ml.evaluate(Fr.from_signed(got), list(mat.point(pt))) == want_mle
+            rows = mat.vector(st).reshape(-1, 1 << c).any(axis=1)
+            assert (mat.real_rows() == rows).all(), (members, c)
+            plain = StackMatrix(mat.bits, mat.sizes, _greedy_low(mat.bits, c))
+            assert mat.real_rows().sum() <= plain.real_rows().sum()
+    # h (5 of 8) would sit in the columns of the plain layout; l (8 of 8) goes there instead
+    sp2 = Space("S2", (Axis("l", 8), Axis("h", 5), Axis("i", 8), Axis("e", 4)))
+    mat = StackMatrix.choose(sp2, 2, 1, 8)
+    assert not mat.identity and mat.low == (2, 3, 0, 3, 0)
+    assert mat.real_rows().sum() == 10 < StackMatrix(
+        mat.bits, mat.sizes, _greedy_low(mat.bits, 8)).real_rows().sum() == 16

@@ -265,3 +265,32 @@ def test_product_selector_equals_its_mask_and_binds_its_factors():
         lk.Selector(32, factors=(f0, f1[:4]))
     with pytest.raises(ValueError):
         lk.Selector(32, factors=(f0 * 2, f1))
+
+
+def test_union_mle_by_blocks_equals_the_union_vectors():
+    """TableSet.compressed_mle (aligned blocks, constant runs, per-table segments) equals the
+    integer MLEs of the union's tag, x and f vectors, for ranges, dense function tables, step
+    tables and unaligned offsets."""
+    from zk.lookup.tables import LookupTable, TableSet
+    from zk.multilinear import evaluate_small
+
+    rng = np.random.default_rng(1)
+    for trial in range(25):
+        tabs = []
+        for _ in range(int(rng.integers(1, 5))):
+            kind, size = int(rng.integers(0, 3)), int(rng.integers(1, 3000))
+            off = int(rng.integers(-5000, 5000))
+            if kind == 0:
+                tabs.append(LookupTable.range(off, off + size))
+            elif kind == 1:
+                tabs.append(LookupTable.function(off, rng.integers(-1000, 1000, size)))
+            else:  # a step table: few constant runs
+                steps = np.repeat(rng.integers(-3, 4, 4), -(-size // 4))[:size]
+                tabs.append(LookupTable.function(off, steps))
+        ts = TableSet(tabs)
+        pt = [int(x) for x in rng.integers(0, 2**62, ts.padded.bit_length() - 1)]
+        a = int(rng.integers(1, 2**62))
+        tag, xs, ys = ts.union()
+        want = (evaluate_small(tag, pt) + a * evaluate_small(xs, pt)
+                + a * a % P * evaluate_small(ys, pt)) % P
+        assert ts.compressed_mle(a, pt) == want, trial

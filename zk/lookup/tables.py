@@ -43,9 +43,10 @@ class LookupTable:
         if not 1 <= self.size <= MAX_TABLE:
             raise ValueError(f"table size {self.size} outside 1..{MAX_TABLE}")
         if self.outputs is not None:
-            out = np.ascontiguousarray(self.outputs, dtype=np.int64)
-            if out.shape != (self.size,):
+            out = np.array(self.outputs, dtype=np.int64)  # a private copy, read-only: the
+            if out.shape != (self.size,):                  # cached digest stays its digest
                 raise ValueError("a function table needs one output per input")
+            out.setflags(write=False)
             object.__setattr__(self, "outputs", out)
 
     @classmethod
@@ -74,6 +75,42 @@ class LookupTable:
     def describe(self) -> list[int]:
         """Integers that pin the table down (absorbed into transcripts)."""
         return [int(v) % P for v in self.describe_array()]
+
+    def digest(self) -> bytes:
+        """SHA3-256 of :meth:`describe_array` (little-endian int64), computed once per table
+        object (a model's tables are built once per commitment: a verifier does not hash a
+        2^21-row table on every proof)."""
+        d = self.__dict__.get("_digest")
+        if d is None:
+            d = hashlib.sha3_256(np.asarray(self.describe_array(), dtype="<i8").tobytes()).digest()
+            object.__setattr__(self, "_digest", d)
+        return d
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, values) of the outputs' constant runs (computed once)."""
+        r = self.__dict__.get("_runs")
+        if r is None:
+            starts = np.flatnonzero(np.r_[True, self.outputs[1:] != self.outputs[:-1]])
+            r = (starts, self.outputs[starts])
+            object.__setattr__(self, "_runs", r)
+        return r
+
+    def outputs_mle(self, off: int, point: Sequence[int]) -> int:
+        """sum_j eq(point, off + j) outputs[j]: the outputs placed at row ``off`` of a union
+        of 2^len(point) rows (by constant runs when they are few, else block by block)."""
+        n = len(point)
+        starts, vals = self.runs()
+        acc = 0
+        if starts.size * n < self.size // 16:
+            ends = np.r_[starts[1:], self.size]
+            for a, b, v in zip(starts.tolist(), ends.tolist(), vals.tolist()):
+                if v:
+                    acc += v * _interval_mle(off + a, off + b, point)
+            return acc % P
+        for start, s in _dyadic(off, off + self.size, n):
+            seg = self.outputs[start - off:start - off + (1 << s)]
+            acc += _eq_high(point, start, s) * evaluate_small(seg, point[:s])
+        return acc % P
 
     def describe_array(self) -> np.ndarray:
         """:meth:`describe` as signed int64 (the same field elements, without Python ints)."""
@@ -176,6 +213,36 @@ class Selector:
         return np.array([self.size, 0, self.prefix], dtype=np.int64)
 
 
+def _dyadic(lo: int, hi: int, n: int):
+    """The aligned blocks (start, log size) that tile [lo, hi) inside [0, 2^n), fewest first."""
+    while lo < hi:
+        s = (lo & -lo).bit_length() - 1 if lo else n
+        while lo + (1 << s) > hi:
+            s -= 1
+        yield lo, s
+        lo += 1 << s
+
+
+def _eq_high(point: Sequence[int], start: int, s: int) -> int:
+    """eq(point[s:], bits(start >> s)): the indicator MLE of the aligned block at start."""
+    acc = 1
+    for b in range(s, len(point)):
+        r = point[b]
+        acc = acc * (r if (start >> b) & 1 else 1 - r) % P
+    return acc
+
+
+def _interval_mle(lo: int, hi: int, point: Sequence[int], a: int = 1, slope: int = 0) -> int:
+    """sum over i in [lo, hi) of eq(point, i) (a + slope i), in O(len(point)^2)."""
+    acc = 0
+    for start, s in _dyadic(lo, hi, len(point)):
+        # over the block, i = start + j: sum_j eq(low, j) (a + slope (start + j)) =
+        # a + slope start + slope sum_(b < s) 2^b low_b
+        lin = sum((1 << b) * point[b] for b in range(s))
+        acc += _eq_high(point, start, s) * ((a + slope * start + slope * lin) % P)
+    return acc % P
+
+
 def indicator_mle(n: int, point: Sequence[int]) -> int:
     """ind~(point) for ind(i) = [i < n] over {0,1}^len(point), little-endian, in O(len)."""
     if n >> len(point):
@@ -217,8 +284,7 @@ class TableSet:
     def absorb(self, t: Transcript) -> None:
         for table in self.tables:
             t.absorb_bytes(LABEL_TABLE, table.name.encode())
-            t.absorb_bytes(LABEL_TABLE, hashlib.sha3_256(
-                np.asarray(table.describe_array(), dtype="<i8").tobytes()).digest())
+            t.absorb_bytes(LABEL_TABLE, table.digest())
 
     def union(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tag, x, f(x)) of every union row, zero-padded."""
@@ -240,11 +306,24 @@ class TableSet:
 
 
     def compressed_mle(self, alpha: int, point: Sequence[int]) -> int:
-        """w_T~(point) = tag~ + alpha x~ + alpha^2 f~ at ``point`` (the verifier's value; three
-        integer MLEs, never the Fr vector)."""
-        tag, xs, ys = self.union()
-        return (evaluate_small(tag, point) + alpha * evaluate_small(xs, point)
-                + alpha * alpha % P * evaluate_small(ys, point)) % P
+        """w_T~(point) = tag~ + alpha x~ + alpha^2 f~ at ``point`` (the verifier's value, never
+        the union's vectors): each table's rows split into aligned power-of-two blocks, where
+        the tag is a constant, x an affine function of the index (its MLE linear in the point)
+        and f either constant runs (a step table like MODE: a few runs for 2^21 rows) or the
+        table's own outputs (one integer MLE a block: O(rows of the table))."""
+        point = [int(u) % P for u in point]
+        if len(point) != num_vars(self.padded):
+            raise ValueError(f"a union of {self.padded} rows has no point of {len(point)} "
+                             "coordinates")
+        tag = xs = ys = 0
+        for k, (table, off) in enumerate(zip(self.tables, self.offsets)):
+            end = off + table.size
+            if k:
+                tag += k * _interval_mle(off, end, point)
+            xs += _interval_mle(off, end, point, table.offset - off, 1)
+            if table.outputs is not None:
+                ys += table.outputs_mle(off, point)
+        return (tag + alpha * (xs % P) + alpha * alpha % P * (ys % P)) % P
 
 
 def _compress(tag, xs, ys, alpha: int) -> np.ndarray:

@@ -33,12 +33,15 @@ values a prover places in padding never reach a real entry.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from gpu import poly as K
+from zk.claims import ComClaim
 from zk.commit import hyrax
 from zk.errors import ProverError
 from zk.field import Fr
@@ -84,24 +87,101 @@ class Axis:
         return 1 << self.bits
 
 
-def real_rows(space: "Space", members: int, index_vars: int, log_cols: int) -> np.ndarray:
-    """Which rows of a stack's Hyrax matrix (``members`` tensors of ``space``, the member index
-    in the top ``index_vars`` variables, 2^log_cols columns) hold a real entry; the others are
-    padding only (publicly zero)."""
-    mvars = space.num_vars
-    if log_cols >= mvars:  # a row spans 2^(log_cols - mvars) whole members
-        per = 1 << (log_cols - mvars)
-        return np.arange(1 << (mvars + index_vars - log_cols)) * per < members
-    out = np.arange(1 << index_vars) < members
-    left = log_cols
-    highs = []
-    for a in reversed(space.axes):  # innermost first: its low bits are the columns
-        low = min(a.bits, left)
-        left -= low
-        highs.append((np.arange(1 << (a.bits - low)) << low) < a.size)
-    for h in reversed(highs):  # outermost first: the row index's order
-        out = np.logical_and.outer(out, h).reshape(-1)
-    return out
+@dataclass(frozen=True)
+class StackMatrix:
+    """How a stack's vector sits in its Hyrax matrix: of each part (the space's axes innermost
+    first, then the member index) the low ``low[j]`` bits are column variables, the rest row
+    variables. The committed vector orders its variables as every part's low bits (innermost
+    part first), then every part's high bits; a claim's point is permuted the same way.
+    :meth:`choose` picks the split with the fewest rows that hold a real entry (rows of
+    padding only are publicly zero and not sent): e.g. (l 30, h 9, i 32, e 64) at 2^15 columns
+    puts 4 bits of l rather than the 4 bits of h (9 of 16 real) in the columns, 288 real rows
+    of 512 instead of 480."""
+
+    bits: tuple[int, ...]
+    sizes: tuple[int, ...]
+    low: tuple[int, ...]
+
+    @classmethod
+    def choose(cls, space: "Space", members: int, index_vars: int, log_cols: int
+               ) -> "StackMatrix":
+        bits = tuple(a.bits for a in reversed(space.axes)) + (index_vars,)
+        sizes = tuple(a.size for a in reversed(space.axes)) + (members,)
+        return cls(bits, sizes, _best_low(bits, sizes, log_cols))
+
+    @property
+    def log_cols(self) -> int:
+        return sum(self.low)
+
+    @property
+    def order(self) -> list[int]:
+        """The original variable index of each committed variable (little-endian)."""
+        starts = np.cumsum((0,) + self.bits).tolist()
+        lo = [starts[j] + k for j, c in enumerate(self.low) for k in range(c)]
+        hi = [starts[j] + k for j, (b, c) in enumerate(zip(self.bits, self.low))
+              for k in range(c, b)]
+        return lo + hi
+
+    @property
+    def identity(self) -> bool:
+        return self.order == list(range(sum(self.bits)))
+
+    def point(self, point: Sequence[int]) -> tuple[int, ...]:
+        return tuple(point[i] for i in self.order)
+
+    def vector(self, v: np.ndarray) -> np.ndarray:
+        """The committed vector of a stack's (member-major, padded) vector."""
+        if self.identity:
+            return v
+        k = len(self.bits)
+        shape = []
+        for j in reversed(range(k)):  # C order: the outermost part first, hi then lo
+            shape += [1 << (self.bits[j] - self.low[j]), 1 << self.low[j]]
+        his = [2 * (k - 1 - j) for j in reversed(range(k))]
+        los = [2 * (k - 1 - j) + 1 for j in reversed(range(k))]
+        return np.ascontiguousarray(v.reshape(shape).transpose(his + los)).reshape(-1)
+
+    def real_rows(self) -> np.ndarray:
+        """Which rows hold a real entry (the others are padding only)."""
+        r = np.arange(1 << (sum(self.bits) - self.log_cols))
+        out = np.ones(r.size, dtype=bool)
+        off = 0
+        for b, c, size in zip(self.bits, self.low, self.sizes):
+            h = (r >> off) & ((1 << (b - c)) - 1)
+            out &= (h << c) < size
+            off += b - c
+        return out
+
+
+def _greedy_low(bits: Sequence[int], cols: int) -> tuple[int, ...]:
+    low, left = [], cols
+    for b in bits:
+        low.append(min(b, left))
+        left -= low[-1]
+    return tuple(low)
+
+
+@lru_cache(maxsize=256)
+def _best_low(bits: tuple[int, ...], sizes: tuple[int, ...], cols: int) -> tuple[int, ...]:
+    """The column split with the fewest real rows: the member index only in the columns when
+    the whole space is (claims on several members at one point then share a column point);
+    the plain layout (low variables as columns) on a tie."""
+    def real(low) -> int:
+        n = 1
+        for size, c in zip(sizes, low):
+            n *= -(-size // (1 << c))
+        return n
+
+    base = _greedy_low(bits, cols)
+    if base[-1] or len(bits) == 1:
+        return base
+    best, best_n = base, real(base)
+    for low in itertools.product(*(range(b + 1) for b in bits[:-1])):
+        if sum(low) == cols:
+            n = real(low + (0,))
+            if n < best_n:
+                best, best_n = low + (0,), n
+    return best
 
 
 @dataclass(frozen=True)
@@ -420,6 +500,7 @@ class Engine:
         self.layouts = {sp: stack.StackLayout(names, self.spaces[sp].num_vars)
                         for sp, names in self.members.items()}
         self.tensors: dict[str, hyrax.Tensor] = {}
+        self.matrices: dict[str, StackMatrix] = {}
         self.book = stack.ClaimBook()
         self.external: dict[str, tuple[hyrax.Tensor, Space]] = {}
         self.columns: list[tuple[int, Lin, Lin | None, Mask | None]] = []
@@ -439,12 +520,14 @@ class Engine:
             # few rows (the proof carries one point a row), the columns within a member (claims
             # on several members at one point then share the opening's column point)
             cols = min(MAX_LOG_COLS, max(lay.member_vars, lay.num_vars // 2 + 1), lay.num_vars)
-            zero = ~real_rows(self.spaces[sp], len(lay.names), lay.index_vars, cols)
+            mat = self.matrices[sp] = StackMatrix.choose(self.spaces[sp], len(lay.names),
+                                                         lay.index_vars, cols)
+            zero = ~mat.real_rows()
             mk = None
             if self.proving:
-                mk = (lambda lay=lay, cols=cols, zero=zero: stack.commit(
-                    lay, {n: self.w[n] for n in lay.names}, log_cols=cols, rng=self.ctx.rng,
-                    zero_rows=zero))
+                mk = (lambda lay=lay, mat=mat, zero=zero: hyrax.commit(
+                    mat.vector(lay.stacked({n: self.w[n] for n in lay.names})),
+                    log_cols=mat.log_cols, rng=self.ctx.rng, zero_rows=zero))
             self.tensors[sp] = hyrax.commit_in(self.ctx, lay.num_vars, cols, mk,
                                                zero_rows=zero if zero.any() else None)
 
@@ -815,8 +898,9 @@ class Engine:
         """Open every stack and every external tensor, for all claims recorded on them, in ONE
         batched opening (:func:`zk.commit.hyrax.open_batch`: one sumcheck over the columns,
         one dot-product argument for the whole proof)."""
-        items = [(self.tensors[sp], self.book.claims[sp]) for sp in self.layouts
-                 if self.book.claims.get(sp)]
+        items = [(self.tensors[sp], [ComClaim(self.matrices[sp].point(c.point), c.com)
+                                     for c in self.book.claims[sp]])
+                 for sp in self.layouts if self.book.claims.get(sp)]
         items += [(t, self.book.claims["w:" + name]) for name, (t, _) in self.external.items()
                   if self.book.claims.get("w:" + name)]
         items += [(t, [claim]) for t, claim in self.m_openings]

@@ -1002,8 +1002,12 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
         limb_columns(eng, row, name + ".sl2", SL_LIMBS)
     L4 = sh.LHIJ
 
+    built = mc.__dict__.setdefault("_lookup_tables", {})  # built once per commitment
+
     def fn(key: str, offset: int, values: np.ndarray) -> int:
-        return eng.table(key, lambda: LookupTable.function(offset, values, key))
+        if (key, offset) not in built:
+            built[(key, offset)] = LookupTable.function(offset, values, key)
+        return eng.table(key, lambda: built[(key, offset)])
 
     eng.column(eng.range_table(0, 2), Lin.of(L4, "sel"), None, mask_s)
     eng.column(fn("clipd", -(1 << cfg.score_bits), T.clipd), Lin.of(L4, "dd"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -163,6 +164,7 @@ def mode(a: np.ndarray, bits: int, t_bits: int) -> np.ndarray:
     return np.where(a < -1, -1, np.where(a > 0, 1, 0)).astype(np.int64)
 
 
+@lru_cache(maxsize=16)
 def mode_table(bits: int, t_bits: int) -> LookupTable:
     c = 1 << (t_bits - bits)
     a = np.arange(-c, c, dtype=np.int64)
