@@ -587,3 +587,17 @@ def test_leaf_block_equals_python_integers():
         assert Fr.to_ints(p) == [int(s) for s in sel]
         K.leaf_block(Fr.desc, x, np.zeros(0, np.int64), sel, *args, p, q)
         assert Fr.to_ints(q) == [(c + a * int(u)) % P for u in x]
+
+
+def test_narrow_stacks_skip_padding_rows_and_keep_padded_grid_tensors(model, gpt2, monkeypatch):
+    """With few columns the stacks have many rows, some of padding only (not sent); the
+    tensors built on the padded grid (the score differences, the argmax differences) are not
+    zero there and keep their rows: honest proofs of both architectures at a length with
+    padding (5 positions of 8) verify."""
+    from zk.model import engine as E
+
+    monkeypatch.setattr(E, "MAX_LOG_COLS", 4)
+    for pm, toks, wide_proof in (model, gpt2):
+        proof = M.prove(pm, toks, 3)
+        M.verify_bytes(proof.to_bytes(), pm.commitment)
+        assert proof.size != wide_proof.size

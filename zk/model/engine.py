@@ -101,13 +101,14 @@ class StackMatrix:
     bits: tuple[int, ...]
     sizes: tuple[int, ...]
     low: tuple[int, ...]
+    dense: tuple[int, ...] = ()  # members whose padding is not publicly zero: every row real
 
     @classmethod
-    def choose(cls, space: "Space", members: int, index_vars: int, log_cols: int
-               ) -> "StackMatrix":
+    def choose(cls, space: "Space", members: int, index_vars: int, log_cols: int,
+               dense: Sequence[int] = ()) -> "StackMatrix":
         bits = tuple(a.bits for a in reversed(space.axes)) + (index_vars,)
         sizes = tuple(a.size for a in reversed(space.axes)) + (members,)
-        return cls(bits, sizes, _best_low(bits, sizes, log_cols))
+        return cls(bits, sizes, _best_low(bits, sizes, log_cols), tuple(dense))
 
     @property
     def log_cols(self) -> int:
@@ -150,6 +151,9 @@ class StackMatrix:
             h = (r >> off) & ((1 << (b - c)) - 1)
             out &= (h << c) < size
             off += b - c
+        if self.dense:  # the member index is the rows' top field (h: its high part)
+            c = self.low[-1]
+            out |= np.isin(h, [m >> c for m in self.dense])
         return out
 
 
@@ -486,8 +490,13 @@ class Engine:
 
     def __init__(self, ctx: Context, spaces: Sequence[Space],
                  members: Mapping[str, Sequence[str]],
-                 witness: Mapping[str, np.ndarray] | None = None) -> None:
+                 witness: Mapping[str, np.ndarray] | None = None,
+                 nonzero_padding: Sequence[str] = ()) -> None:
+        """``nonzero_padding``: tensors defined on their space's padded grid (their relations
+        hold there too), so their padding entries are not publicly zero; every other tensor is
+        zero on padding, and the stack rows of padding only are not sent."""
         self.ctx = ctx
+        self.nonzero_padding = frozenset(nonzero_padding)
         self.spaces = {s.name: s for s in spaces}
         self.members = {k: tuple(v) for k, v in members.items()}
         self.where: dict[str, str] = {}
@@ -520,8 +529,9 @@ class Engine:
             # few rows (the proof carries one point a row), the columns within a member (claims
             # on several members at one point then share the opening's column point)
             cols = min(MAX_LOG_COLS, max(lay.member_vars, lay.num_vars // 2 + 1), lay.num_vars)
+            dense = tuple(k for k, n in enumerate(lay.names) if n in self.nonzero_padding)
             mat = self.matrices[sp] = StackMatrix.choose(self.spaces[sp], len(lay.names),
-                                                         lay.index_vars, cols)
+                                                         lay.index_vars, cols, dense)
             zero = ~mat.real_rows()
             mk = None
             if self.proving:

@@ -929,6 +929,10 @@ def lin_factor(lin: Lin, axes: tuple[str, ...] | None = None) -> Factor:
 # ---------------------------------------------------------------- witness on padded grids
 
 
+PADDED_GRID = ("dd", "u", "lt", "diff")
+"""Tensors that :func:`_witness` builds on the padded grids (not zero on padding)."""
+
+
 def _witness(sh: Shape, w: dict, ch: dict, st: Statement) -> tuple[dict, dict]:
     """Pad the reference's tensors onto their spaces; build the derived ones (dd, u, lt,
     diff) on the padded grids, where their relations must hold too."""
@@ -939,7 +943,7 @@ def _witness(sh: Shape, w: dict, ch: dict, st: Statement) -> tuple[dict, dict]:
             spaces[n] = getattr(sh, sp)
     out = {}
     for n, sp in spaces.items():
-        if n in ("dd", "u", "lt", "diff"):
+        if n in PADDED_GRID:
             continue
         out[n] = sp.pad(w[n])
     a = sh.ax
@@ -982,7 +986,7 @@ def _protocol(ctx: Context, mc: LlamaCommitment, st: Statement, context: bytes,
     pub = Publics(sh, mc.tables, st)
     ax = sh.ax
     _absorb(ctx.t, mc, st, context)
-    eng = Engine(ctx, sh.spaces(), sh.members(), w)
+    eng = Engine(ctx, sh.spaces(), sh.members(), w, nonzero_padding=PADDED_GRID)
     for n in weight_names(cfg):
         eng.bind_external(n, sh.W[n], mc.weights[n],
                           model.witnesses[n] if ctx.proving else None,
