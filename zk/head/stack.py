@@ -63,11 +63,10 @@ class StackLayout:
 
 
 def commit(layout: StackLayout, members: Mapping[str, np.ndarray], log_cols: int | None = None,
-           rng: np.random.Generator | None = None, zero_rows: np.ndarray | None = None
+           rng: np.random.Generator | None = None
            ) -> tuple[hyrax.HyraxCommitment, hyrax.HyraxWitness]:
-    """Commit to a stack (hiding Hyrax commitment of the stacked vector; ``zero_rows``: the
-    publicly zero rows, see :func:`zk.commit.hyrax.commit`)."""
-    return hyrax.commit(layout.stacked(members), log_cols=log_cols, rng=rng, zero_rows=zero_rows)
+    """Commit to a stack (hiding Hyrax commitment of the stacked vector)."""
+    return hyrax.commit(layout.stacked(members), log_cols=log_cols, rng=rng)
 
 
 @dataclass

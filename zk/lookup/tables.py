@@ -19,7 +19,7 @@ import numpy as np
 
 from zk.errors import ProverError
 from zk.field import Fr
-from zk.multilinear import P, evaluate, evaluate_small, next_pow2, num_vars
+from zk.multilinear import P, eq_eval, evaluate, evaluate_small, next_pow2, num_vars
 from zk.transcript import Transcript
 
 __all__ = ["LookupTable", "Selector", "Column", "TableSet", "indicator_mle", "multiplicities",
@@ -225,11 +225,7 @@ def _dyadic(lo: int, hi: int, n: int):
 
 def _eq_high(point: Sequence[int], start: int, s: int) -> int:
     """eq(point[s:], bits(start >> s)): the indicator MLE of the aligned block at start."""
-    acc = 1
-    for b in range(s, len(point)):
-        r = point[b]
-        acc = acc * (r if (start >> b) & 1 else 1 - r) % P
-    return acc
+    return eq_eval(point[s:], [(start >> b) & 1 for b in range(s, len(point))])
 
 
 def _interval_mle(lo: int, hi: int, point: Sequence[int], a: int = 1, slope: int = 0) -> int:

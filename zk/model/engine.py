@@ -95,8 +95,8 @@ class StackMatrix:
     part first), then every part's high bits; a claim's point is permuted the same way.
     :meth:`choose` picks the split with the fewest rows that hold a real entry (rows of
     padding only are publicly zero and not sent): e.g. (l 30, h 9, i 32, e 64) at 2^15 columns
-    puts 4 bits of l rather than the 4 bits of h (9 of 16 real) in the columns, 288 real rows
-    of 512 instead of 480."""
+    puts the low 5 bits of e, i and l in the columns rather than all of e, i and the 4 bits of
+    h (9 of 16 real): 288 real rows of 512 instead of 480."""
 
     bits: tuple[int, ...]
     sizes: tuple[int, ...]
